@@ -1,0 +1,63 @@
+# inferloop: every target creates or reuses .venv (Python 3.11 and pip are all it needs).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# Stages call papermill, dvc and uvicorn by name: put the venv first on PATH.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export DO_NOT_TRACK ?= 1
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+PORT ?= 5000
+SERVE_PORT ?= 5001
+WORKERS ?= 2
+MODEL ?= models:/fraud-detector@champion
+
+.PHONY: help venv run test test-fast lint format ui lab serve bench clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,spark]'
+	@touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv and install inferloop with its dev tools
+
+run: $(STAMP)  ## run the whole lifecycle (dvc repro) and say where to look
+	@test -d .dvc || $(BIN)/dvc init --quiet
+	time $(BIN)/dvc repro
+	@$(BIN)/inferloop where
+
+test: $(STAMP)  ## run the test suite
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)  ## unit tests only
+	$(BIN)/python -m pytest -q tests/unit
+
+lint: $(STAMP)  ## ruff lint + format check, mypy on src/
+	$(BIN)/ruff check src tests benchmarks pipelines
+	$(BIN)/ruff format --check src tests benchmarks pipelines
+	$(BIN)/mypy
+
+format: $(STAMP)  ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix src tests benchmarks pipelines
+	$(BIN)/ruff format src tests benchmarks pipelines
+
+ui: $(STAMP)  ## MLflow UI on http://127.0.0.1:$(PORT) against the project store
+	$(BIN)/inferloop ui --port $(PORT)
+
+lab: $(STAMP)  ## JupyterLab on the notebooks
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser notebooks
+
+serve: $(STAMP)  ## serve $(MODEL) with mlflow models serve on 127.0.0.1:$(SERVE_PORT)
+	$(BIN)/inferloop serve --model $(MODEL) --port $(SERVE_PORT) --workers $(WORKERS)
+
+bench: $(STAMP)  ## run the benchmarks; results in benchmarks/results/*.json
+	$(BIN)/python benchmarks/run_all.py
+
+clean:  ## remove generated data, stores and reports (keeps .venv)
+	rm -rf data/raw data/validated data/processed data/quarantine data/predictions data/incoming mlruns reports/notebooks reports/monitoring

@@ -1,0 +1,133 @@
+"""Features: batch equals row-by-row online, no leakage, state survives pickling."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from inferloop import schema as s
+from inferloop.features import FeatureParams, TransactionFeaturizer, featurize_frame
+from inferloop.simulate import SimulateParams, simulate_transactions
+
+PARAMS = FeatureParams(customer_windows=("1h", "1D", "7D"), terminal_windows=("1D", "7D"), label_delay="2D")
+
+
+@pytest.fixture(scope="module")
+def raw() -> pd.DataFrame:
+    return simulate_transactions(SimulateParams(n_customers=150, n_terminals=100, n_days=14, seed=5))
+
+
+def _cut(raw: pd.DataFrame, day: int) -> pd.Timestamp:
+    return raw[s.TIMESTAMP].min().normalize() + pd.Timedelta(days=day)
+
+
+def test_batch_features_equal_row_by_row_online_features(raw: pd.DataFrame) -> None:
+    cut = _cut(raw, 10)
+    history, incoming = raw[raw[s.TIMESTAMP] < cut], raw[raw[s.TIMESTAMP] >= cut].head(250)
+    batch = TransactionFeaturizer.from_params(PARAMS).fit(history).transform(incoming)
+
+    online = TransactionFeaturizer.from_params(PARAMS).fit(history)
+    rows = []
+    for i in range(len(incoming)):
+        row = incoming.iloc[[i]]
+        rows.append(online.transform(row))
+        online.update(row)  # the label arrives with the row; used only after the delay
+    np.testing.assert_allclose(pd.concat(rows).to_numpy(), batch.to_numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_one_pass_over_everything_equals_incremental_scoring(raw: pd.DataFrame) -> None:
+    cut = _cut(raw, 9)
+    full, _ = featurize_frame(raw, PARAMS)
+    incremental = TransactionFeaturizer.from_params(PARAMS).fit(raw[raw[s.TIMESTAMP] < cut])
+    later = raw[s.TIMESTAMP] >= cut
+    np.testing.assert_allclose(incremental.transform(raw[later]).to_numpy(), full[later].to_numpy(), atol=1e-9)
+
+
+def test_future_rows_do_not_change_past_features(raw: pd.DataFrame) -> None:
+    cut = _cut(raw, 8)
+    full, _ = featurize_frame(raw, PARAMS)
+    past_only, _ = featurize_frame(raw[raw[s.TIMESTAMP] < cut], PARAMS)
+    np.testing.assert_allclose(full[raw[s.TIMESTAMP] < cut].to_numpy(), past_only.to_numpy(), atol=1e-9)
+
+
+def test_labels_younger_than_the_delay_are_never_used(raw: pd.DataFrame) -> None:
+    """Flipping every label inside the last two days (= the delay) must not move any feature."""
+    flipped = raw.copy()
+    recent = flipped[s.TIMESTAMP] >= _cut(raw, 12)
+    flipped.loc[recent, s.TARGET] = 1 - flipped.loc[recent, s.TARGET]
+    a, _ = featurize_frame(raw, PARAMS)
+    b, _ = featurize_frame(flipped, PARAMS)
+    np.testing.assert_array_equal(a.to_numpy(), b.to_numpy())
+
+
+def test_labels_older_than_the_delay_are_used(raw: pd.DataFrame) -> None:
+    flipped = raw.copy()
+    early = flipped[s.TIMESTAMP] < _cut(raw, 4)
+    flipped.loc[early, s.TARGET] = 1
+    a, _ = featurize_frame(raw, PARAMS)
+    b, _ = featurize_frame(flipped, PARAMS)
+    assert (b["term_risk_7D"] > a["term_risk_7D"]).any()
+
+
+def test_customer_window_counts_by_hand() -> None:
+    t0 = pd.Timestamp("2026-03-02 10:00")
+    times = [t0, t0 + pd.Timedelta("10min"), t0 + pd.Timedelta("50min"), t0 + pd.Timedelta("2h")]
+    df = pd.DataFrame(
+        {
+            s.TRANSACTION_ID: range(4),
+            s.TIMESTAMP: times,
+            s.CUSTOMER_ID: [1, 1, 1, 1],
+            s.TERMINAL_ID: [9, 9, 9, 9],
+            s.AMOUNT: [10.0, 20.0, 30.0, 40.0],
+            s.CHANNEL: "chip",
+            s.MERCHANT_CATEGORY: "grocery",
+        }
+    )
+    f, _ = featurize_frame(df, PARAMS)
+    assert f["cust_count_1h"].tolist() == [1, 2, 3, 1]
+    assert f["cust_mean_amount_1h"].tolist() == [10, 15, 20, 40]
+    assert f["cust_count_1D"].tolist() == [1, 2, 3, 4]
+    assert f["cust_log_seconds_since_last"].iloc[0] == -1
+    assert f["cust_log_seconds_since_last"].iloc[1] == pytest.approx(np.log1p(600))
+    assert f["amount_to_cust_mean"].iloc[3] == pytest.approx(40 / 25)
+
+
+def test_state_survives_pickling(raw: pd.DataFrame) -> None:
+    cut = _cut(raw, 10)
+    fitted = TransactionFeaturizer.from_params(PARAMS).fit(raw[raw[s.TIMESTAMP] < cut])
+    clone = pickle.loads(pickle.dumps(fitted))
+    later = raw[raw[s.TIMESTAMP] >= cut]
+    pd.testing.assert_frame_equal(fitted.transform(later), clone.transform(later))
+
+
+def test_history_is_pruned_to_the_longest_horizon(raw: pd.DataFrame) -> None:
+    _, fitted = featurize_frame(raw, PARAMS)
+    horizon = pd.Timedelta("2D") + pd.Timedelta("7D")
+    oldest = pd.Timestamp(fitted.history_.time.min(), unit="s")
+    assert oldest >= raw[s.TIMESTAMP].max() - horizon
+
+
+def test_unknown_customers_and_terminals_get_empty_history(raw: pd.DataFrame) -> None:
+    fitted = TransactionFeaturizer.from_params(PARAMS).fit(raw)
+    row = raw.tail(1).assign(**{s.CUSTOMER_ID: 10**9, s.TERMINAL_ID: 10**9})
+    row[s.TIMESTAMP] = raw[s.TIMESTAMP].max() + pd.Timedelta("1h")
+    f = fitted.transform(row)
+    assert f["cust_count_7D"].iloc[0] == 1 and f["term_count_7D"].iloc[0] == 0
+
+
+def test_missing_columns_are_named(raw: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="terminal_id"):
+        TransactionFeaturizer().fit(raw.drop(columns=[s.TERMINAL_ID]))
+
+
+def test_transform_before_fit_is_a_clear_error(raw: pd.DataFrame) -> None:
+    with pytest.raises(RuntimeError, match="not fitted"):
+        TransactionFeaturizer().transform(raw.head(3))
+
+
+def test_ids_and_sensitive_columns_are_not_features() -> None:
+    names = set(TransactionFeaturizer().fit(pd.DataFrame(columns=list(s.SCORING_COLUMNS))).feature_names_out_)
+    assert not names & {*s.ID_COLUMNS, *s.SENSITIVE_COLUMNS, s.TARGET}

@@ -1,0 +1,41 @@
+"""Time split: windows, gaps equal to the label delay, coverage errors."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from inferloop import schema as s
+from inferloop.split import SplitParams, plan_windows, split_by_time
+
+
+def _days(n: int) -> pd.DataFrame:
+    ts = pd.date_range("2026-01-01", periods=n * 24, freq="h")
+    return pd.DataFrame({s.TIMESTAMP: ts, s.TARGET: (ts.hour == 3).astype(int)})
+
+
+def test_windows_are_laid_back_from_the_end_with_gaps() -> None:
+    w = plan_windows(pd.Timestamp("2026-02-01"), SplitParams(10, 5, 4, 3))
+    assert w.test.end == pd.Timestamp("2026-02-01") and w.test.start == pd.Timestamp("2026-01-28")
+    assert w.validation.end == pd.Timestamp("2026-01-25") and w.validation.start == pd.Timestamp("2026-01-20")
+    assert w.train.end == pd.Timestamp("2026-01-17") and w.train.start == pd.Timestamp("2026-01-07")
+
+
+def test_split_rows_do_not_overlap_and_respect_gaps() -> None:
+    df = _days(40)
+    r = split_by_time(df, SplitParams(10, 5, 4, 3))
+    assert r.train[s.TIMESTAMP].max() + pd.Timedelta(days=3) < r.validation[s.TIMESTAMP].min()
+    assert r.validation[s.TIMESTAMP].max() + pd.Timedelta(days=3) < r.test[s.TIMESTAMP].min()
+    assert len(r.train) == 10 * 24 and len(r.validation) == 5 * 24 and len(r.test) == 4 * 24
+    assert r.summary["history_rows"] == (40 - 10 - 5 - 4 - 6) * 24
+    assert r.summary["train"]["frauds"] == 10
+
+
+def test_too_little_data_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="needs 25"):
+        split_by_time(_days(20), SplitParams(10, 5, 4, 3))
+
+
+def test_empty_frame_is_refused() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        split_by_time(_days(1).iloc[:0], SplitParams())
