@@ -77,6 +77,43 @@ def ui(port: int, host: str) -> None:
     raise SystemExit(subprocess.call(cmd, env=env))
 
 
+MODEL_NAME = click.option("--name", default="fraud-detector", show_default=True, help="Registered model name.")
+
+
+@main.command()
+@MODEL_NAME
+@click.option("--version", "version", required=True, help="Version to make champion.")
+@click.option("--force", is_flag=True, help="Promote even if the version's gates failed.")
+def promote(name: str, version: str, force: bool) -> None:
+    """Point NAME@champion at VERSION (refused if its gates failed, unless --force)."""
+    from inferloop.registry import RegistryError
+    from inferloop.registry import promote as promote_version
+    from inferloop.tracking import configure_mlflow
+
+    configure_mlflow()
+    try:
+        move = promote_version(name, version, force=force)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"promoted: {move.describe()}")
+
+
+@main.command()
+@MODEL_NAME
+def rollback(name: str) -> None:
+    """Move NAME@champion back to the version it replaced."""
+    from inferloop.registry import RegistryError
+    from inferloop.registry import rollback as rollback_champion
+    from inferloop.tracking import configure_mlflow
+
+    configure_mlflow()
+    try:
+        move = rollback_champion(name)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"rolled back: {move.describe()}")
+
+
 @main.command()
 def where() -> None:
     """Print where the lifecycle's outputs are."""

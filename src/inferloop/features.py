@@ -38,6 +38,7 @@ class FeatureParams:
     terminal_windows: tuple[str, ...] = ("1D", "7D", "30D")
     label_delay: str = "7D"
     night_hours: tuple[int, int] = (0, 6)
+    extra_history: str = "14D"
 
 
 def _seconds(window: str) -> int:
@@ -166,6 +167,10 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
         transactions at least this old.
     night_hours:
         ``(start, end)`` hours of the night flag, ``start <= hour < end``.
+    extra_history:
+        History kept beyond the longest window, so that a fitted model can re-score its most
+        recent days exactly as the batch features did (the evaluate stage re-scores the test
+        window through the deployed model).
     """
 
     def __init__(
@@ -174,17 +179,23 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
         terminal_windows: Sequence[str] = ("1D", "7D", "30D"),
         label_delay: str = "7D",
         night_hours: tuple[int, int] = (0, 6),
+        extra_history: str = "14D",
     ) -> None:
         self.customer_windows = customer_windows
         self.terminal_windows = terminal_windows
         self.label_delay = label_delay
         self.night_hours = night_hours
+        self.extra_history = extra_history
 
     @classmethod
     def from_params(cls, params: FeatureParams) -> TransactionFeaturizer:
         """Build from the ``featurize`` params section."""
         return cls(
-            params.customer_windows, params.terminal_windows, params.label_delay, params.night_hours
+            params.customer_windows,
+            params.terminal_windows,
+            params.label_delay,
+            params.night_hours,
+            params.extra_history,
         )
 
     # ------------------------------------------------------------------ fitting / state
@@ -194,9 +205,8 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
         self.customer_windows_s_ = [_seconds(w) for w in self.customer_windows]
         self.terminal_windows_s_ = [_seconds(w) for w in self.terminal_windows]
         self.label_delay_s_ = _seconds(self.label_delay)
-        self.horizon_s_ = max(
-            [*self.customer_windows_s_, self.label_delay_s_ + max(self.terminal_windows_s_)]
-        )
+        longest = max([*self.customer_windows_s_, self.label_delay_s_ + max(self.terminal_windows_s_)])
+        self.horizon_s_ = longest + _seconds(self.extra_history)
         self.customer_index_ = pd.Index([])
         self.terminal_index_ = pd.Index([])
         self.feature_names_out_ = self._feature_names()

@@ -104,7 +104,8 @@ class DriftParams:
 class BiasParams:
     """A customer group whose fraud looks like its normal spending (hard for any model).
 
-    Fraud against the group's customers is camouflaged: takeovers do not raise the amount, and
+    Fraud against the group's customers is camouflaged: stolen cards and takeovers are used for
+    ordinary amounts, card testers leave the group alone (no tell-tale bursts), and
     ``extra_per_1k`` (per 1,000 customers per day) additional frauds at the customer's usual terminals, usual amounts and
     usual hours are added.
     """
@@ -350,7 +351,10 @@ def _high_amount(pop: Population, p: SimulateParams, day: int) -> _Rows:
     terminal = rng.integers(0, len(pop.terminal_id), size=n)
     terminal = np.where(online, _draw_terminals(pop, customers, np.ones(n, bool), rng), terminal)
     online = pop.terminal_online[terminal]
-    amount = pop.mean_amount[customers] * rng.uniform(*p.fraud.high_amount_multiplier, size=n)
+    multiplier = rng.uniform(*p.fraud.high_amount_multiplier, size=n)
+    if p.bias.enabled:  # the biased group's stolen cards are used for ordinary amounts
+        multiplier = np.where(_in_bias_group(pop, p, customers), rng.lognormal(-0.18, 0.6, size=n), multiplier)
+    amount = pop.mean_amount[customers] * multiplier
     seconds = rng.uniform(0, SECONDS_PER_DAY - 1, size=n)
     code = s.SCENARIO_CODES["high_amount"]
     return _Rows(
@@ -410,7 +414,10 @@ def _card_testing(pop: Population, p: SimulateParams, day: int) -> _Rows:
     n_bursts = rng.poisson(p.fraud.card_testing_per_1k * _per_1k(pop))
     lo, hi = p.fraud.card_testing_burst
     sizes = rng.integers(lo, hi + 1, size=n_bursts)
-    customers = np.repeat(_pick_customers(pop, day, n_bursts, rng), sizes)
+    victims = _pick_customers(pop, day, n_bursts, rng)
+    if p.bias.enabled:  # card testers never pick the biased group: its fraud leaves no burst
+        victims = _outside_bias_group(pop, p, victims)
+    customers = np.repeat(victims, sizes)
     starts = np.repeat(
         rng.uniform(0, SECONDS_PER_DAY - p.fraud.card_testing_minutes * 60, n_bursts), sizes
     )
@@ -449,6 +456,16 @@ def _new_pattern(pop: Population, p: SimulateParams, day: int) -> _Rows:
 def _in_bias_group(pop: Population, p: SimulateParams, customers: np.ndarray) -> np.ndarray:
     attr = pop.age_band if p.bias.attribute == s.AGE_BAND else pop.region
     return np.asarray(attr[customers] == p.bias.group)
+
+
+def _outside_bias_group(pop: Population, p: SimulateParams, customers: np.ndarray) -> np.ndarray:
+    """Replace customers of the biased group by the next customer outside it (deterministic)."""
+    inside = _in_bias_group(pop, p, pop.customer_id)
+    outside = np.flatnonzero(~inside)
+    if not len(outside):
+        return customers
+    nxt = np.minimum(np.searchsorted(outside, customers), len(outside) - 1)
+    return np.where(inside[customers], outside[nxt], customers)
 
 
 def _camouflaged(pop: Population, p: SimulateParams, day: int) -> _Rows:

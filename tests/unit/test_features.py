@@ -12,7 +12,7 @@ from inferloop import schema as s
 from inferloop.features import FeatureParams, TransactionFeaturizer, featurize_frame
 from inferloop.simulate import SimulateParams, simulate_transactions
 
-PARAMS = FeatureParams(customer_windows=("1h", "1D", "7D"), terminal_windows=("1D", "7D"), label_delay="2D")
+PARAMS = FeatureParams(customer_windows=("1h", "1D", "7D"), terminal_windows=("1D", "7D"), label_delay="2D", extra_history="1D")
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_state_survives_pickling(raw: pd.DataFrame) -> None:
 
 def test_history_is_pruned_to_the_longest_horizon(raw: pd.DataFrame) -> None:
     _, fitted = featurize_frame(raw, PARAMS)
-    horizon = pd.Timedelta("2D") + pd.Timedelta("7D")
+    horizon = pd.Timedelta("2D") + pd.Timedelta("7D") + pd.Timedelta("1D")
     oldest = pd.Timestamp(fitted.history_.time.min(), unit="s")
     assert oldest >= raw[s.TIMESTAMP].max() - horizon
 

@@ -1,0 +1,89 @@
+"""Behaviour of the deployable model: invariance, direction, minimum functionality, loading."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from inferloop import schema as s
+from inferloop.datasets import SimulatedSplits
+from inferloop.model import FraudModel, InvalidInput, coerce_input
+
+
+def _raw(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[list(s.SCORING_COLUMNS)].reset_index(drop=True)
+
+
+def test_ids_and_irrelevant_columns_do_not_change_the_score(fraud_model: FraudModel, model_data: SimulatedSplits) -> None:
+    rows = model_data.splits.test.head(300)
+    base = fraud_model.score_frame(_raw(rows))[s.SCORE]
+    renamed = _raw(rows).assign(**{s.TRANSACTION_ID: np.arange(len(rows)) + 10**12})
+    extra = renamed.assign(note="anything", **{s.AGE_BAND: "61+", s.REGION: "north"})
+    np.testing.assert_allclose(fraud_model.score_frame(extra)[s.SCORE], base, rtol=0, atol=0)
+
+
+def test_a_card_testing_burst_raises_the_score(fraud_model: FraudModel, model_data: SimulatedSplits) -> None:
+    test = model_data.splits.test
+    normal = test[(test[s.TARGET] == 0) & (test[s.CHANNEL] == "online")].iloc[[0]]
+    alone = fraud_model.score_frame(_raw(normal))[s.SCORE].iloc[0]
+    t = normal[s.TIMESTAMP].iloc[0]
+    burst = pd.concat([normal] * 12, ignore_index=True)
+    burst[s.TIMESTAMP] = [t - pd.Timedelta(minutes=3 * (11 - i)) for i in range(12)]
+    burst[s.AMOUNT] = 1.5
+    burst[s.TRANSACTION_ID] = np.arange(12) + 10**12
+    after_burst = fraud_model.score_frame(_raw(burst))[s.SCORE].iloc[-1]
+    assert after_burst > alone + 0.2
+
+
+def test_obvious_simulated_fraud_is_caught(fraud_model: FraudModel, model_data: SimulatedSplits) -> None:
+    test = model_data.splits.test
+    scored = fraud_model.score_frame(_raw(test))
+    obvious = test[s.FRAUD_SCENARIO].isin([s.SCENARIO_CODES["card_testing"]]).to_numpy()
+    assert obvious.sum() > 10
+    assert scored[s.DECISION].to_numpy()[obvious].mean() > 0.8
+    genuine = (test[s.TARGET] == 0).to_numpy()
+    assert scored[s.DECISION].to_numpy()[genuine].mean() < 0.01
+
+
+def test_input_errors_name_the_problem() -> None:
+    good = {c: ["x"] for c in s.SCORING_COLUMNS} | {s.TIMESTAMP: ["2026-01-01T10:00:00"], s.AMOUNT: [1.0]}
+    with pytest.raises(InvalidInput, match="missing required column.*amount"):
+        coerce_input(pd.DataFrame({k: v for k, v in good.items() if k != s.AMOUNT}))
+    with pytest.raises(InvalidInput, match="timestamp"):
+        coerce_input(pd.DataFrame(good | {s.TIMESTAMP: ["yesterday-ish"]}))
+    with pytest.raises(InvalidInput, match="amount"):
+        coerce_input(pd.DataFrame(good | {s.AMOUNT: ["ten"]}))
+    with pytest.raises(InvalidInput, match="empty"):
+        coerce_input(pd.DataFrame(columns=list(s.SCORING_COLUMNS)))
+
+
+def test_logged_model_loads_in_a_fresh_process_and_scores_raw_rows(
+    fraud_model: FraudModel, model_data: SimulatedSplits, mlflow_store: str, tmp_path: Path
+) -> None:
+    import mlflow
+
+    from inferloop.model import input_example, log_fraud_model
+
+    rows = _raw(model_data.splits.test.head(50))
+    with mlflow.start_run():
+        info = log_fraud_model(fraud_model, input_example(rows))
+    rows.to_parquet(tmp_path / "rows.parquet")
+    expected = fraud_model.score_frame(rows)[s.SCORE].to_numpy()
+    np.save(tmp_path / "expected.npy", expected)
+    code = f"""
+import sys, numpy as np, pandas as pd, mlflow
+mlflow.set_tracking_uri({mlflow_store!r})
+model = mlflow.pyfunc.load_model({info.model_uri!r})
+out = model.predict(pd.read_parquet({str(tmp_path / 'rows.parquet')!r}))
+assert list(out.columns) == ["transaction_id", "score", "decision"], out.columns
+np.testing.assert_allclose(out["score"].to_numpy(), np.load({str(tmp_path / 'expected.npy')!r}), rtol=1e-12)
+print("ok", len(out))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ok 50" in proc.stdout
