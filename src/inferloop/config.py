@@ -76,8 +76,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             return None
         return _coerce(args[0], value, where) if len(args) == 1 else value
     if origin is tuple and isinstance(value, list | tuple):
-        args = typing.get_args(hint)
-        inner = args[0] if args else Any
+        inner = typing.get_args(hint)[0] if typing.get_args(hint) else Any
         return tuple(_coerce(inner, v, where) for v in value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

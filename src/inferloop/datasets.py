@@ -11,7 +11,9 @@ from inferloop.simulate import SimulateParams, simulate_transactions
 from inferloop.split import SplitParams, SplitResult, split_by_time
 
 
-def build_processed(validated: pd.DataFrame, params: FeatureParams) -> tuple[pd.DataFrame, TransactionFeaturizer]:
+def build_processed(
+    validated: pd.DataFrame, params: FeatureParams
+) -> tuple[pd.DataFrame, TransactionFeaturizer]:
     """Raw columns plus feature columns for every validated row, and the fitted featurizer.
 
     Rows are sorted by time (ties keep their input order) so that downstream windows and

@@ -99,18 +99,40 @@ def decide(
 ) -> Decision:
     """Evaluate every gate for ``candidate``; champion gates apply only when one exists."""
     gates = [
-        Gate("min_average_precision", metrics.average_precision, params.min_average_precision, "min"),
+        Gate(
+            "min_average_precision", metrics.average_precision, params.min_average_precision, "min"
+        ),
         Gate("min_roc_auc", metrics.roc_auc, params.min_roc_auc, "min"),
     ]
     if champion is not None:
         gates += [
-            Gate("ap_vs_champion", metrics.average_precision - champion.average_precision, -params.max_ap_regression, "min"),
-            Gate("roc_auc_vs_champion", metrics.roc_auc - champion.roc_auc, -params.max_auc_regression, "min"),
+            Gate(
+                "ap_vs_champion",
+                metrics.average_precision - champion.average_precision,
+                -params.max_ap_regression,
+                "min",
+            ),
+            Gate(
+                "roc_auc_vs_champion",
+                metrics.roc_auc - champion.roc_auc,
+                -params.max_auc_regression,
+                "min",
+            ),
         ]
     for attribute, report in fairness.items():
         gates += [
-            Gate(f"equalized_odds_difference:{attribute}", report.equalized_odds_difference, params.max_equalized_odds_difference, "max"),
-            Gate(f"demographic_parity_difference:{attribute}", report.demographic_parity_difference, params.max_demographic_parity_difference, "max"),
+            Gate(
+                f"equalized_odds_difference:{attribute}",
+                report.equalized_odds_difference,
+                params.max_equalized_odds_difference,
+                "max",
+            ),
+            Gate(
+                f"demographic_parity_difference:{attribute}",
+                report.demographic_parity_difference,
+                params.max_demographic_parity_difference,
+                "max",
+            ),
         ]
     return Decision(candidate, tuple(gates), champion_version)
 
@@ -132,9 +154,15 @@ def model_card(
     """A markdown model card: data windows, metrics, fairness table, gates, known limits."""
     lines = [f"# Model card: fraud-detector ({candidate})", "", "## Data windows", ""]
     lines += ["| window | start | end | rows | frauds |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {n} | {w['start']} | {w['end']} | {w['rows']:,} | {w['frauds']:,} |" for n, w in windows.items()]
+    lines += [
+        f"| {n} | {w['start']} | {w['end']} | {w['rows']:,} | {w['frauds']:,} |"
+        for n, w in windows.items()
+    ]
     lines += ["", "## Test-window metrics (all candidates and the champion, same rows)", ""]
-    lines += ["| model | ROC-AUC | AP | CP@k/day | precision | recall | Brier | train s |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "| model | ROC-AUC | AP | CP@k/day | precision | recall | Brier | train s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for name, m in metrics.items():
         secs = train_seconds.get(name)
         lines.append(
@@ -143,10 +171,25 @@ def model_card(
         )
     lines += ["", "## Fairness (at the operating threshold)", ""]
     table = fairness_table(fairness) if fairness else pd.DataFrame()
-    lines += [table.to_markdown(index=False, floatfmt=".3f") if len(table) else "no sensitive attributes", ""]
-    lines += ["## Gates", "", "| gate | value | threshold | kind | passed |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {g.name} | {_fmt(g.value)} | {_fmt(g.threshold)} | {g.kind} | {'yes' if g.passed else '**no**'} |" for g in decision.gates]
-    verdict = "PASSED: eligible for champion" if decision.passed else f"FAILED: {', '.join(decision.failed)}"
+    lines += [
+        table.to_markdown(index=False, floatfmt=".3f") if len(table) else "no sensitive attributes",
+        "",
+    ]
+    lines += [
+        "## Gates",
+        "",
+        "| gate | value | threshold | kind | passed |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {g.name} | {_fmt(g.value)} | {_fmt(g.threshold)} | {g.kind} | {'yes' if g.passed else '**no**'} |"
+        for g in decision.gates
+    ]
+    verdict = (
+        "PASSED: eligible for champion"
+        if decision.passed
+        else f"FAILED: {', '.join(decision.failed)}"
+    )
     lines += ["", f"**Decision:** {verdict}", "", "## Lineage", ""]
     lines += [f"- {k}: `{v}`" for k, v in lineage.items()]
     lines += [

@@ -45,18 +45,35 @@ from inferloop.registry import (
 from inferloop.stages import load_processed
 from inferloop.storage import read_json, write_json
 from inferloop.tracking import configure_mlflow, ensure_experiment, repo_root
-from inferloop.train import TrainedCandidate, TrainParams, feature_importance, plot_feature_importance, train_candidates
+from inferloop.train import (
+    TrainedCandidate,
+    TrainParams,
+    feature_importance,
+    plot_feature_importance,
+    train_candidates,
+)
 
 EXPERIMENT = "fraud-detector"
 
 
-def _metrics_for(frame: pd.DataFrame, scores: np.ndarray, threshold: float, k: int) -> ClassificationMetrics:
-    return compute_metrics(frame[s.TARGET].to_numpy(), scores, threshold, frame[s.CUSTOMER_ID].to_numpy(), frame[s.TIMESTAMP].to_numpy(), k=k)
+def _metrics_for(
+    frame: pd.DataFrame, scores: np.ndarray, threshold: float, k: int
+) -> ClassificationMetrics:
+    return compute_metrics(
+        frame[s.TARGET].to_numpy(),
+        scores,
+        threshold,
+        frame[s.CUSTOMER_ID].to_numpy(),
+        frame[s.TIMESTAMP].to_numpy(),
+        k=k,
+    )
 
 
 def _lineage(root: Path, params_path: str | Path, split_dir: str) -> dict[str, str]:
     params = read_params(params_path)
-    used = {k: params.get(k) for k in ("data", "simulate", "featurize", "split", "train", "threshold")}
+    used = {
+        k: params.get(k) for k in ("data", "simulate", "featurize", "split", "train", "threshold")
+    }
     return {
         "data_dvc_md5": dvc_out_hash(root, split_dir),
         "git_commit": git_commit(root),
@@ -64,7 +81,9 @@ def _lineage(root: Path, params_path: str | Path, split_dir: str) -> dict[str, s
     }
 
 
-def _log_candidate_plots(candidate: TrainedCandidate, frame: pd.DataFrame, features: list[str]) -> None:
+def _log_candidate_plots(
+    candidate: TrainedCandidate, frame: pd.DataFrame, features: list[str]
+) -> None:
     import mlflow
 
     y = frame[s.TARGET].to_numpy()
@@ -73,7 +92,10 @@ def _log_candidate_plots(candidate: TrainedCandidate, frame: pd.DataFrame, featu
         (plot_pr_roc(y, {candidate.name: scores}), "validation_pr_roc.png"),
         (plot_calibration(y, scores), "validation_calibration.png"),
         (plot_score_distribution(y, scores), "validation_score_distribution.png"),
-        (plot_feature_importance(feature_importance(candidate, features)), "feature_importance.png"),
+        (
+            plot_feature_importance(feature_importance(candidate, features)),
+            "feature_importance.png",
+        ),
     ):
         mlflow.log_figure(fig, f"plots/{name}")
 
@@ -111,7 +133,9 @@ def run_train(
     lineage = _lineage(root, params_path, split_dir)
     example = input_example(data.validation)
     summary: dict[str, dict[str, Any]] = {}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}") as parent:
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}"
+    ) as parent:
         mlflow.set_tags({**lineage, "stage": "pipeline"})
         mlflow.log_params({f"split.{k2}": v for k2, v in _split_windows(data).items()})
         trained = train_candidates(data.train, data.validation, data.features, train_params)
@@ -122,8 +146,14 @@ def run_train(
         best = max(summary, key=lambda n: summary[n]["validation"]["average_precision"])
         mlflow.set_tag("best_candidate", best)
     outcome = TrainOutcome(parent.info.run_id, best, summary)
-    write_json({"parent_run_id": outcome.parent_run_id, "best": best, "candidates": summary}, candidates_path)
-    write_json({n: {**c["validation"], "train_seconds": c["train_seconds"]} for n, c in summary.items()}, metrics_path)
+    write_json(
+        {"parent_run_id": outcome.parent_run_id, "best": best, "candidates": summary},
+        candidates_path,
+    )
+    write_json(
+        {n: {**c["validation"], "train_seconds": c["train_seconds"]} for n, c in summary.items()},
+        metrics_path,
+    )
     return outcome
 
 
@@ -136,15 +166,29 @@ def _split_windows(data: Any) -> dict[str, str]:
 
 
 def _log_candidate(
-    candidate: TrainedCandidate, data: Any, policy: ThresholdPolicy, k: int, example: pd.DataFrame, lineage: dict[str, str]
+    candidate: TrainedCandidate,
+    data: Any,
+    policy: ThresholdPolicy,
+    k: int,
+    example: pd.DataFrame,
+    lineage: dict[str, str],
 ) -> dict[str, Any]:
     import mlflow
 
     val = data.validation
-    choice = choose_threshold(candidate.validation_scores, val[s.TARGET].to_numpy(), policy, timestamps=val[s.TIMESTAMP].to_numpy())
+    choice = choose_threshold(
+        candidate.validation_scores,
+        val[s.TARGET].to_numpy(),
+        policy,
+        timestamps=val[s.TIMESTAMP].to_numpy(),
+    )
     metrics = _metrics_for(val, candidate.validation_scores, choice.threshold, k)
-    mlflow.set_tags({**lineage, "candidate": candidate.name, "threshold_fell_back": str(choice.fell_back)})
-    mlflow.log_params({**candidate.params, "threshold_policy": policy.kind, "threshold": choice.threshold})
+    mlflow.set_tags(
+        {**lineage, "candidate": candidate.name, "threshold_fell_back": str(choice.fell_back)}
+    )
+    mlflow.log_params(
+        {**candidate.params, "threshold_policy": policy.kind, "threshold": choice.threshold}
+    )
     mlflow.log_metrics({**metrics.as_dict("validation_"), "train_seconds": candidate.train_seconds})
     _log_candidate_plots(candidate, val, data.features)
     model = FraudModel(data.featurizer, candidate.estimator, choice.threshold, candidate.name)
@@ -213,8 +257,17 @@ def run_evaluate(
     decisions = (scores[best] >= thresholds[best]).astype(int)
     scored = test.assign(**{s.SCORE: scores[best], s.DECISION: decisions})
     attributes = [a for a in params.fairness_attributes if a in test.columns]
-    fairness = fairness_report(scored, y_col=s.TARGET, pred_col=s.DECISION, score_col=s.SCORE, attributes=attributes, min_group_size=params.min_group_size)
-    decision = decide(best, metrics[best], fairness, params.gates, metrics.get("champion"), champion_version)
+    fairness = fairness_report(
+        scored,
+        y_col=s.TARGET,
+        pred_col=s.DECISION,
+        score_col=s.SCORE,
+        attributes=attributes,
+        min_group_size=params.min_group_size,
+    )
+    decision = decide(
+        best, metrics[best], fairness, params.gates, metrics.get("champion"), champion_version
+    )
     windows = _windows(split_dir)
     card = model_card(
         candidate=best,
@@ -222,18 +275,38 @@ def run_evaluate(
         metrics=metrics,
         fairness=fairness,
         decision=decision,
-        lineage={k: v for k, v in mlflow.get_run(trained["candidates"][best]["run_id"]).data.tags.items() if k in ("data_dvc_md5", "git_commit", "params_hash")},
+        lineage={
+            k: v
+            for k, v in mlflow.get_run(trained["candidates"][best]["run_id"]).data.tags.items()
+            if k in ("data_dvc_md5", "git_commit", "params_hash")
+        },
         train_seconds={n: c["train_seconds"] for n, c in trained["candidates"].items()},
     )
-    _write_evaluation(decision, metrics, fairness, scores, test, best, decision_path, metrics_path, plots_dir, card_path, card)
-    _log_evaluation(trained, best, decision, metrics, fairness, scores, test, card_path, decision_path)
+    _write_evaluation(
+        decision,
+        metrics,
+        fairness,
+        scores,
+        test,
+        best,
+        decision_path,
+        metrics_path,
+        plots_dir,
+        card_path,
+        card,
+    )
+    _log_evaluation(
+        trained, best, decision, metrics, fairness, scores, test, card_path, decision_path
+    )
     return EvaluateOutcome(decision, metrics, fairness, scores, card)
 
 
 def _windows(split_dir: str) -> dict[str, dict[str, Any]]:
     out = {}
     for name in ("train", "validation", "test"):
-        frame = pd.read_parquet(Path(split_dir) / f"{name}.parquet", columns=[s.TIMESTAMP, s.TARGET])
+        frame = pd.read_parquet(
+            Path(split_dir) / f"{name}.parquet", columns=[s.TIMESTAMP, s.TARGET]
+        )
         out[name] = {
             "start": str(frame[s.TIMESTAMP].min().date()),
             "end": str(frame[s.TIMESTAMP].max().date()),
@@ -259,8 +332,22 @@ def _write_evaluation(
     write_json(decision.as_dict(), decision_path)
     flat: dict[str, Any] = {"chosen": best, "gates_passed": decision.passed}
     for name, m in metrics.items():
-        flat[name] = _finite({k: m.as_dict()[k] for k in ("roc_auc", "average_precision", "card_precision_at_k", "precision", "recall", "brier")})
-    flat["fairness"] = {a: _finite({k: v for k, v in f.as_dict(prefix="").items()}) for a, f in fairness.items()}
+        flat[name] = _finite(
+            {
+                k: m.as_dict()[k]
+                for k in (
+                    "roc_auc",
+                    "average_precision",
+                    "card_precision_at_k",
+                    "precision",
+                    "recall",
+                    "brier",
+                )
+            }
+        )
+    flat["fairness"] = {
+        a: _finite({k: v for k, v in f.as_dict(prefix="").items()}) for a, f in fairness.items()
+    }
     write_json(flat, metrics_path)
     plots = Path(plots_dir)
     plots.mkdir(parents=True, exist_ok=True)
@@ -291,14 +378,23 @@ def _log_evaluation(
         with mlflow.start_run(run_id=cand["run_id"]):
             mlflow.log_metrics(_finite_only(metrics[name].as_dict("test_")))
             if name == best:
-                for attribute, report in fairness.items():
-                    mlflow.log_metrics(_finite_only(report.as_dict(prefix="test_fairness/", per_group=True)))
+                for report in fairness.values():
+                    mlflow.log_metrics(
+                        _finite_only(report.as_dict(prefix="test_fairness/", per_group=True))
+                    )
                 mlflow.log_artifact(str(card_path))
                 mlflow.log_artifact(str(decision_path))
-                mlflow.log_text(fairness_table(fairness).to_csv(index=False), "fairness_by_group.csv")
+                mlflow.log_text(
+                    fairness_table(fairness).to_csv(index=False), "fairness_by_group.csv"
+                )
                 mlflow.log_figure(plot_pr_roc(y, scores), "plots/test_pr_roc_vs_champion.png")
                 mlflow.log_figure(plot_group_metrics(fairness), "plots/test_fairness_by_group.png")
-                mlflow.set_tags({TAG_GATES_PASSED: str(decision.passed).lower(), TAG_FAILED_GATES: ",".join(decision.failed) or "none"})
+                mlflow.set_tags(
+                    {
+                        TAG_GATES_PASSED: str(decision.passed).lower(),
+                        TAG_FAILED_GATES: ",".join(decision.failed) or "none",
+                    }
+                )
     with mlflow.start_run(run_id=trained["parent_run_id"]):
         mlflow.log_metrics(_finite_only(metrics[best].as_dict("test_")))
         mlflow.set_tag(TAG_GATES_PASSED, str(decision.passed).lower())
@@ -331,7 +427,9 @@ class RegisterOutcome:
         }
 
 
-def run_register(candidates_path: str | Path, decision_path: str | Path, out_path: str | Path) -> RegisterOutcome:
+def run_register(
+    candidates_path: str | Path, decision_path: str | Path, out_path: str | Path
+) -> RegisterOutcome:
     """Register the evaluated candidate as ``challenger``; promote it if every gate passed."""
     import mlflow
 
@@ -347,8 +445,16 @@ def run_register(candidates_path: str | Path, decision_path: str | Path, out_pat
         "threshold": str(best["threshold"]),
         TAG_GATES_PASSED: str(decision["passed"]).lower(),
         TAG_FAILED_GATES: ",".join(decision["failed"]) or "none",
-        **{f"validation_{k}": str(v) for k, v in best["validation"].items() if k in ("average_precision", "roc_auc", "card_precision_at_k")},
-        **{f"gate.{name}": f"{g['value']:.4f} ({'pass' if g['passed'] else 'FAIL'})" for name, g in decision["gates"].items() if g["value"] is not None},
+        **{
+            f"validation_{k}": str(v)
+            for k, v in best["validation"].items()
+            if k in ("average_precision", "roc_auc", "card_precision_at_k")
+        },
+        **{
+            f"gate.{name}": f"{g['value']:.4f} ({'pass' if g['passed'] else 'FAIL'})"
+            for name, g in decision["gates"].items()
+            if g["value"] is not None
+        },
     }
     version = register_version(best["model_uri"], FULL_MODEL, tags)
     if decision["passed"]:
@@ -356,7 +462,11 @@ def run_register(candidates_path: str | Path, decision_path: str | Path, out_pat
         outcome = RegisterOutcome(version, True, move, f"all gates passed: {move.describe()}")
     else:
         champion = alias_version(FULL_MODEL, CHAMPION)
-        reason = f"gates failed ({', '.join(decision['failed'])}); champion stays v{champion}" if champion else f"gates failed ({', '.join(decision['failed'])}); no champion yet"
+        reason = (
+            f"gates failed ({', '.join(decision['failed'])}); champion stays v{champion}"
+            if champion
+            else f"gates failed ({', '.join(decision['failed'])}); no champion yet"
+        )
         outcome = RegisterOutcome(version, False, None, reason)
     with mlflow.start_run(run_id=trained["parent_run_id"]):
         mlflow.set_tags({"registered_version": version, "promoted": str(outcome.promoted).lower()})

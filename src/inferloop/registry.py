@@ -58,7 +58,9 @@ def alias_version(name: str, alias: str) -> str | None:
         return None
 
 
-def register_version(model_uri: str, name: str, tags: dict[str, str], *, alias: str = CHALLENGER) -> str:
+def register_version(
+    model_uri: str, name: str, tags: dict[str, str], *, alias: str = CHALLENGER
+) -> str:
     """Register ``model_uri`` as a new version of ``name`` with ``tags`` and point ``alias`` at it."""
     import mlflow
 
@@ -88,7 +90,9 @@ def promote(name: str, version: str, *, force: bool = False) -> AliasMove:
         raise RegistryError(f"{name} has no version {version}") from exc
     if tags.get(TAG_GATES_PASSED) != "true" and not force:
         failed = tags.get(TAG_FAILED_GATES, "no gate results recorded")
-        raise RegistryError(f"refusing to promote {name} v{version}: gates failed ({failed}); use --force to override")
+        raise RegistryError(
+            f"refusing to promote {name} v{version}: gates failed ({failed}); use --force to override"
+        )
     previous = alias_version(name, CHAMPION)
     if previous == str(version):
         return AliasMove(name, CHAMPION, str(version), previous, force)
@@ -105,7 +109,9 @@ def rollback(name: str) -> AliasMove:
         raise RegistryError(f"{name} has no champion to roll back")
     previous = version_tags(name, current).get(TAG_PREVIOUS_CHAMPION)
     if not previous:
-        raise RegistryError(f"{name} v{current} has no previous champion recorded: nothing to roll back to")
+        raise RegistryError(
+            f"{name} v{current} has no previous champion recorded: nothing to roll back to"
+        )
     _client().set_registered_model_alias(name, CHAMPION, previous)
     return AliasMove(name, CHAMPION, previous, current)
 
@@ -122,7 +128,9 @@ def resolve(model_uri: str) -> tuple[str, str]:
         name, alias = ref.split("@", 1)
         version = alias_version(name, alias)
         if version is None:
-            raise RegistryError(f"{name}@{alias} does not exist: register and promote a model first (make run)")
+            raise RegistryError(
+                f"{name}@{alias} does not exist: register and promote a model first (make run)"
+            )
         return name, version
     name, _, version = ref.partition("/")
     return name, version

@@ -187,34 +187,58 @@ _AGE_AMOUNT = np.array([0.7, 1.0, 1.2, 0.9])
 _CATEGORY_PROBS = np.array([0.26, 0.16, 0.12, 0.16, 0.08, 0.05, 0.09, 0.08])
 
 
-def build_population(params: SimulateParams) -> Population:
-    """Draw customers and terminals for ``params.seed`` (independent of the day window)."""
-    rng = np.random.default_rng([params.seed, 0xC0FFEE])
-    n_base = params.n_customers
-    mix = params.drift.customer_mix
-    n_new = mix.n_customers if mix.enabled else 0
-    n = n_base + n_new
-
+def _draw_customers(
+    rng: np.random.Generator, n: int, params: SimulateParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Home, age band index, mean amount, daily rate and online share of ``n`` customers."""
     home = rng.uniform(0, 100, size=(n, 2))
     age_idx = rng.choice(len(s.AGE_BANDS), size=n, p=_AGE_PROBS)
-    if n_new:
-        age_idx[n_base:] = s.AGE_BANDS.index(mix.age_band)
-    lo, hi = params.amount_mean
-    mean_amount = rng.uniform(lo, hi, size=n) * _AGE_AMOUNT[age_idx]
+    mean_amount = rng.uniform(*params.amount_mean, size=n)
     tx_per_day = rng.uniform(*params.tx_per_day, size=n)
-    online_share = np.clip(_AGE_ONLINE[age_idx] * rng.uniform(0.5, 1.5, size=n), 0, 0.9)
-    active_from = np.zeros(n, dtype=np.int64)
-    if n_new:
-        online_share[n_base:] = mix.online_share
-        active_from[n_base:] = mix.start_day
+    online_share = rng.uniform(0.5, 1.5, size=n)
+    return home, age_idx, mean_amount, tx_per_day, online_share
 
+
+def build_population(params: SimulateParams) -> Population:
+    """Draw customers and terminals for ``params.seed`` (independent of the day window).
+
+    Customers who join with the customer-mix drift come from their own random stream, so the
+    base population (and every day before the drift) is identical with the drift on or off.
+    """
+    rng = np.random.default_rng([params.seed, 0xC0FFEE])
+    home, age_idx, mean_amount, tx_per_day, online_share = _draw_customers(
+        rng, params.n_customers, params
+    )
+    active_from = np.zeros(params.n_customers, dtype=np.int64)
+    mix = params.drift.customer_mix
+    if mix.enabled and mix.n_customers > 0:
+        new = _draw_customers(
+            np.random.default_rng([params.seed, 0xC0FFEE, 1]), mix.n_customers, params
+        )
+        home, age_idx, mean_amount, tx_per_day, online_share = (
+            np.concatenate([a, b])
+            for a, b in zip(
+                (home, age_idx, mean_amount, tx_per_day, online_share), new, strict=True
+            )
+        )
+        age_idx[params.n_customers :] = s.AGE_BANDS.index(mix.age_band)
+        active_from = np.concatenate(
+            [active_from, np.full(mix.n_customers, mix.start_day, np.int64)]
+        )
+    mean_amount = mean_amount * _AGE_AMOUNT[age_idx]
+    online_share = np.clip(_AGE_ONLINE[age_idx] * online_share, 0, 0.9)
+    if mix.enabled and mix.n_customers > 0:
+        online_share[params.n_customers :] = mix.online_share
+    n = len(home)
+
+    trng = np.random.default_rng([params.seed, 0x7E57])
     n_term = params.n_terminals
-    term_xy = rng.uniform(0, 100, size=(n_term, 2))
-    term_online = rng.random(n_term) < params.online_terminal_share
-    term_cat = rng.choice(len(s.MERCHANT_CATEGORIES), size=n_term, p=_CATEGORY_PROBS)
+    term_xy = trng.uniform(0, 100, size=(n_term, 2))
+    term_online = trng.random(n_term) < params.online_terminal_share
+    term_cat = trng.choice(len(s.MERCHANT_CATEGORIES), size=n_term, p=_CATEGORY_PROBS)
     # online terminals sell online services or retail/electronics/travel
     online_cats = np.array([7, 3, 4, 5])
-    term_cat[term_online] = rng.choice(online_cats, size=int(term_online.sum()))
+    term_cat[term_online] = trng.choice(online_cats, size=int(term_online.sum()))
 
     physical = np.flatnonzero(~term_online)
     k = min(params.terminals_per_customer, len(physical))
@@ -334,7 +358,7 @@ def _shift_merchants(
 
 def _per_1k(pop: Population) -> float:
     """Scenario rates are per 1,000 customers per day, so fraud rates do not depend on size."""
-    return len(pop.customer_id) / 1000.0
+    return int((pop.active_from == 0).sum()) / 1000.0
 
 
 def _pick_customers(pop: Population, day: int, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -353,7 +377,9 @@ def _high_amount(pop: Population, p: SimulateParams, day: int) -> _Rows:
     online = pop.terminal_online[terminal]
     multiplier = rng.uniform(*p.fraud.high_amount_multiplier, size=n)
     if p.bias.enabled:  # the biased group's stolen cards are used for ordinary amounts
-        multiplier = np.where(_in_bias_group(pop, p, customers), rng.lognormal(-0.18, 0.6, size=n), multiplier)
+        multiplier = np.where(
+            _in_bias_group(pop, p, customers), rng.lognormal(-0.18, 0.6, size=n), multiplier
+        )
     amount = pop.mean_amount[customers] * multiplier
     seconds = rng.uniform(0, SECONDS_PER_DAY - 1, size=n)
     code = s.SCENARIO_CODES["high_amount"]
@@ -394,7 +420,12 @@ def _apply_compromised_terminals(rows: _Rows, pop: Population, p: SimulateParams
 
 def _apply_takeovers(rows: _Rows, pop: Population, p: SimulateParams, day: int) -> None:
     victims = _chosen_each_day(
-        p.seed, day, 5, p.fraud.takeovers_per_1k * _per_1k(pop), len(pop.customer_id), p.fraud.takeover_days
+        p.seed,
+        day,
+        5,
+        p.fraud.takeovers_per_1k * _per_1k(pop),
+        p.n_customers,
+        p.fraud.takeover_days,
     )
     rng = _day_rng(p.seed, day, 6)
     hit = np.isin(rows.customer, victims) & (
@@ -504,7 +535,7 @@ def _to_frame(pop: Population, params: SimulateParams, day: int, rows: _Rows) ->
     )
     order = np.lexsort((rows.customer, rows.seconds))
     rows = _Rows(*(getattr(rows, f)[order] for f in _ROW_FIELDS))
-    amount = np.round(np.maximum(amount[order], 0.01), 2)
+    amount = np.round(np.maximum(amount[order], 0.01), 2).astype(np.float64)
     day_start = pd.Timestamp(params.start_date) + pd.Timedelta(days=day)
     timestamp = day_start + pd.to_timedelta(rows.seconds.astype(np.int64), unit="s")
     n = len(rows.customer)

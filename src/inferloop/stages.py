@@ -14,7 +14,12 @@ import pandas as pd
 
 from inferloop import schema as s
 from inferloop.config import ParamsError, load_section
-from inferloop.contract import ContractParams, ContractResult, render_data_summary, validate_transactions
+from inferloop.contract import (
+    ContractParams,
+    ContractResult,
+    render_data_summary,
+    validate_transactions,
+)
 from inferloop.datasets import build_processed
 from inferloop.features import FeatureParams, TransactionFeaturizer
 from inferloop.ingest import DataSourceParams, load_source
@@ -23,14 +28,18 @@ from inferloop.split import SplitParams, SplitResult, split_by_time
 from inferloop.storage import read_pickle, write_json, write_parquet, write_pickle
 
 
-def run_simulate(params_path: str | Path, raw_path: str | Path, *, progress: bool = True) -> pd.DataFrame:
+def run_simulate(
+    params_path: str | Path, raw_path: str | Path, *, progress: bool = True
+) -> pd.DataFrame:
     """Produce ``data/raw``: simulate transactions, or read the user's file (``data.source``).
 
     Returns the raw frame written to ``raw_path``.
     """
     source = load_section(DataSourceParams, "data", params_path)
     if source.source == "simulator":
-        df = simulate_transactions(load_section(SimulateParams, "simulate", params_path), progress=progress)
+        df = simulate_transactions(
+            load_section(SimulateParams, "simulate", params_path), progress=progress
+        )
     elif source.source == "file":
         df = load_source(source, base_dir=Path(params_path).resolve().parent)
     else:
@@ -61,7 +70,10 @@ def run_validate(
 
 
 def run_featurize(
-    params_path: str | Path, validated_path: str | Path, processed_path: str | Path, featurizer_path: str | Path
+    params_path: str | Path,
+    validated_path: str | Path,
+    processed_path: str | Path,
+    featurizer_path: str | Path,
 ) -> tuple[pd.DataFrame, TransactionFeaturizer]:
     """Point-in-time features for every validated row, and the fitted featurizer (pickled)."""
     params = load_section(FeatureParams, "featurize", params_path)
@@ -72,7 +84,10 @@ def run_featurize(
 
 
 def run_split(
-    params_path: str | Path, processed_path: str | Path, out_dir: str | Path, summary_path: str | Path
+    params_path: str | Path,
+    processed_path: str | Path,
+    out_dir: str | Path,
+    summary_path: str | Path,
 ) -> SplitResult:
     """Write ``train``, ``validation`` and ``test`` Parquet files and the split summary."""
     params = load_section(SplitParams, "split", params_path)

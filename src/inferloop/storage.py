@@ -32,7 +32,9 @@ def parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
             kinds = {type(v) for v in df[col].dropna().head(100_000)}
             if len(kinds) > 1:
                 out = out if out is not df else df.copy()
-                out[col] = df[col].map(lambda v: v if v is None or (isinstance(v, float) and v != v) else str(v))
+                out[col] = df[col].map(
+                    lambda v: v if v is None or (isinstance(v, float) and v != v) else str(v)
+                )
     return out
 
 
@@ -88,4 +90,4 @@ def write_pickle(obj: Any, path: str | Path) -> Path:
 def read_pickle(path: str | Path) -> Any:
     """Load a pickle written by :func:`write_pickle` (trusted project artifacts only)."""
     with Path(path).open("rb") as fh:
-        return pickle.load(fh)  # noqa: S301 - our own artifact
+        return pickle.load(fh)

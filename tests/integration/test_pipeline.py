@@ -18,16 +18,28 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 TINY = {
-    "simulate": {"n_customers": 300, "n_terminals": 200, "n_days": 35, "seed": 11},
-    "featurize": {"label_delay": "3D"},
-    "split": {"train_days": 14, "validation_days": 3, "test_days": 3, "gap_days": 3},
+    "simulate": {"n_customers": 400, "n_terminals": 260, "n_days": 35, "seed": 11},
+    "featurize": {"label_delay": "3D", "extra_history": "4D"},
+    "split": {"train_days": 14, "validation_days": 4, "test_days": 4, "gap_days": 3},
+    "train": {"lightgbm": {"n_estimators": 120, "early_stopping_rounds": 20}, "mlp": {"epochs": 3}},
+    "evaluate": {
+        "k": 10,
+        "gates": {  # tiny windows: gates that a sane model passes; the real ones are tested in tests/model
+            "min_average_precision": 0.05,
+            "min_roc_auc": 0.5,
+            "max_ap_regression": 1.0,
+            "max_auc_regression": 1.0,
+            "max_equalized_odds_difference": 1.0,
+            "max_demographic_parity_difference": 1.0,
+        },
+    },
 }
 
 
 def _tiny_params(extra: dict[str, dict[str, object]] | None = None) -> dict[str, object]:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for section, values in {**TINY, **(extra or {})}.items():
-        params[section].update(values)
+        params[section] = {**params.get(section, {}), **values}
     return params
 
 
@@ -40,8 +52,12 @@ def _env(repo: Path) -> dict[str, str]:
 
 
 def _run(cmd: list[str], repo: Path) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, cwd=repo, env=_env(repo), capture_output=True, text=True, timeout=1500)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    proc = subprocess.run(
+        cmd, cwd=repo, env=_env(repo), capture_output=True, text=True, timeout=1500
+    )
+    assert proc.returncode == 0, (
+        f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    )
     return proc
 
 
@@ -52,13 +68,29 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("dvc.yaml", "notebooks", "src", "pipelines", ".dvcignore", ".gitignore"):
         src = ROOT / name
         if src.is_dir():
-            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            shutil.copytree(
+                src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
         elif src.exists():
             shutil.copy2(src, repo / name)
     (repo / "params.yaml").write_text(yaml.safe_dump(_tiny_params(), sort_keys=False))
     dvc = str(Path(sys.executable).parent / "dvc")
     _run(["git", "init", "-q"], repo)
-    _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init"], repo)
+    _run(
+        [
+            "git",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "user.name=t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "init",
+        ],
+        repo,
+    )
     _run([dvc, "init", "-q"], repo)
     _run([dvc, "config", "core.analytics", "false"], repo)
     _run([dvc, "repro"], repo)
@@ -86,7 +118,9 @@ def test_second_repro_does_nothing_quickly(repo: Path) -> None:
     print(f"no-op dvc repro: {elapsed:.2f} s")  # measured, not asserted: shared machines are noisy
 
 
-def test_a_failing_stage_exits_non_zero_and_keeps_the_executed_notebook(repo: Path, tmp_path: Path) -> None:
+def test_a_failing_stage_exits_non_zero_and_keeps_the_executed_notebook(
+    repo: Path, tmp_path: Path
+) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(repo, broken, ignore=shutil.ignore_patterns("data", ".dvc"))
     params = yaml.safe_load((broken / "params.yaml").read_text())
@@ -115,3 +149,136 @@ def test_a_failing_stage_exits_non_zero_and_keeps_the_executed_notebook(repo: Pa
     assert proc.returncode != 0
     assert "the split needs" in proc.stderr + proc.stdout
     assert notebook.is_file() and "the split needs" in notebook.read_text()
+
+
+def _dvc(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return _run([str(Path(sys.executable).parent / "dvc"), *args], repo)
+
+
+def _python(repo: Path, code: str) -> str:
+    return _run([sys.executable, "-c", code], repo).stdout
+
+
+def test_champion_is_registered_and_scores_raw_rows_in_a_fresh_process(repo: Path) -> None:
+    register = json.loads((repo / "reports/register.json").read_text())
+    assert register["version"] == "1" and register["promoted"] is True
+    assert register["champion"] == "1"
+    out = _python(
+        repo,
+        """
+import mlflow, pandas as pd
+from inferloop.tracking import configure_mlflow
+configure_mlflow()
+rows = pd.read_parquet("data/processed/split/test.parquet").head(25)
+model = mlflow.pyfunc.load_model("models:/fraud-detector@champion")
+raw = rows[["transaction_id", "timestamp", "customer_id", "terminal_id", "amount", "channel", "merchant_category"]]
+out = model.predict(raw)
+assert list(out.columns) == ["transaction_id", "score", "decision"]
+assert out["score"].between(0, 1).all() and len(out) == 25
+print("scored", len(out))
+""",
+    )
+    assert "scored 25" in out
+
+
+def test_mlflow_holds_parent_and_child_runs_with_plots_card_and_lineage(repo: Path) -> None:
+    out = _python(
+        repo,
+        """
+import json, mlflow
+from inferloop.tracking import configure_mlflow
+configure_mlflow()
+cands = json.load(open("reports/train/candidates.json"))
+parent = mlflow.get_run(cands["parent_run_id"])
+children = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'", search_all_experiments=True)
+assert set(children["tags.candidate"]) == {"lightgbm", "logistic", "mlp"}, children
+best = cands["candidates"][cands["best"]]["run_id"]
+arts = {a.path for a in mlflow.MlflowClient().list_artifacts(best)} | {a.path for a in mlflow.MlflowClient().list_artifacts(best, "plots")}
+assert "model_card.md" in arts and "plots/validation_pr_roc.png" in arts and "plots/test_fairness_by_group.png" in arts, arts
+tags = mlflow.get_run(best).data.tags
+assert tags["data_dvc_md5"] and tags["git_commit"] and tags["params_hash"]
+v = mlflow.MlflowClient().get_model_version("fraud-detector", "1")
+assert v.tags["gates_passed"] == "true" and "data_dvc_md5" in v.tags and "validation_average_precision" in v.tags
+print("ok")
+""",
+    )
+    assert "ok" in out
+
+
+def test_dvc_metrics_and_plots_show_model_quality(repo: Path) -> None:
+    shown = _dvc(repo, "metrics", "show", "--json").stdout
+    for key in (
+        "average_precision",
+        "roc_auc",
+        "card_precision_at_k",
+        "equalized_odds_difference",
+        "rows_quarantined",
+    ):
+        assert key in shown, key
+    _dvc(repo, "plots", "show", "-o", "plots_html")
+    assert (repo / "plots_html" / "index.html").is_file()
+
+
+def test_a_changed_seed_registers_version_2_compared_with_version_1(repo: Path) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["simulate"]["seed"] = 12
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _dvc(repo, "repro")
+    register = json.loads((repo / "reports/register.json").read_text())
+    decision = json.loads((repo / "reports/evaluate/decision.json").read_text())
+    assert register["version"] == "2"
+    assert decision["champion_version"] == "1"  # compared with v1 on the same test rows
+    assert "ap_vs_champion" in decision["gates"]
+    evaluation = json.loads((repo / "reports/metrics/evaluate.json").read_text())
+    assert "champion" in evaluation
+    expected_champion = "2" if decision["passed"] else "1"
+    assert register["champion"] == expected_champion
+
+
+def test_promote_refuses_failed_gates_and_rollback_restores(repo: Path) -> None:
+    inferloop = str(Path(sys.executable).parent / "inferloop")
+    env = _env(repo)
+    # version 2 may or may not have passed; force it, then roll back to whatever was before
+    before = json.loads((repo / "reports/register.json").read_text())["champion"]
+    subprocess.run(
+        [inferloop, "promote", "--version", "2", "--force"],
+        cwd=repo,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    if before != "2":
+        proc = subprocess.run(
+            [inferloop, "rollback"], cwd=repo, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0 and f"-> v{before}" in proc.stdout, proc.stdout + proc.stderr
+    missing = subprocess.run(
+        [inferloop, "promote", "--version", "99"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode != 0 and "no version 99" in missing.stderr
+
+
+def test_dvc_experiment_shows_in_dvc_and_mlflow(repo: Path) -> None:
+    _run(["git", "add", "-A"], repo)
+    _run(
+        ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "baseline"], repo
+    )
+    _dvc(repo, "exp", "run", "-S", "train.lightgbm.num_leaves=7", "-n", "small-leaves")
+    shown = _dvc(repo, "exp", "show", "--json").stdout
+    assert "small-leaves" in shown
+    out = _python(
+        repo,
+        """
+import mlflow
+from inferloop.tracking import configure_mlflow
+configure_mlflow()
+runs = mlflow.search_runs(experiment_names=["fraud-detector"], filter_string="params.num_leaves = '7'")
+print("runs", len(runs))
+""",
+    )
+    assert "runs 0" not in out

@@ -20,10 +20,20 @@ MODEL_SIM = SimulateParams(n_customers=1200, n_terminals=800, n_days=42, seed=21
 MODEL_SPLIT = SplitParams(train_days=21, validation_days=4, test_days=4, gap_days=3)
 
 
-def fit_lightgbm(data: SimulatedSplits, n_estimators: int = 150, seed: int = 0) -> lgb.LGBMClassifier:
+def fit_lightgbm(
+    data: SimulatedSplits, n_estimators: int = 150, seed: int = 0
+) -> lgb.LGBMClassifier:
     """A quick LightGBM on the train window (no early stopping: tests need speed)."""
     clf = lgb.LGBMClassifier(
-        n_estimators=n_estimators, learning_rate=0.08, num_leaves=15, min_child_samples=20, verbose=-1, seed=seed, deterministic=True, force_row_wise=True, n_jobs=1
+        n_estimators=n_estimators,
+        learning_rate=0.08,
+        num_leaves=15,
+        min_child_samples=20,
+        verbose=-1,
+        seed=seed,
+        deterministic=True,
+        force_row_wise=True,
+        n_jobs=1,
     )
     train = data.splits.train
     return clf.fit(train[data.features], train[s.TARGET])

@@ -19,7 +19,9 @@ def _raw(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[list(s.SCORING_COLUMNS)].reset_index(drop=True)
 
 
-def test_ids_and_irrelevant_columns_do_not_change_the_score(fraud_model: FraudModel, model_data: SimulatedSplits) -> None:
+def test_ids_and_irrelevant_columns_do_not_change_the_score(
+    fraud_model: FraudModel, model_data: SimulatedSplits
+) -> None:
     rows = model_data.splits.test.head(300)
     base = fraud_model.score_frame(_raw(rows))[s.SCORE]
     renamed = _raw(rows).assign(**{s.TRANSACTION_ID: np.arange(len(rows)) + 10**12})
@@ -27,7 +29,9 @@ def test_ids_and_irrelevant_columns_do_not_change_the_score(fraud_model: FraudMo
     np.testing.assert_allclose(fraud_model.score_frame(extra)[s.SCORE], base, rtol=0, atol=0)
 
 
-def test_a_card_testing_burst_raises_the_score(fraud_model: FraudModel, model_data: SimulatedSplits) -> None:
+def test_a_card_testing_burst_raises_the_score(
+    fraud_model: FraudModel, model_data: SimulatedSplits
+) -> None:
     test = model_data.splits.test
     normal = test[(test[s.TARGET] == 0) & (test[s.CHANNEL] == "online")].iloc[[0]]
     alone = fraud_model.score_frame(_raw(normal))[s.SCORE].iloc[0]
@@ -40,7 +44,9 @@ def test_a_card_testing_burst_raises_the_score(fraud_model: FraudModel, model_da
     assert after_burst > alone + 0.2
 
 
-def test_obvious_simulated_fraud_is_caught(fraud_model: FraudModel, model_data: SimulatedSplits) -> None:
+def test_obvious_simulated_fraud_is_caught(
+    fraud_model: FraudModel, model_data: SimulatedSplits
+) -> None:
     test = model_data.splits.test
     scored = fraud_model.score_frame(_raw(test))
     obvious = test[s.FRAUD_SCENARIO].isin([s.SCENARIO_CODES["card_testing"]]).to_numpy()
@@ -51,8 +57,11 @@ def test_obvious_simulated_fraud_is_caught(fraud_model: FraudModel, model_data: 
 
 
 def test_input_errors_name_the_problem() -> None:
-    good = {c: ["x"] for c in s.SCORING_COLUMNS} | {s.TIMESTAMP: ["2026-01-01T10:00:00"], s.AMOUNT: [1.0]}
-    with pytest.raises(InvalidInput, match="missing required column.*amount"):
+    good = {c: ["x"] for c in s.SCORING_COLUMNS} | {
+        s.TIMESTAMP: ["2026-01-01T10:00:00"],
+        s.AMOUNT: [1.0],
+    }
+    with pytest.raises(InvalidInput, match=r"missing required column.*amount"):
         coerce_input(pd.DataFrame({k: v for k, v in good.items() if k != s.AMOUNT}))
     with pytest.raises(InvalidInput, match="timestamp"):
         coerce_input(pd.DataFrame(good | {s.TIMESTAMP: ["yesterday-ish"]}))
@@ -79,9 +88,9 @@ def test_logged_model_loads_in_a_fresh_process_and_scores_raw_rows(
 import sys, numpy as np, pandas as pd, mlflow
 mlflow.set_tracking_uri({mlflow_store!r})
 model = mlflow.pyfunc.load_model({info.model_uri!r})
-out = model.predict(pd.read_parquet({str(tmp_path / 'rows.parquet')!r}))
+out = model.predict(pd.read_parquet({str(tmp_path / "rows.parquet")!r}))
 assert list(out.columns) == ["transaction_id", "score", "decision"], out.columns
-np.testing.assert_allclose(out["score"].to_numpy(), np.load({str(tmp_path / 'expected.npy')!r}), rtol=1e-12)
+np.testing.assert_allclose(out["score"].to_numpy(), np.load({str(tmp_path / "expected.npy")!r}), rtol=1e-12)
 print("ok", len(out))
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

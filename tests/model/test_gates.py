@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import Any
 
 from inferloop import schema as s
@@ -12,7 +11,12 @@ from inferloop.evaluate import Decision, Gate, GateParams, decide
 from inferloop.fairness import fairness_report
 from inferloop.metrics import ClassificationMetrics, compute_metrics
 
-GATES = GateParams(min_average_precision=0.3, min_roc_auc=0.75, max_ap_regression=0.02, max_equalized_odds_difference=0.3)
+GATES = GateParams(
+    min_average_precision=0.3,
+    min_roc_auc=0.75,
+    max_ap_regression=0.02,
+    max_equalized_odds_difference=0.3,
+)
 
 
 def _metrics(ap: float, auc: float) -> ClassificationMetrics:
@@ -26,12 +30,26 @@ def test_gate_kinds_and_nan() -> None:
 
 
 def test_a_worse_challenger_is_not_promoted() -> None:
-    d = decide("lightgbm", _metrics(0.50, 0.86), {}, GATES, champion=_metrics(0.60, 0.88), champion_version="1")
+    d = decide(
+        "lightgbm",
+        _metrics(0.50, 0.86),
+        {},
+        GATES,
+        champion=_metrics(0.60, 0.88),
+        champion_version="1",
+    )
     assert not d.passed and "ap_vs_champion" in d.failed and "roc_auc_vs_champion" in d.failed
 
 
 def test_a_slightly_worse_challenger_within_tolerance_passes() -> None:
-    d = decide("lightgbm", _metrics(0.59, 0.875), {}, GATES, champion=_metrics(0.60, 0.88), champion_version="1")
+    d = decide(
+        "lightgbm",
+        _metrics(0.59, 0.875),
+        {},
+        GATES,
+        champion=_metrics(0.60, 0.88),
+        champion_version="1",
+    )
     assert d.passed, d.as_dict()
 
 
@@ -47,16 +65,24 @@ def _fairness(data: SimulatedSplits, fit_lgbm: Any) -> dict[str, Any]:
     scores = model.predict_proba(test[data.features])[:, 1]
     threshold = 0.3
     scored = test.assign(score=scores, decision=(scores >= threshold).astype(int))
-    metrics = compute_metrics(test[s.TARGET], scores, threshold, test[s.CUSTOMER_ID], test[s.TIMESTAMP])
-    report = fairness_report(scored, y_col=s.TARGET, pred_col="decision", score_col="score", attributes=[s.AGE_BAND])
+    metrics = compute_metrics(
+        test[s.TARGET], scores, threshold, test[s.CUSTOMER_ID], test[s.TIMESTAMP]
+    )
+    report = fairness_report(
+        scored, y_col=s.TARGET, pred_col="decision", score_col="score", attributes=[s.AGE_BAND]
+    )
     return {"metrics": metrics, "report": report}
 
 
-def test_bias_scenario_fails_the_fairness_gate(fair_data: SimulatedSplits, biased_data: SimulatedSplits, fit_lgbm: Any) -> None:
+def test_bias_scenario_fails_the_fairness_gate(
+    fair_data: SimulatedSplits, biased_data: SimulatedSplits, fit_lgbm: Any
+) -> None:
     fair, biased = _fairness(fair_data, fit_lgbm), _fairness(biased_data, fit_lgbm)
     tpr = lambda r: r["report"][s.AGE_BAND].by_group.loc["61+", "tpr"]  # noqa: E731
     assert tpr(biased) < tpr(fair) - 0.15  # the camouflaged group's fraud is missed
     eod = lambda r: r["report"][s.AGE_BAND].equalized_odds_difference  # noqa: E731
     assert eod(biased) > eod(fair)
-    decision = decide("lightgbm", biased["metrics"], biased["report"], GateParams())  # default gates
+    decision = decide(
+        "lightgbm", biased["metrics"], biased["report"], GateParams()
+    )  # default gates
     assert f"equalized_odds_difference:{s.AGE_BAND}" in decision.failed, decision.as_dict()

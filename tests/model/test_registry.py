@@ -28,21 +28,28 @@ def _register(model: FraudModel, rows: pd.DataFrame, passed: bool) -> str:
 
     with mlflow.start_run():
         info = log_fraud_model(model, input_example(rows))
-    tags = {TAG_GATES_PASSED: str(passed).lower(), TAG_FAILED_GATES: "none" if passed else "min_average_precision"}
+    tags = {
+        TAG_GATES_PASSED: str(passed).lower(),
+        TAG_FAILED_GATES: "none" if passed else "min_average_precision",
+    }
     return register_version(info.model_uri, FULL_MODEL, tags)
 
 
 @pytest.mark.usefixtures("mlflow_store")
-def test_register_promote_refuse_force_and_rollback(fraud_model: FraudModel, model_data: SimulatedSplits) -> None:
+def test_register_promote_refuse_force_and_rollback(
+    fraud_model: FraudModel, model_data: SimulatedSplits
+) -> None:
     rows = model_data.splits.test[list(s.SCORING_COLUMNS)].head(5)
     v1 = _register(fraud_model, rows, passed=True)
-    assert alias_version(FULL_MODEL, CHALLENGER) == v1 and alias_version(FULL_MODEL, CHAMPION) is None
+    assert (
+        alias_version(FULL_MODEL, CHALLENGER) == v1 and alias_version(FULL_MODEL, CHAMPION) is None
+    )
     assert promote(FULL_MODEL, v1).previous is None
     assert alias_version(FULL_MODEL, CHAMPION) == v1
 
     v2 = _register(fraud_model, rows, passed=False)
     assert alias_version(FULL_MODEL, CHALLENGER) == v2
-    with pytest.raises(RegistryError, match="gates failed.*min_average_precision"):
+    with pytest.raises(RegistryError, match=r"gates failed.*min_average_precision"):
         promote(FULL_MODEL, v2)
     assert alias_version(FULL_MODEL, CHAMPION) == v1  # refused: champion unchanged
 
@@ -74,4 +81,6 @@ def test_champion_loads_by_alias(fraud_model: FraudModel, model_data: SimulatedS
     rows = model_data.splits.test[list(s.SCORING_COLUMNS)].head(20)
     promote(FULL_MODEL, _register(fraud_model, rows, passed=True))
     out = mlflow.pyfunc.load_model(f"models:/{FULL_MODEL}@{CHAMPION}").predict(rows)
-    pd.testing.assert_series_equal(out[s.SCORE], fraud_model.score_frame(rows)[s.SCORE], check_names=False)
+    pd.testing.assert_series_equal(
+        out[s.SCORE], fraud_model.score_frame(rows)[s.SCORE], check_names=False
+    )

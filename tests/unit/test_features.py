@@ -12,12 +12,19 @@ from inferloop import schema as s
 from inferloop.features import FeatureParams, TransactionFeaturizer, featurize_frame
 from inferloop.simulate import SimulateParams, simulate_transactions
 
-PARAMS = FeatureParams(customer_windows=("1h", "1D", "7D"), terminal_windows=("1D", "7D"), label_delay="2D", extra_history="1D")
+PARAMS = FeatureParams(
+    customer_windows=("1h", "1D", "7D"),
+    terminal_windows=("1D", "7D"),
+    label_delay="2D",
+    extra_history="1D",
+)
 
 
 @pytest.fixture(scope="module")
 def raw() -> pd.DataFrame:
-    return simulate_transactions(SimulateParams(n_customers=150, n_terminals=100, n_days=14, seed=5))
+    return simulate_transactions(
+        SimulateParams(n_customers=150, n_terminals=100, n_days=14, seed=5)
+    )
 
 
 def _cut(raw: pd.DataFrame, day: int) -> pd.Timestamp:
@@ -43,14 +50,18 @@ def test_one_pass_over_everything_equals_incremental_scoring(raw: pd.DataFrame) 
     full, _ = featurize_frame(raw, PARAMS)
     incremental = TransactionFeaturizer.from_params(PARAMS).fit(raw[raw[s.TIMESTAMP] < cut])
     later = raw[s.TIMESTAMP] >= cut
-    np.testing.assert_allclose(incremental.transform(raw[later]).to_numpy(), full[later].to_numpy(), atol=1e-9)
+    np.testing.assert_allclose(
+        incremental.transform(raw[later]).to_numpy(), full[later].to_numpy(), atol=1e-9
+    )
 
 
 def test_future_rows_do_not_change_past_features(raw: pd.DataFrame) -> None:
     cut = _cut(raw, 8)
     full, _ = featurize_frame(raw, PARAMS)
     past_only, _ = featurize_frame(raw[raw[s.TIMESTAMP] < cut], PARAMS)
-    np.testing.assert_allclose(full[raw[s.TIMESTAMP] < cut].to_numpy(), past_only.to_numpy(), atol=1e-9)
+    np.testing.assert_allclose(
+        full[raw[s.TIMESTAMP] < cut].to_numpy(), past_only.to_numpy(), atol=1e-9
+    )
 
 
 def test_labels_younger_than_the_delay_are_never_used(raw: pd.DataFrame) -> None:
@@ -129,5 +140,9 @@ def test_transform_before_fit_is_a_clear_error(raw: pd.DataFrame) -> None:
 
 
 def test_ids_and_sensitive_columns_are_not_features() -> None:
-    names = set(TransactionFeaturizer().fit(pd.DataFrame(columns=list(s.SCORING_COLUMNS))).feature_names_out_)
+    names = set(
+        TransactionFeaturizer()
+        .fit(pd.DataFrame(columns=list(s.SCORING_COLUMNS)))
+        .feature_names_out_
+    )
     assert not names & {*s.ID_COLUMNS, *s.SENSITIVE_COLUMNS, s.TARGET}

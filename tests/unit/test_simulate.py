@@ -94,7 +94,9 @@ def _after(df: pd.DataFrame, day: int) -> pd.Series:
 
 
 def test_seasonal_drift_scales_amounts_only_after_its_start(base: pd.DataFrame) -> None:
-    drifted = simulate_transactions(replace(SMALL, drift=DriftParams(seasonal_amount=SeasonalAmountDrift(True, 14, 1.5))))
+    drifted = simulate_transactions(
+        replace(SMALL, drift=DriftParams(seasonal_amount=SeasonalAmountDrift(True, 14, 1.5)))
+    )
     before, after = ~_after(base, 14), _after(base, 14)
     pd.testing.assert_frame_equal(drifted[before], base[before])
     ratio = drifted.loc[after, s.AMOUNT].sum() / base.loc[after, s.AMOUNT].sum()
@@ -102,7 +104,9 @@ def test_seasonal_drift_scales_amounts_only_after_its_start(base: pd.DataFrame) 
 
 
 def test_new_fraud_pattern_appears_from_its_start_day(base: pd.DataFrame) -> None:
-    drifted = simulate_transactions(replace(SMALL, drift=DriftParams(new_fraud_pattern=NewFraudPatternDrift(True, 10, 5.0))))
+    drifted = simulate_transactions(
+        replace(SMALL, drift=DriftParams(new_fraud_pattern=NewFraudPatternDrift(True, 10, 5.0)))
+    )
     new = drifted[drifted[s.FRAUD_SCENARIO] == s.SCENARIO_CODES["new_pattern"]]
     assert len(new) > 0 and _after(new, 10).all()
     assert (new[s.MERCHANT_CATEGORY] == "fuel").all()
@@ -118,7 +122,9 @@ def test_customer_mix_change_adds_young_customers(base: pd.DataFrame) -> None:
 
 
 def test_merchant_shift_raises_the_category_share(base: pd.DataFrame) -> None:
-    drifted = simulate_transactions(replace(SMALL, drift=DriftParams(merchant_shift=MerchantShiftDrift(True, 7, "travel", 4.0))))
+    drifted = simulate_transactions(
+        replace(SMALL, drift=DriftParams(merchant_shift=MerchantShiftDrift(True, 7, "travel", 4.0)))
+    )
     share = lambda d: (d[s.MERCHANT_CATEGORY] == "travel").mean()  # noqa: E731
     assert share(drifted[_after(drifted, 7)]) > 2 * share(base[_after(base, 7)])
 
@@ -137,3 +143,24 @@ def test_bias_scenario_camouflages_fraud_in_one_group(base: pd.DataFrame) -> Non
 def test_rejects_an_empty_window() -> None:
     with pytest.raises(ValueError, match="n_days"):
         simulate_transactions(SMALL, n_days=0)
+
+
+@pytest.mark.parametrize(
+    "drift",
+    [
+        DriftParams(seasonal_amount=SeasonalAmountDrift(True, 10, 1.5)),
+        DriftParams(new_fraud_pattern=NewFraudPatternDrift(True, 10, 5.0)),
+        DriftParams(customer_mix=CustomerMixDrift(True, 10, 400, "18-25", 0.7)),
+        DriftParams(merchant_shift=MerchantShiftDrift(True, 10, "travel", 4.0)),
+    ],
+    ids=["seasonal", "new_pattern", "customer_mix", "merchant_shift"],
+)
+def test_days_before_a_drift_starts_are_identical_to_no_drift(
+    base: pd.DataFrame, drift: DriftParams
+) -> None:
+    """The production simulation relies on this: a drift scenario continues the same past."""
+    drifted = simulate_transactions(replace(SMALL, drift=drift))
+    before = ~_after(base, 10)
+    pd.testing.assert_frame_equal(
+        drifted[~_after(drifted, 10)].reset_index(drop=True), base[before].reset_index(drop=True)
+    )

@@ -17,7 +17,9 @@ def _days(n: int) -> pd.DataFrame:
 def test_windows_are_laid_back_from_the_end_with_gaps() -> None:
     w = plan_windows(pd.Timestamp("2026-02-01"), SplitParams(10, 5, 4, 3))
     assert w.test.end == pd.Timestamp("2026-02-01") and w.test.start == pd.Timestamp("2026-01-28")
-    assert w.validation.end == pd.Timestamp("2026-01-25") and w.validation.start == pd.Timestamp("2026-01-20")
+    assert w.validation.end == pd.Timestamp("2026-01-25") and w.validation.start == pd.Timestamp(
+        "2026-01-20"
+    )
     assert w.train.end == pd.Timestamp("2026-01-17") and w.train.start == pd.Timestamp("2026-01-07")
 
 
