@@ -27,9 +27,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)  ## create .venv and install inferloop with its dev tools
 
-run: $(STAMP)  ## run the whole lifecycle (dvc repro) and say where to look
+run: $(STAMP)  ## run the whole lifecycle (dvc repro + the production simulation) and say where to look
 	@test -d .dvc || $(BIN)/dvc init --quiet
-	time $(BIN)/dvc repro
+	time $(BIN)/dvc repro dvc.yaml
+	time $(BIN)/inferloop production
 	@$(BIN)/inferloop where
 
 test: $(STAMP)  ## run the test suite

@@ -5,9 +5,11 @@ Commands import their modules lazily so that ``inferloop --help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -35,16 +37,24 @@ def main() -> None:
     """inferloop: train, validate, optimize, register, score, monitor and retrain fraud models."""
 
 
-PARAMS = click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path())
+PARAMS = click.option(
+    "--params", "params_path", default="params.yaml", show_default=True, type=click.Path()
+)
 
 
 @main.command()
 @PARAMS
-@click.option("--out", default="data/raw/transactions.parquet", show_default=True, type=click.Path())
+@click.option(
+    "--out", default="data/raw/transactions.parquet", show_default=True, type=click.Path()
+)
 @click.option("--seed", type=int, default=None, help="Override simulate.seed.")
 @click.option("--days", type=int, default=None, help="Override simulate.n_days.")
-@click.option("--start-day", type=int, default=0, show_default=True, help="First day of the window.")
-def simulate(params_path: str, out: str, seed: int | None, days: int | None, start_day: int) -> None:
+@click.option(
+    "--start-day", type=int, default=0, show_default=True, help="First day of the window."
+)
+def simulate(
+    params_path: str, out: str, seed: int | None, days: int | None, start_day: int
+) -> None:
     """Simulate card transactions (section `simulate` of params.yaml) to a Parquet file."""
     from dataclasses import replace
 
@@ -54,30 +64,64 @@ def simulate(params_path: str, out: str, seed: int | None, days: int | None, sta
 
     params = load_section(SimulateParams, "simulate", params_path)
     params = replace(params, seed=params.seed if seed is None else seed)
-    df = simulate_transactions(params, start_day=start_day, n_days=days or params.n_days, progress=True)
+    df = simulate_transactions(
+        params, start_day=start_day, n_days=days or params.n_days, progress=True
+    )
     write_parquet(df, out)
     click.echo(f"{len(df):,} transactions ({df['is_fraud'].mean():.2%} fraud) -> {out}")
 
 
 @main.command()
-@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--port", default=None, type=int, help="[default: 5000; 8000 with --monitoring]")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Keep on loopback: no auth.")
-def ui(port: int, host: str) -> None:
-    """Start the MLflow UI against the project's store."""
+@click.option(
+    "--monitoring", is_flag=True, help="Start the Evidently UI on reports/evidently instead."
+)
+def ui(port: int | None, host: str, monitoring: bool) -> None:
+    """Start the MLflow UI against the project's store (--monitoring: the Evidently UI)."""
     from inferloop.tracking import artifact_root, repo_root, tracking_uri
 
     root = repo_root()
+    if monitoring:
+        _evidently_ui(root / "reports" / "evidently", host, port or 8000)
+    port = port or 5000
     uri = tracking_uri(root)
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
     if uri.startswith("sqlite:"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         cmd += ["--default-artifact-root", str(artifact_root(root))]
     click.echo(f"MLflow UI on http://{host}:{port}  (store: {uri})")
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true")}
+    env = {
+        **os.environ,
+        "MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true"),
+    }
     raise SystemExit(subprocess.call(cmd, env=env))
 
 
-MODEL_NAME = click.option("--name", default="fraud-detector", show_default=True, help="Registered model name.")
+def _evidently_ui(workspace: Path, host: str, port: int) -> None:
+    """Run ``evidently ui`` on the monitoring workspace until it stops; exit with its code."""
+    workspace.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "evidently.cli", "ui", "--workspace", str(workspace)]
+    cmd += ["--host", host, "--port", str(port)]
+    click.echo(f"Evidently UI on http://{host}:{port}  (workspace: {workspace})")
+    env = {**os.environ, "DO_NOT_TRACK": os.environ.get("DO_NOT_TRACK", "1")}
+    raise SystemExit(subprocess.call(cmd, env=env))
+
+
+MODEL_NAME = click.option(
+    "--name", default="fraud-detector", show_default=True, help="Registered model name."
+)
 
 
 @main.command()
@@ -112,6 +156,367 @@ def rollback(name: str) -> None:
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"rolled back: {move.describe()}")
+
+
+@main.command()
+@PARAMS
+@click.option("--model", "model_uri", default=None, help="Model URI  [default: score.model_uri]")
+@click.option(
+    "--input", "input_spec", required=True, help="A CSV/Parquet file, a folder or a glob."
+)
+@click.option("--output", "output_dir", required=True, type=click.Path(file_okay=False))
+@click.option(
+    "--quarantine",
+    "quarantine_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Rejected rows  [default: OUTPUT/_quarantine]",
+)
+@click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True)
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Rows per chunk  [default: score.chunk_rows]",
+)
+@click.option(
+    "--max-chunks",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop after N chunks (run again to resume).",
+)
+@click.option("--restart", is_flag=True, help="Delete this model version's previous outputs first.")
+@click.option("--fail-on-quarantine", is_flag=True, help="Exit 1 if any row was quarantined.")
+@click.option(
+    "--summary",
+    "summary_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also write the totals to this JSON file.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar  [default: if stderr is a terminal]",
+)
+@click.option(
+    "--chunk-delay",
+    type=float,
+    default=0.0,
+    hidden=True,
+    help="Seconds to pause after each chunk (tests).",
+)
+def score(
+    params_path: str,
+    model_uri: str | None,
+    input_spec: str,
+    output_dir: str,
+    quarantine_dir: str | None,
+    engine: str,
+    chunk_rows: int | None,
+    max_chunks: int | None,
+    restart: bool,
+    fail_on_quarantine: bool,
+    summary_path: str | None,
+    progress: bool | None,
+    chunk_delay: float,
+) -> None:
+    """Score transaction files with the registered model: chunked, resumable, idempotent.
+
+    Exit codes: 0 done; 1 rows were quarantined and --fail-on-quarantine is set;
+    2 bad invocation or unusable input (nothing scored).
+    """
+    from inferloop.scoring import load_score_settings, score_files, write_summary
+    from inferloop.tracking import configure_mlflow
+
+    settings, contract, ts_format = load_score_settings(params_path)
+    configure_mlflow()
+    uri = model_uri or settings.model_uri
+    with _scoring_errors():
+        if engine == "spark":
+            from inferloop.spark import score_with_spark
+
+            run = score_with_spark(
+                input_spec,
+                output_dir,
+                model_uri=uri,
+                contract=contract,
+                quarantine_dir=quarantine_dir,
+                timestamp_format=ts_format,
+                master=settings.spark_master,
+            )
+        else:
+            run = score_files(
+                input_spec,
+                output_dir,
+                model_uri=uri,
+                contract=contract,
+                chunk_rows=chunk_rows or settings.chunk_rows,
+                quarantine_dir=quarantine_dir,
+                timestamp_format=ts_format,
+                max_chunks=max_chunks,
+                restart=restart,
+                progress=sys.stderr.isatty() if progress is None else progress,
+                chunk_delay=chunk_delay,
+            )
+    click.echo(run.describe())
+    if summary_path:
+        write_summary(run, summary_path)
+    if fail_on_quarantine and run.totals["rows_quarantined"]:
+        raise SystemExit(1)
+
+
+@contextlib.contextmanager
+def _scoring_errors() -> Iterator[None]:
+    """Unusable input, an unknown model or an unreachable registry: one line and exit 2."""
+    from mlflow.exceptions import MlflowException
+
+    from inferloop.registry import RegistryError
+    from inferloop.scoring import ScoringInputError
+
+    try:
+        yield
+    except (ScoringInputError, RegistryError, MlflowException) as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        raise SystemExit(2) from exc
+
+
+@main.command()
+@PARAMS
+@click.option("--model", "model_uri", default=None, help="Model URI  [default: score.model_uri]")
+@click.option(
+    "--watch",
+    "watch_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Score *.jsonl files landing in this folder instead of stdin.",
+)
+@click.option("--once", is_flag=True, help="With --watch: stop when no file is left.")
+@click.option(
+    "--output",
+    "output_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Append scored lines here  [default: stdout]",
+)
+@click.option(
+    "--quarantine",
+    "quarantine_path",
+    default="data/quarantine/stream.jsonl",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+)
+def stream(
+    params_path: str,
+    model_uri: str | None,
+    watch_dir: str | None,
+    once: bool,
+    output_path: str | None,
+    quarantine_path: str,
+) -> None:
+    """Score JSON lines from stdin (or files landing in --watch) in micro-batches.
+
+    Stops on end of input or SIGTERM after flushing the current batch; the final counts go
+    to stderr as one JSON line. Exit codes: 0 done; 2 bad invocation or unknown model.
+    """
+    import json
+    import threading
+
+    from inferloop.scoring import load_score_settings
+    from inferloop.stream import install_stop_handlers, load_stream_params, stream_records
+    from inferloop.tracking import configure_mlflow
+
+    settings, contract, ts_format = load_score_settings(params_path)
+    params = load_stream_params(params_path)
+    configure_mlflow()
+    stop = threading.Event()
+    restore = install_stop_handlers(stop)
+    ready = {"event": "stream_ready", "max_batch_rows": params.max_batch_rows}
+    try:
+        with _scoring_errors():
+            stats = stream_records(
+                model_uri or settings.model_uri, params, contract, stop=stop, watch_dir=watch_dir,
+                once=once, output_path=output_path, quarantine_path=quarantine_path,
+                timestamp_format=ts_format,
+                on_ready=lambda m: click.echo(json.dumps({**ready, "model": m.label}), err=True),
+            )  # fmt: skip
+    finally:
+        restore()
+    click.echo(json.dumps(stats.as_dict()), err=True)
+
+
+@main.command()
+@PARAMS
+@click.option(
+    "--scored",
+    "scored_path",
+    required=True,
+    type=click.Path(exists=True),
+    help="Scored batch: CSV/Parquet file or folder.",
+)
+@click.option(
+    "--reference",
+    "reference_path",
+    required=True,
+    type=click.Path(exists=True),
+    help="Reference window scored by the same model.",
+)
+@click.option("--model-name", default=None, help="[default: the batch's model_name column]")
+@click.option("--model-version", default=None, help="[default: the batch's model_version column]")
+@click.option(
+    "--out",
+    "out_dir",
+    default="reports/monitoring",
+    show_default=True,
+    type=click.Path(file_okay=False),
+)
+@click.option(
+    "--workspace",
+    default="reports/evidently",
+    show_default=True,
+    help="Evidently workspace; '' to skip.",
+)
+@click.option("--batch", "batch_name", default=None, help="Batch name  [default: batch-<as of>]")
+@click.option(
+    "--as-of", default=None, help="When labels are judged arrived  [default: last timestamp]"
+)
+@click.option(
+    "--fail-on-breach",
+    "--fail-on-drift",
+    "fail_on_breach",
+    is_flag=True,
+    help="Exit 1 if a check breached.",
+)
+@click.option("--webhook", default=None, help="POST alerts here  [default: monitor.webhook_url]")
+def monitor(
+    params_path: str,
+    scored_path: str,
+    reference_path: str,
+    model_name: str | None,
+    model_version: str | None,
+    out_dir: str,
+    workspace: str,
+    batch_name: str | None,
+    as_of: str | None,
+    fail_on_breach: bool,
+    webhook: str | None,
+) -> None:
+    """Drift, performance and bias of a scored batch: OUT/<batch>/report.html + summary.json.
+
+    Exit codes: 0 done; 1 a check breached and --fail-on-breach is set; 2 unusable input.
+    """
+    from dataclasses import replace
+
+    from inferloop.config import load_section
+    from inferloop.monitor import MonitorParams, monitor_files
+    from inferloop.tracking import configure_mlflow
+
+    params = load_section(MonitorParams, "monitor", params_path)
+    params = params if webhook is None else replace(params, webhook_url=webhook)
+    configure_mlflow()
+    try:
+        result = monitor_files(
+            scored_path, reference_path, params=params, out_dir=out_dir, workspace_dir=workspace or None,
+            model_name=model_name, model_version=model_version, batch_name=batch_name, as_of=as_of,
+        )  # fmt: skip
+    except ValueError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        raise SystemExit(2) from exc
+    breached = ", ".join(result.breached) or "none"
+    click.echo(f"{result.batch}: {result.status} (breached: {breached}) -> {result.report_path}")
+    if fail_on_breach and result.breached:
+        raise SystemExit(1)
+
+
+@main.command()
+@PARAMS
+@click.option(
+    "--raw",
+    "raw_paths",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Labelled transactions (Parquet); repeatable.  [default: data/validated + data/incoming/week_*]",
+)
+@click.option(
+    "--as-of",
+    default=None,
+    help="Time the retraining happens (labels known before it)  [default: last transaction]",
+)
+@click.option("--reason", default="manual retrain", show_default=True)
+@click.option(
+    "--trigger-report",
+    default="",
+    help="Monitoring report that triggered this retrain (tagged on the run).",
+)
+def retrain(
+    params_path: str,
+    raw_paths: tuple[str, ...],
+    as_of: str | None,
+    reason: str,
+    trigger_report: str,
+) -> None:
+    """Retrain on the newest labelled window through DVC (pipelines/retrain); promote only through the gates."""
+    import pandas as pd
+
+    from inferloop.config import load_section
+    from inferloop.retrain import RetrainParams, labelled_window, run_retrain
+    from inferloop.simulate import SimulateParams
+    from inferloop.tracking import repo_root
+
+    root = repo_root()
+    paths = [Path(p) for p in raw_paths] or [
+        root / "data/validated/transactions.parquet",
+        *sorted((root / "data/production/labelled").glob("*.parquet")),
+    ]
+    frames = [pd.read_parquet(p) for p in paths]
+    when = (
+        pd.Timestamp(as_of) if as_of else max(pd.to_datetime(f["timestamp"]).max() for f in frames)
+    )
+    params = load_section(RetrainParams, "retrain", params_path)
+    delay = load_section(SimulateParams, "simulate", params_path).label_delay_days
+    window = labelled_window(frames, when, params.window_days, delay)
+    click.echo(f"retraining on {len(window):,} labelled transactions up to {when} ...")
+    outcome = run_retrain(
+        root, window, params_path=params_path, trigger_report=trigger_report, reason=reason
+    )
+    click.echo(outcome.describe())
+
+
+@main.command()
+@PARAMS
+@click.option(
+    "--weeks", type=int, default=None, help="Weeks to simulate  [default: production.weeks]"
+)
+@click.option(
+    "--scenario",
+    type=click.Choice(
+        ["none", "new_fraud_pattern", "customer_mix", "seasonal_amount", "merchant_shift", "bias"]
+    ),
+    default=None,
+    help="[default: production.scenario]",
+)
+@click.option(
+    "--drift-week",
+    type=int,
+    default=None,
+    help="First drifted week  [default: production.drift_week]",
+)
+def production(
+    params_path: str, weeks: int | None, scenario: str | None, drift_week: int | None
+) -> None:
+    """Simulate weeks of production traffic through the whole loop: score, monitor, retrain, promote."""
+    from inferloop.production import run_production
+    from inferloop.tracking import repo_root
+
+    run = run_production(
+        repo_root(), params_path=params_path, weeks=weeks, scenario=scenario, drift_week=drift_week
+    )
+    click.echo(
+        run.timeline.drop(columns=["reasons"]).to_string(
+            index=False, float_format=lambda v: f"{v:.3f}"
+        )
+    )
+    click.echo(f"timeline: {run.out_dir / 'timeline.md'}  plot: {run.out_dir / 'timeline.png'}")
 
 
 @main.command()

@@ -7,6 +7,7 @@ CSV files under ``reports/``; models live in the MLflow store.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from inferloop import schema as s
 from inferloop.config import load_section, read_params
 from inferloop.evaluate import Decision, EvaluateParams, decide, model_card
 from inferloop.fairness import GroupFairness, fairness_report, fairness_table, plot_group_metrics
+from inferloop.features import TransactionFeaturizer
 from inferloop.lineage import dvc_out_hash, git_commit, params_hash
 from inferloop.metrics import (
     ClassificationMetrics,
@@ -54,6 +56,8 @@ from inferloop.train import (
 )
 
 EXPERIMENT = "fraud-detector"
+#: Run tags copied onto registered versions: data, code and params lineage, and what triggered a retrain.
+LINEAGE_TAGS = ("data_dvc_md5", "git_commit", "params_hash", "trigger_report", "retrain_reason")
 
 
 def _metrics_for(
@@ -74,11 +78,16 @@ def _lineage(root: Path, params_path: str | Path, split_dir: str) -> dict[str, s
     used = {
         k: params.get(k) for k in ("data", "simulate", "featurize", "split", "train", "threshold")
     }
-    return {
+    tags = {
         "data_dvc_md5": dvc_out_hash(root, split_dir),
         "git_commit": git_commit(root),
         "params_hash": params_hash(used),
     }
+    trigger = params.get("retrain") or {}
+    if trigger.get("trigger_report"):  # set by `inferloop retrain`
+        tags["trigger_report"] = str(trigger["trigger_report"])
+        tags["retrain_reason"] = str(trigger.get("reason", ""))
+    return tags
 
 
 def _log_candidate_plots(
@@ -219,12 +228,25 @@ class EvaluateOutcome:
     card: str
 
 
-def score_with(model_uri: str, frame: pd.DataFrame) -> np.ndarray:
-    """Scores of a logged/registered model on raw rows, through ``mlflow.pyfunc`` (the deploy path)."""
+def score_with(
+    model_uri: str, frame: pd.DataFrame, history: TransactionFeaturizer | None = None
+) -> np.ndarray:
+    """Scores of a logged/registered model on raw rows, through ``mlflow.pyfunc`` (the deploy path).
+
+    With ``history``, the model's own (possibly older) feature history is replaced by it when
+    both compute the same features: the champion is then compared on exactly the features
+    the challenger sees, as it would be in production where the history is live.
+    """
     import mlflow
 
     model = mlflow.pyfunc.load_model(model_uri)
-    return model.predict(frame[list(s.SCORING_COLUMNS)])[s.SCORE].to_numpy()
+    raw = frame[list(s.SCORING_COLUMNS)]
+    if history is not None:
+        live = copy.copy(model.unwrap_python_model())
+        if list(live.featurizer.feature_names_out_) == list(history.feature_names_out_):
+            live.featurizer = history
+            return live.score_frame(raw)[s.SCORE].to_numpy()
+    return model.predict(raw)[s.SCORE].to_numpy()
 
 
 def run_evaluate(
@@ -244,14 +266,15 @@ def run_evaluate(
     configure_mlflow(root)
     params = load_section(EvaluateParams, "evaluate", params_path)
     trained = read_json(candidates_path)
-    test = load_processed(split_dir, featurizer_path).test
+    processed = load_processed(split_dir, featurizer_path)
+    test = processed.test
     best = trained["best"]
     scores = {name: score_with(c["model_uri"], test) for name, c in trained["candidates"].items()}
     thresholds = {name: c["threshold"] for name, c in trained["candidates"].items()}
     champion_version = alias_version(FULL_MODEL, CHAMPION)
     if champion_version is not None:
         champ_uri = f"models:/{FULL_MODEL}@{CHAMPION}"
-        scores["champion"] = score_with(champ_uri, test)
+        scores["champion"] = score_with(champ_uri, test, history=processed.featurizer)
         thresholds["champion"] = mlflow.pyfunc.load_model(champ_uri).unwrap_python_model().threshold
     metrics = {n: _metrics_for(test, sc, thresholds[n], params.k) for n, sc in scores.items()}
     decisions = (scores[best] >= thresholds[best]).astype(int)
@@ -438,8 +461,8 @@ def run_register(
     decision = read_json(decision_path)
     best = trained["candidates"][decision["candidate"]]
     run_tags = mlflow.get_run(best["run_id"]).data.tags
-    tags = {
-        **{k: run_tags[k] for k in ("data_dvc_md5", "git_commit", "params_hash") if k in run_tags},
+    tags: dict[str, str] = {
+        **{k: run_tags[k] for k in LINEAGE_TAGS if k in run_tags},
         "candidate": decision["candidate"],
         "run_id": best["run_id"],
         "threshold": str(best["threshold"]),

@@ -13,8 +13,9 @@ import yaml
 
 def dvc_out_hash(root: Path, path: str) -> str:
     """The md5 DVC recorded in ``dvc.lock`` for output ``path``, or a file md5 outside DVC."""
-    lock = root / "dvc.lock"
-    if lock.is_file():
+    for lock in [root / "dvc.lock", *sorted((root / "pipelines").glob("**/dvc.lock"))]:
+        if not lock.is_file():
+            continue
         stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
         for stage in stages.values():
             for out in stage.get("outs", []):

@@ -66,7 +66,7 @@ class NewFraudPatternDrift:
 
     enabled: bool = False
     start_day: int = 0
-    per_1k: float = 4.0
+    per_1k: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,7 @@ class BiasParams:
     """
 
     enabled: bool = False
+    start_day: int = 0
     attribute: str = s.AGE_BAND
     group: str = "61+"
     extra_per_1k: float = 2.0
@@ -376,7 +377,7 @@ def _high_amount(pop: Population, p: SimulateParams, day: int) -> _Rows:
     terminal = np.where(online, _draw_terminals(pop, customers, np.ones(n, bool), rng), terminal)
     online = pop.terminal_online[terminal]
     multiplier = rng.uniform(*p.fraud.high_amount_multiplier, size=n)
-    if p.bias.enabled:  # the biased group's stolen cards are used for ordinary amounts
+    if _bias_active(p, day):  # the biased group's stolen cards are used for ordinary amounts
         multiplier = np.where(
             _in_bias_group(pop, p, customers), rng.lognormal(-0.18, 0.6, size=n), multiplier
         )
@@ -433,7 +434,7 @@ def _apply_takeovers(rows: _Rows, pop: Population, p: SimulateParams, day: int) 
     )
     hit &= rows.fraud == 0
     multiplier = rng.uniform(*p.fraud.takeover_amount_multiplier, size=len(rows.customer))
-    if p.bias.enabled:  # the biased group's takeovers keep the usual amounts
+    if _bias_active(p, day):  # the biased group's takeovers keep the usual amounts
         multiplier = np.where(_in_bias_group(pop, p, rows.customer), 1.0, multiplier)
     rows.amount[hit] *= multiplier[hit]
     rows.fraud[hit] = 1
@@ -446,7 +447,7 @@ def _card_testing(pop: Population, p: SimulateParams, day: int) -> _Rows:
     lo, hi = p.fraud.card_testing_burst
     sizes = rng.integers(lo, hi + 1, size=n_bursts)
     victims = _pick_customers(pop, day, n_bursts, rng)
-    if p.bias.enabled:  # card testers never pick the biased group: its fraud leaves no burst
+    if _bias_active(p, day):  # card testers never pick the biased group: its fraud leaves no burst
         victims = _outside_bias_group(pop, p, victims)
     customers = np.repeat(victims, sizes)
     starts = np.repeat(
@@ -482,6 +483,10 @@ def _new_pattern(pop: Population, p: SimulateParams, day: int) -> _Rows:
         np.ones(n, np.int8),
         np.full(n, code, np.int8),
     )
+
+
+def _bias_active(p: SimulateParams, day: int) -> bool:
+    return p.bias.enabled and day >= p.bias.start_day
 
 
 def _in_bias_group(pop: Population, p: SimulateParams, customers: np.ndarray) -> np.ndarray:
@@ -523,7 +528,7 @@ def simulate_day(pop: Population, params: SimulateParams, day: int) -> pd.DataFr
     parts = [rows, _high_amount(pop, params, day), _card_testing(pop, params, day)]
     if params.drift.new_fraud_pattern.enabled and day >= params.drift.new_fraud_pattern.start_day:
         parts.append(_new_pattern(pop, params, day))
-    if params.bias.enabled:
+    if _bias_active(params, day):
         parts.append(_camouflaged(pop, params, day))
     return _to_frame(pop, params, day, _Rows.concat(parts))
 

@@ -22,6 +22,7 @@ TINY = {
     "featurize": {"label_delay": "3D", "extra_history": "4D"},
     "split": {"train_days": 14, "validation_days": 4, "test_days": 4, "gap_days": 3},
     "train": {"lightgbm": {"n_estimators": 120, "early_stopping_rounds": 20}, "mlp": {"epochs": 3}},
+    "production": {"weeks": 3, "drift_week": 1},
     "evaluate": {
         "k": 10,
         "gates": {  # tiny windows: gates that a sane model passes; the real ones are tested in tests/model
@@ -93,7 +94,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     _run([dvc, "init", "-q"], repo)
     _run([dvc, "config", "core.analytics", "false"], repo)
-    _run([dvc, "repro"], repo)
+    _run([dvc, "repro", "dvc.yaml"], repo)
     return repo
 
 
@@ -112,7 +113,7 @@ def test_data_stages_produce_reconciled_outputs(repo: Path) -> None:
 def test_second_repro_does_nothing_quickly(repo: Path) -> None:
     dvc = str(Path(sys.executable).parent / "dvc")
     start = time.perf_counter()
-    proc = _run([dvc, "repro"], repo)
+    proc = _run([dvc, "repro", "dvc.yaml"], repo)
     elapsed = time.perf_counter() - start
     assert "Running stage" not in proc.stdout
     print(f"no-op dvc repro: {elapsed:.2f} s")  # measured, not asserted: shared machines are noisy
@@ -223,7 +224,7 @@ def test_a_changed_seed_registers_version_2_compared_with_version_1(repo: Path) 
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["simulate"]["seed"] = 12
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _dvc(repo, "repro")
+    _dvc(repo, "repro", "dvc.yaml")
     register = json.loads((repo / "reports/register.json").read_text())
     decision = json.loads((repo / "reports/evaluate/decision.json").read_text())
     assert register["version"] == "2"
@@ -268,7 +269,7 @@ def test_dvc_experiment_shows_in_dvc_and_mlflow(repo: Path) -> None:
     _run(
         ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "baseline"], repo
     )
-    _dvc(repo, "exp", "run", "-S", "train.lightgbm.num_leaves=7", "-n", "small-leaves")
+    _dvc(repo, "exp", "run", "dvc.yaml", "-S", "train.lightgbm.num_leaves=7", "-n", "small-leaves")
     shown = _dvc(repo, "exp", "show", "--json").stdout
     assert "small-leaves" in shown
     out = _python(
@@ -282,3 +283,43 @@ print("runs", len(runs))
 """,
     )
     assert "runs 0" not in out
+
+
+def test_production_simulation_runs_the_whole_loop(repo: Path) -> None:
+    """Weeks of traffic: score, monitor, retrain through DVC, promote through the gates."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["retrain"]["window_days"] = 35
+    params["monitor"].update(
+        {
+            "min_labelled_rows": 200,
+            "min_labelled_frauds": 3,
+            "evidently_sample_size": 3000,
+            "max_ap_drop": -1.0,  # every labelled window "breaches": forces the retrain path
+        }
+    )
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    inferloop = str(Path(sys.executable).parent / "inferloop")
+    proc = _run([inferloop, "production", "--weeks", "3", "--scenario", "new_fraud_pattern", "--drift-week", "1"], repo)
+    timeline = pd.read_csv(repo / "reports/production/timeline.csv")
+    assert list(timeline["week"]) == [0, 1, 2]
+    assert timeline["retrained"].fillna("").str.startswith("v").any(), proc.stdout
+    assert (repo / "reports/production/timeline.png").stat().st_size > 10_000
+    for week in range(3):
+        summary = json.loads((repo / f"reports/production/monitoring/week_{week:02d}/summary.json").read_text())
+        assert summary["model"]["version"]
+        assert (repo / f"reports/production/monitoring/week_{week:02d}/report.html").is_file()
+        predictions = pd.read_parquet(repo / f"data/predictions/production/week_{week:02d}.parquet")
+        assert {"model_name", "model_version", "score", "decision"} <= set(predictions.columns)
+    register = json.loads((repo / "reports/retrain/register.json").read_text())
+    out = _python(
+        repo,
+        f"""
+import mlflow
+from inferloop.tracking import configure_mlflow
+configure_mlflow()
+v = mlflow.MlflowClient().get_model_version("fraud-detector", "{register['version']}")
+assert v.tags.get("trigger_report", "").startswith("reports/production/monitoring/"), v.tags
+print("ok")
+""",
+    )
+    assert "ok" in out

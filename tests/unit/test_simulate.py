@@ -130,7 +130,7 @@ def test_merchant_shift_raises_the_category_share(base: pd.DataFrame) -> None:
 
 
 def test_bias_scenario_camouflages_fraud_in_one_group(base: pd.DataFrame) -> None:
-    biased = simulate_transactions(replace(SMALL, bias=BiasParams(True, s.AGE_BAND, "61+", 3.0)))
+    biased = simulate_transactions(replace(SMALL, bias=BiasParams(True, 0, s.AGE_BAND, "61+", 3.0)))
     camo = biased[biased[s.FRAUD_SCENARIO] == s.SCENARIO_CODES["camouflaged"]]
     assert len(camo) > 0 and (camo[s.AGE_BAND] == "61+").all()
     # camouflaged fraud looks like normal spending: similar amounts to the group's genuine ones

@@ -1,0 +1,219 @@
+"""Unit tests for inferloop.train and inferloop.nn on a tiny simulated dataset."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from matplotlib.figure import Figure
+from sklearn.base import clone
+from sklearn.metrics import average_precision_score
+
+from inferloop.datasets import SimulatedSplits, simulated_splits
+from inferloop.nn import TorchMLPClassifier
+from inferloop.simulate import SimulateParams
+from inferloop.split import SplitParams
+from inferloop.train import (
+    LightGBMParams,
+    MLPParams,
+    SearchParams,
+    TrainParams,
+    downsample_genuine,
+    feature_importance,
+    plot_feature_importance,
+    search_lightgbm,
+    train_candidate,
+    train_candidates,
+)
+
+FAST = TrainParams(
+    seed=3,
+    lightgbm=LightGBMParams(n_estimators=60, learning_rate=0.1, early_stopping_rounds=20, n_jobs=1),
+    mlp=MLPParams(hidden=(16, 8), epochs=6, batch_size=256, patience=3),
+)
+
+
+@pytest.fixture(scope="module")
+def data() -> SimulatedSplits:
+    return simulated_splits(
+        SimulateParams(n_customers=300, n_terminals=200, n_days=35),
+        split=SplitParams(train_days=14, validation_days=3, test_days=3, gap_days=3),
+    )
+
+
+@pytest.fixture(scope="module")
+def xy(data: SimulatedSplits) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, np.ndarray]:
+    train, val = data.splits.train, data.splits.validation
+    cols = data.features
+    return train[cols], train["is_fraud"].to_numpy(), val[cols], val["is_fraud"].to_numpy()
+
+
+@pytest.fixture(scope="module")
+def trained(data: SimulatedSplits) -> dict:
+    return train_candidates(
+        data.splits.train, data.splits.validation, data.features, FAST, progress=False
+    )
+
+
+def test_every_candidate_beats_random_on_validation(trained: dict, xy: tuple) -> None:
+    y_val = xy[3]
+    assert list(trained) == ["lightgbm", "logistic", "mlp"]
+    for name, cand in trained.items():
+        assert cand.name == name
+        assert cand.validation_scores.shape == (len(y_val),)
+        ap = average_precision_score(y_val, cand.validation_scores)
+        assert ap > 2 * y_val.mean(), f"{name}: AP {ap:.3f} vs base rate {y_val.mean():.3f}"
+        assert cand.train_seconds > 0
+        assert cand.params["candidate"] == name
+        assert all(np.isscalar(v) for v in cand.params.values())
+    assert trained["logistic"].best_iteration is None
+    assert trained["lightgbm"].best_iteration >= 1
+    assert trained["mlp"].best_iteration >= 1
+
+
+def test_validation_scores_equal_predict_proba(trained: dict, xy: tuple) -> None:
+    X_val = xy[2]
+    for cand in trained.values():
+        np.testing.assert_allclose(
+            cand.estimator.predict_proba(X_val)[:, 1], cand.validation_scores
+        )
+
+
+@pytest.mark.parametrize("name", ["lightgbm", "logistic", "mlp"])
+def test_training_is_deterministic(name: str, trained: dict, xy: tuple) -> None:
+    again = train_candidate(name, *xy, FAST)
+    np.testing.assert_allclose(again.validation_scores, trained[name].validation_scores, atol=1e-6)
+
+
+def test_class_weight_and_downsample_change_training(xy: tuple) -> None:
+    X, y = xy[0], xy[1]
+    weighted = train_candidate("lightgbm", *xy, dataclasses.replace(FAST, imbalance="class_weight"))
+    assert weighted.params["lightgbm.scale_pos_weight"] == pytest.approx((y == 0).sum() / y.sum())
+    down = train_candidate(
+        "logistic", *xy, dataclasses.replace(FAST, imbalance="downsample", downsample_ratio=5)
+    )
+    assert down.params["train_rows"] == 6 * int(y.sum())
+    assert down.params["train_frauds"] == int(y.sum())
+    assert len(X) > down.params["train_rows"]
+
+
+def test_downsample_keeps_frauds_ratio_and_order() -> None:
+    y = np.array([0] * 90 + [1] * 10)
+    X = pd.DataFrame({"t": np.arange(100)})
+    Xd, yd = downsample_genuine(X, y, ratio=3, seed=0)
+    assert len(Xd) == 40 and yd.sum() == 10
+    assert Xd["t"].is_monotonic_increasing
+    assert (X["t"].to_numpy()[y == 1] == Xd["t"].to_numpy()[yd == 1]).all()
+    Xs, ys = downsample_genuine(X, y, ratio=1000, seed=0)  # more than available: keep all
+    assert ys.sum() == 10
+    assert len(Xs) == 100
+    np.testing.assert_array_equal(downsample_genuine(X, y, 3, seed=0)[0], Xd)
+
+
+def test_search_returns_one_row_per_trial(xy: tuple) -> None:
+    params = dataclasses.replace(FAST, search=SearchParams(enabled=True, trials=3, seed=1))
+    best, trials = search_lightgbm(*xy, params, progress=False)
+    assert len(trials) == 3
+    assert trials["trial"].tolist() == [0, 1, 2]
+    assert trials.loc[0, "num_leaves"] == FAST.lightgbm.num_leaves  # trial 0 is the base
+    top = trials.loc[trials["val_average_precision"].idxmax()]
+    assert best.num_leaves == top["num_leaves"]
+    assert isinstance(best.num_leaves, int)
+    assert trials.drop(columns=["trial", "seconds"]).notna().all().all()
+
+
+def test_params_reject_unknown_candidate_and_mode() -> None:
+    with pytest.raises(ValueError, match="candidates"):
+        TrainParams(candidates=("xgboost",))
+    with pytest.raises(ValueError, match="imbalance"):
+        TrainParams(imbalance="smote")
+    with pytest.raises(ValueError, match="space"):
+        TrainParams(search=SearchParams(space={"depth": (1, 2)}))
+
+
+def test_feature_importance_and_plot(trained: dict, data: SimulatedSplits) -> None:
+    for cand in trained.values():
+        imp = feature_importance(cand, data.features)
+        assert sorted(imp["feature"]) == sorted(data.features)
+        assert imp["importance"].is_monotonic_decreasing
+        assert imp["share"].sum() == pytest.approx(1.0)
+        assert imp.attrs["method"]
+    fig = plot_feature_importance(imp, top=5)
+    assert isinstance(fig, Figure)
+    assert len(fig.axes[0].patches) == 5
+
+
+# --------------------------------------------------------------------------------------------
+# TorchMLPClassifier
+# --------------------------------------------------------------------------------------------
+
+
+def test_mlp_follows_sklearn_contract_and_restores_threads(trained: dict, xy: tuple) -> None:
+    mlp = trained["mlp"].estimator
+    fresh = clone(mlp)
+    assert not hasattr(fresh, "layers_")
+    assert fresh.get_params()["hidden"] == (16, 8)
+    before = torch.get_num_threads()
+    TorchMLPClassifier(hidden=(4,), epochs=1, threads=1).fit(xy[0].iloc[:500], xy[1][:500])
+    assert torch.get_num_threads() == before
+    proba = mlp.predict_proba(xy[2])
+    assert proba.shape == (len(xy[2]), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert set(np.unique(mlp.predict(xy[2]))) <= {0, 1}
+    assert isinstance(mlp.module_, torch.nn.Sequential)
+
+
+def test_mlp_export_layers_reproduce_predictions(trained: dict, xy: tuple) -> None:
+    mlp = trained["mlp"].estimator
+    X = xy[2].to_numpy(dtype=np.float64)
+    h = X
+    layers = mlp.export_layers()
+    for i, (w, b) in enumerate(layers):
+        h = h @ w.T.astype(np.float64) + b
+        if i < len(layers) - 1:
+            h = np.maximum(h, 0.0)
+    np.testing.assert_allclose(h[:, 0], mlp.decision_function(xy[2]), rtol=1e-3, atol=1e-3)
+    raw = mlp.export_layers(fold_standardizer=False)
+    np.testing.assert_array_equal(raw[0][0], mlp.layers_[0][0])
+
+
+def test_mlp_pickles_small_and_loads_in_fresh_process(
+    trained: dict, xy: tuple, tmp_path: Path
+) -> None:
+    mlp = trained["mlp"].estimator
+    _ = mlp.module_  # build the cache: it must not be pickled
+    X_val = xy[2].iloc[:200]
+    expected = mlp.predict_proba(X_val)[:, 1]
+    np.save(tmp_path / "X.npy", X_val.to_numpy())
+    names = ("pickle", "cloudpickle")
+    for name, dumps in zip(names, (pickle.dumps, cloudpickle.dumps), strict=True):
+        blob = dumps(mlp)
+        assert len(blob) < 50_000
+        (tmp_path / f"{name}.pkl").write_bytes(blob)
+    script = textwrap.dedent(
+        f"""
+        import pickle, numpy as np, pandas as pd
+        for name in {names!r}:
+            model = pickle.loads(open(f"{tmp_path}/{{name}}.pkl", "rb").read())
+            X = pd.DataFrame(np.load("{tmp_path}/X.npy"), columns=model.feature_names_in_)
+            np.save(f"{tmp_path}/{{name}}_out.npy", model.predict_proba(X)[:, 1])
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    for name in names:
+        np.testing.assert_array_equal(np.load(tmp_path / f"{name}_out.npy"), expected)
+
+
+def test_single_class_training_data_is_a_clear_error(xy: tuple) -> None:
+    X, y, X_val, y_val = xy
+    with pytest.raises(ValueError, match="both fraud and genuine"):
+        train_candidate("logistic", X, np.zeros_like(y), X_val, y_val, FAST)
