@@ -30,7 +30,9 @@ venv: $(STAMP)  ## create .venv and install inferloop with its dev tools
 run: $(STAMP)  ## run the whole lifecycle (dvc repro + the production simulation) and say where to look
 	@test -d .dvc || $(BIN)/dvc init --quiet
 	time $(BIN)/dvc repro dvc.yaml
-	time $(BIN)/inferloop production
+	@mkdir -p reports/notebooks
+	time $(BIN)/papermill notebooks/08_production.ipynb reports/notebooks/08_production.ipynb -k python3 --log-level WARNING -p params_path params.yaml
+	@cat reports/production/timeline.md
 	@$(BIN)/inferloop where
 
 test: $(STAMP)  ## run the test suite

@@ -15,81 +15,271 @@ Pickle-based formats execute code on load: load models only from a registry you 
 from __future__ import annotations
 
 import importlib.metadata as md
+import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from inferloop import schema as s
-from inferloop.features import TransactionFeaturizer
+from inferloop.contract import _canonical_ids as canonical_ids
+from inferloop.features import RawColumns, TransactionFeaturizer
 
 OUTPUT_COLUMNS = (s.TRANSACTION_ID, s.SCORE, s.DECISION)
-_NUMERIC_INPUTS = (s.AMOUNT,)
-_TEXT_INPUTS = (s.CHANNEL, s.MERCHANT_CATEGORY)
+#: Batches up to this many rows take the small-batch paths (numpy timestamp parsing, one
+#: LightGBM thread): per-call overheads, not per-row work, dominate there.
+SMALL_BATCH_ROWS = 256
+#: Environment variable: the most rows one ``predict`` call may carry (a request to the model
+#: server; ``inferloop serve`` sets it). Unset means no limit, as for batch users of the pyfunc.
+MAX_ROWS_ENV = "INFERLOOP_SERVING_MAX_ROWS"
+_NAIVE_ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?")
 
 
 class InvalidInput(ValueError):
     """A request or batch the model cannot score; the message names the problem."""
 
 
-def coerce_input(model_input: Any) -> pd.DataFrame:
-    """Raw transactions as a DataFrame with the types the featurizer needs.
+@dataclass(frozen=True)
+class Transactions:
+    """Validated raw transactions: ids to echo, naive-UTC timestamps, featurizer inputs."""
 
-    Accepts a DataFrame, a list of records or a dict of columns. Raises :class:`InvalidInput`
-    naming missing columns, empty input, unparseable timestamps or non-numeric amounts.
+    ids: np.ndarray
+    timestamps: np.ndarray
+    raw: RawColumns
+
+
+def read_transactions(frame: pd.DataFrame) -> Transactions:
+    """Validate raw transactions, reading each column of ``frame`` once.
+
+    Parameters
+    ----------
+    frame
+        Rows with at least :data:`inferloop.schema.SCORING_COLUMNS`; other columns are ignored,
+        except ``is_fraud`` whose labels the featurizer uses once the label delay has passed.
+
+    Returns
+    -------
+    Transactions
+        Canonical ids (as the data contract writes them: int64 when every id is an integer),
+        timestamps and amounts.
+
+    Raises
+    ------
+    InvalidInput
+        Naming the problem: empty input, missing columns, missing or non-scalar ids,
+        unparseable timestamps, non-numeric amounts, categories outside the contract.
     """
-    frame = model_input if isinstance(model_input, pd.DataFrame) else _to_frame(model_input)
     if len(frame) == 0:
         raise InvalidInput("empty input: send at least one transaction")
     missing = [c for c in s.SCORING_COLUMNS if c not in frame.columns]
     if missing:
         raise InvalidInput(f"missing required column(s): {missing}")
+    timestamps = _as_timestamps(frame[s.TIMESTAMP])
+    raw = RawColumns(
+        seconds=timestamps.astype("datetime64[s]").astype(np.int64),
+        customer=_as_keys(frame[s.CUSTOMER_ID]),
+        terminal=_as_keys(frame[s.TERMINAL_ID]),
+        amount=_as_amounts(frame[s.AMOUNT]),
+        channel=_as_categories(frame[s.CHANNEL]),
+        merchant_category=_as_categories(frame[s.MERCHANT_CATEGORY]),
+        label=_labels(frame),
+    )
+    ids = frame[s.TRANSACTION_ID]
+    _check_keys(ids, ids.to_numpy())
+    return Transactions(ids.to_numpy(), timestamps, raw)
+
+
+def coerce_input(model_input: Any) -> pd.DataFrame:
+    """Raw transactions as a validated DataFrame with the types the featurizer needs.
+
+    Accepts a DataFrame, a list of records or a dict of columns; raises :class:`InvalidInput`
+    as :func:`read_transactions` does.
+    """
+    frame = as_frame(model_input)
+    tx = read_transactions(frame)
     return frame.assign(
         **{
-            s.TIMESTAMP: _as_timestamps(frame[s.TIMESTAMP]),
-            s.AMOUNT: _as_amounts(frame[s.AMOUNT]),
+            s.TIMESTAMP: tx.timestamps,
+            s.CUSTOMER_ID: tx.raw.customer,
+            s.TERMINAL_ID: tx.raw.terminal,
+            s.AMOUNT: tx.raw.amount,
         }
     )
 
 
-def _to_frame(model_input: Any) -> pd.DataFrame:
+def as_frame(model_input: Any) -> pd.DataFrame:
+    """``model_input`` as a DataFrame (records, a dict of columns, or a frame as is)."""
+    if isinstance(model_input, pd.DataFrame):
+        return model_input
     try:
         return pd.DataFrame(model_input)
     except (ValueError, TypeError) as exc:
         raise InvalidInput(f"input is not tabular transaction data: {exc}") from exc
 
 
-def _as_timestamps(values: pd.Series) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return values.dt.tz_convert(None) if getattr(values.dt, "tz", None) is not None else values
-    parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
-    bad = parsed.isna()
-    if bad.any():
-        raise InvalidInput(f"unparseable timestamp(s) in column 'timestamp': {list(values[bad].head(3))}")
-    return parsed.dt.tz_convert(None)
+def _first(values: pd.Series, bad: np.ndarray) -> list[Any]:
+    return values[bad].head(3).tolist()
 
 
-def _as_amounts(values: pd.Series) -> pd.Series:
-    if pd.api.types.is_float_dtype(values) or pd.api.types.is_integer_dtype(values):
-        amounts = values.astype(np.float64)
+def _as_timestamps(values: pd.Series) -> np.ndarray:
+    """Naive-UTC datetime64 values: datetimes as they are (tz-aware converted), or ISO text."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        parsed = values.dt.tz_convert(None).to_numpy()
+    elif values.dtype.kind == "M":
+        parsed = values.to_numpy()
+    elif values.dtype.kind in "biuf":
+        raise InvalidInput(
+            f"column 'timestamp' must hold ISO 8601 text or datetimes, got {values.dtype} values"
+        )
     else:
-        amounts = pd.to_numeric(values, errors="coerce")
-    bad = amounts.isna() | ~np.isfinite(amounts)
+        parsed = _parse_iso(values)
+    bad = np.isnat(parsed)
     if bad.any():
-        raise InvalidInput(f"non-numeric or missing amount(s) in column 'amount': {list(values[bad].head(3))}")
+        raise InvalidInput(f"unparseable timestamp(s) in column 'timestamp': {_first(values, bad)}")
+    return parsed
+
+
+def _parse_iso(values: pd.Series) -> np.ndarray:
+    """ISO 8601 text to naive-UTC datetime64 (NaT where unparseable).
+
+    A few plain ``YYYY-MM-DD[Thh:mm[:ss[.f]]]`` strings are parsed by numpy (microseconds);
+    anything else -- offsets, ``Z``, large batches -- by pandas (hundreds of microseconds).
+    """
+    text = values.to_numpy()
+    if len(text) <= SMALL_BATCH_ROWS and all(
+        isinstance(v, str) and _NAIVE_ISO.fullmatch(v) for v in text
+    ):
+        try:
+            return np.array(text, dtype="datetime64[us]")
+        except ValueError:
+            pass  # e.g. month 13: pandas turns it into NaT and the caller names it
+    try:
+        parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"unparseable timestamp(s) in column 'timestamp': {exc}") from exc
+    return parsed.dt.tz_convert(None).to_numpy()
+
+
+def _as_amounts(values: pd.Series) -> np.ndarray:
+    """Amounts as float64; numbers as text are accepted, anything non-finite is not."""
+    if values.dtype.kind in "iuf":
+        amounts = values.to_numpy(dtype=np.float64)
+    elif values.dtype.kind == "b":
+        amounts = np.full(len(values), np.nan)
+    else:
+        try:
+            numeric = pd.to_numeric(values, errors="coerce")
+        except (TypeError, ValueError):
+            numeric = pd.Series(np.nan, index=values.index)
+        amounts = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(amounts)
+    if bad.any():
+        raise InvalidInput(
+            f"non-numeric or missing amount(s) in column 'amount': {_first(values, bad)}"
+        )
     return amounts
 
 
-def positive_scores(estimator: Any, features: pd.DataFrame) -> np.ndarray:
+def _as_keys(values: pd.Series) -> np.ndarray:
+    """Customer or terminal keys in the contract's canonical form (they index the history)."""
+    keys = values.to_numpy()
+    if keys.dtype.kind == "i":
+        return keys
+    _check_keys(values, keys)
+    return np.asarray(canonical_ids(values).to_numpy())
+
+
+def _check_keys(values: pd.Series, keys: np.ndarray) -> None:
+    """Raise unless every key is a number or non-blank text."""
+    if keys.dtype.kind in "iu":
+        return
+    if keys.dtype.kind == "f":
+        bad = ~np.isfinite(keys)
+    elif keys.dtype.kind == "O":
+        bad = np.fromiter((not _is_key(v) for v in keys), dtype=bool, count=len(keys))
+    else:
+        bad = np.ones(len(keys), dtype=bool)
+    if bad.any():
+        raise InvalidInput(
+            f"missing or invalid id(s) in column {values.name!r} (ids are numbers or text): "
+            f"{_first(values, bad)}"
+        )
+
+
+def _is_key(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return True
+    return isinstance(value, (float, np.floating)) and bool(np.isfinite(value))
+
+
+def _as_categories(values: pd.Series) -> np.ndarray:
+    """Category values, each one of the contract's (an object array)."""
+    column = str(values.name)
+    allowed = s.ALLOWED_CATEGORIES[column]
+    text = np.asarray(values.to_numpy(), dtype=object)
+    try:
+        seen = set(text.tolist()) if len(text) <= SMALL_BATCH_ROWS else set(pd.unique(text))
+    except TypeError as exc:  # unhashable values such as lists
+        raise InvalidInput(f"column {column!r} must hold text: {exc}") from exc
+    unknown = seen.difference(allowed)
+    if unknown:
+        shown = sorted(map(repr, unknown))[:3]
+        raise InvalidInput(
+            f"unknown value(s) in column {column!r}: {', '.join(shown)}; allowed: {list(allowed)}"
+        )
+    return text
+
+
+def _labels(frame: pd.DataFrame) -> np.ndarray | None:
+    if s.TARGET not in frame.columns:
+        return None
+    return pd.to_numeric(frame[s.TARGET], errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan
+    )
+
+
+def positive_scores(
+    estimator: Any, features: pd.DataFrame | np.ndarray, feature_names: list[str]
+) -> np.ndarray:
     """Fraud probability from any fitted classifier, fastest path first.
 
+    Parameters
+    ----------
+    estimator
+        Fitted classifier: a LightGBM model (``booster_``) or anything with ``predict_proba``.
+    features
+        Featurized rows: a frame, or a float matrix whose columns are ``feature_names``.
+    feature_names
+        Column names for estimators that need a frame.
+
+    Returns
+    -------
+    numpy.ndarray
+        Probability of fraud per row.
+
+    Notes
+    -----
     LightGBM boosters are called directly on the float matrix (skipping the scikit-learn
-    wrapper's per-call validation, which costs more than the trees for one row).
+    wrapper's per-call validation, which costs more than the trees for one row), and on one
+    thread for small batches: starting OpenMP threads for one row costs far more than the
+    trees, and a server already runs one worker process per core.
     """
     booster = getattr(estimator, "booster_", None)
     if booster is not None:
-        return np.asarray(booster.predict(features.to_numpy(dtype=np.float64)), dtype=np.float64)
+        matrix = (
+            features.to_numpy(dtype=np.float64) if isinstance(features, pd.DataFrame) else features
+        )
+        threads = {"num_threads": 1} if len(matrix) <= SMALL_BATCH_ROWS else {}
+        return np.asarray(booster.predict(matrix, **threads), dtype=np.float64)
+    if isinstance(features, np.ndarray):
+        features = pd.DataFrame(features, columns=feature_names, copy=False)
     return np.asarray(estimator.predict_proba(features)[:, 1], dtype=np.float64)
 
 
@@ -99,7 +289,7 @@ except ImportError:  # pragma: no cover - mlflow is always installed with inferl
     PythonModel = object  # type: ignore[assignment,misc]
 
 
-class FraudModel(PythonModel):  # type: ignore[misc]
+class FraudModel(PythonModel):
     """Raw transactions in; ``transaction_id``, ``score`` and ``decision`` out.
 
     Parameters
@@ -114,7 +304,9 @@ class FraudModel(PythonModel):  # type: ignore[misc]
         The candidate's name (``lightgbm``, ``logistic``, ``mlp``) for model cards and tags.
     """
 
-    def __init__(self, featurizer: TransactionFeaturizer, estimator: Any, threshold: float, candidate: str) -> None:
+    def __init__(
+        self, featurizer: TransactionFeaturizer, estimator: Any, threshold: float, candidate: str
+    ) -> None:
         self.featurizer = featurizer
         self.estimator = estimator
         self.threshold = float(threshold)
@@ -127,31 +319,66 @@ class FraudModel(PythonModel):  # type: ignore[misc]
 
     def scores_for_features(self, features: pd.DataFrame) -> np.ndarray:
         """Scores for an already featurized frame (training-time evaluation)."""
-        return positive_scores(self.estimator, features[self.feature_names])
+        return positive_scores(self.estimator, features[self.feature_names], self.feature_names)
 
     def score_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Score validated raw transactions: the one predict path of batch, stream and server."""
-        features = self.featurizer.transform(frame)
-        scores = self.scores_for_features(features)
+        """Score raw transactions: the one predict path of batch, stream and server.
+
+        Parameters
+        ----------
+        frame
+            Raw transactions (:data:`inferloop.schema.SCORING_COLUMNS`, more are ignored).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``transaction_id``, ``score`` and ``decision`` per row, on ``frame``'s index.
+
+        Raises
+        ------
+        InvalidInput
+            When the rows break the input rules of :func:`read_transactions`.
+        """
+        tx = read_transactions(frame)
+        features = self.featurizer.features_of(tx.raw)
+        scores = positive_scores(self.estimator, features, self.feature_names)
         return pd.DataFrame(
             {
-                s.TRANSACTION_ID: frame[s.TRANSACTION_ID].to_numpy(),
+                s.TRANSACTION_ID: tx.ids,
                 s.SCORE: scores,
                 s.DECISION: (scores >= self.threshold).astype(np.int8),
             },
             index=frame.index,
+            copy=False,
         )
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """MLflow entry point: validates input (400 on bad requests) and scores it."""
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """MLflow entry point: :meth:`score_frame`, with bad input as a 400 error.
+
+        ``model_input`` is whatever MLflow parsed from the request: a DataFrame for
+        ``dataframe_split`` / ``dataframe_records`` / CSV / Parquet, records or a dict of
+        columns otherwise.
+        """
         try:
-            frame = coerce_input(model_input)
+            frame = as_frame(model_input)
+            _check_request_rows(len(frame))
+            return self.score_frame(frame)
         except InvalidInput as exc:
             from mlflow.exceptions import MlflowException
             from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from exc
-        return self.score_frame(frame)
+
+
+def _check_request_rows(n_rows: int) -> None:
+    limit = os.environ.get(MAX_ROWS_ENV)
+    if limit and n_rows > int(limit):
+        raise InvalidInput(
+            f"too many rows in one request: {n_rows:,} > {int(limit):,} "
+            f"({MAX_ROWS_ENV}); split the batch or use batch scoring"
+        )
 
 
 def package_dir() -> Path:
@@ -160,8 +387,16 @@ def package_dir() -> Path:
 
 
 def runtime_requirements(candidate: str) -> list[str]:
-    """Pinned pip requirements a logged model needs to load (torch only for the MLP)."""
-    names = ["mlflow", "numpy", "pandas", "scikit-learn", "scipy", "pyarrow", "lightgbm"]
+    """Pinned pip requirements a logged model needs to load.
+
+    torch only for the MLP; the edge model (``edge:<variant>``) needs onnxruntime and neither
+    LightGBM nor torch.
+    """
+    names = ["mlflow", "numpy", "pandas", "scikit-learn", "scipy", "pyarrow"]
+    if candidate.startswith("edge"):
+        names.append("onnxruntime")
+    else:
+        names.append("lightgbm")
     if candidate == "mlp":
         names.append("torch")
     return [f"{name}=={md.version(name)}" for name in names]
@@ -173,20 +408,87 @@ def input_example(frame: pd.DataFrame, rows: int = 3) -> pd.DataFrame:
     return example
 
 
-def log_fraud_model(model: FraudModel, example: pd.DataFrame, *, name: str = "model") -> Any:
-    """Log ``model`` to the active MLflow run with signature and input example.
+#: What the logged signature says about the input (see :func:`fraud_signature`).
+InputSchema = Literal["model", "loose", "typed"]
+#: The raw input columns and the values the model accepts, recorded in the MLmodel metadata.
+INPUT_CONTRACT = {
+    s.TRANSACTION_ID: "integer or text, not null",
+    s.TIMESTAMP: "ISO 8601 text or datetime (naive = UTC)",
+    s.CUSTOMER_ID: "integer or text, not null",
+    s.TERMINAL_ID: "integer or text, not null",
+    s.AMOUNT: "finite number",
+    s.CHANNEL: f"one of {list(s.CHANNELS)}",
+    s.MERCHANT_CATEGORY: f"one of {list(s.MERCHANT_CATEGORIES)}",
+}
 
-    Returns the :class:`mlflow.models.model.ModelInfo` (``model_uri`` is ``models:/m-<id>``).
+
+def fraud_signature(
+    model: FraudModel, example: pd.DataFrame, input_schema: InputSchema = "model"
+) -> Any:
+    """The MLflow signature to log: the output schema, and the input as ``input_schema`` says.
+
+    Parameters
+    ----------
+    model, example:
+        The model and raw rows whose scores give the output schema.
+    input_schema:
+        ``"model"`` (default): no input schema, so MLflow passes requests straight to
+        :meth:`FraudModel.predict`, which validates them itself (:func:`read_transactions`,
+        400 naming the problem). ``"loose"``: the raw columns with type ``Any``; MLflow checks
+        they are present. ``"typed"``: columns typed from ``example``; MLflow casts and checks
+        every column. MLflow's enforcement runs column by column in pandas for every request:
+        it costs more than the model for one transaction (``benchmarks/bench_serving.py``).
+
+    Returns
+    -------
+    mlflow.models.ModelSignature
+    """
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    typed = infer_signature(example, model.score_frame(example))
+    if input_schema == "typed":
+        return typed
+    if input_schema == "loose":
+        inputs = Schema([ColSpec(AnyType(), column) for column in s.SCORING_COLUMNS])
+        return ModelSignature(inputs=inputs, outputs=typed.outputs)
+    return ModelSignature(outputs=typed.outputs)
+
+
+def log_fraud_model(
+    model: FraudModel,
+    example: pd.DataFrame,
+    *,
+    name: str = "model",
+    input_schema: InputSchema = "model",
+) -> Any:
+    """Log ``model`` to the active MLflow run with signature, input example and input contract.
+
+    Parameters
+    ----------
+    model:
+        The fitted model.
+    example:
+        A few raw rows (:func:`input_example`), saved as the input example and the serving
+        example (``serving_input_example.json``).
+    name:
+        Name of the logged model in the run.
+    input_schema:
+        See :func:`fraud_signature`; the default leaves input validation to the model.
+
+    Returns
+    -------
+    mlflow.models.model.ModelInfo
+        ``model_uri`` is ``models:/m-<id>``.
     """
     import mlflow
-    from mlflow.models import infer_signature
 
-    signature = infer_signature(example, model.score_frame(example))
     return mlflow.pyfunc.log_model(
         name=name,
         python_model=model,
-        signature=signature,
+        signature=fraud_signature(model, example, input_schema),
         input_example=example,
         code_paths=[str(package_dir())],
         pip_requirements=runtime_requirements(model.candidate),
+        metadata={"input_columns": INPUT_CONTRACT, "input_schema": input_schema},
     )

@@ -1,0 +1,420 @@
+"""Unit tests for inferloop.optimize and inferloop.onnx_export on tiny simulated data.
+
+Tolerances (what "agrees" means here):
+
+* an ONNX graph of a LightGBM model vs LightGBM itself: max |Δscore| ≤ 1e-5 (float32 graph);
+* an ONNX graph of a torch MLP vs torch: max |Δscore| ≤ 1e-5;
+* int8 MLP vs float MLP: max |Δscore| ≤ 0.05 (weights quantized to 8 bits);
+* a student vs the teacher: the student must rank the teacher's alerts (its top 2 % of rows)
+  above the other rows with ROC-AUC ≥ 0.9, and the LightGBM student trained on the plain
+  logit must reach Spearman rank correlation ≥ 0.6. Tiny data gives an over-confident
+  teacher whose low scores are near-ties, so whole-range rank correlation is a loose bound.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
+
+from inferloop import optimize as o
+from inferloop.datasets import build_processed, simulated_splits
+from inferloop.features import FeatureParams
+from inferloop.onnx_export import (
+    OnnxScorer,
+    lightgbm_to_onnx,
+    mlp_to_onnx,
+    onnx_op_types,
+    quantize_onnx_int8,
+)
+from inferloop.simulate import SimulateParams
+from inferloop.split import SplitParams
+
+TINY_BENCH = o.BenchParams(
+    latency_calls=50, warmup_calls=5, throughput_rows=2000, throughput_repeats=1
+)
+TINY_PARAMS = o.OptimizeParams(
+    mlp=o.MlpParams(epochs=3, batch_size=512),
+    prune=o.PruneParams(finetune_epochs=1),
+    bench=TINY_BENCH,
+    compilers=(),
+)
+
+
+def _teacher_alert_auc(student: np.ndarray, teacher: np.ndarray, share: float = 0.02) -> float:
+    alerts = teacher >= np.quantile(teacher, 1.0 - share)
+    return float(roc_auc_score(alerts, student))
+
+
+# --------------------------------------------------------------------------------------------
+# fixtures: tiny simulated data, a teacher, one optimize run
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, object]:
+    sim = SimulateParams(n_customers=300, n_terminals=200, n_days=35)
+    split = SplitParams(train_days=14, validation_days=3, test_days=3, gap_days=3)
+    d = simulated_splits(sim, split=split)
+    processed, _ = build_processed(d.raw, FeatureParams())
+    before_validation = processed["timestamp"] < d.splits.windows.validation.start
+    features = d.features
+    train = d.splits.train
+    teacher = lgb.LGBMClassifier(
+        n_estimators=300, num_leaves=31, learning_rate=0.05, verbose=-1, n_jobs=1
+    ).fit(train[features].to_numpy(np.float32), train["is_fraud"].to_numpy())
+    return {
+        "teacher": teacher,
+        "X_train": train[features].to_numpy(np.float32),
+        "y_train": train["is_fraud"].to_numpy(),
+        "X_unlabelled": processed.loc[before_validation, features].to_numpy(np.float32),
+        "validation": o.EvalSet.from_frame(d.splits.validation, features),
+        "test": o.EvalSet.from_frame(d.splits.test, features),
+    }
+
+
+@pytest.fixture(scope="module")
+def result(data: dict, tmp_path_factory: pytest.TempPathFactory) -> o.OptimizeResult:
+    return o.optimize_teacher(
+        data["teacher"],
+        data["X_unlabelled"],
+        data["validation"],
+        data["test"],
+        TINY_PARAMS,
+        tmp_path_factory.mktemp("optimize"),
+        labelled=(data["X_train"], data["y_train"]),
+        progress=False,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the whole stage
+# --------------------------------------------------------------------------------------------
+
+
+def test_optimize_builds_measures_and_chooses(result: o.OptimizeResult) -> None:
+    table = result.table
+    expected = {
+        "teacher",
+        "teacher_onnx",
+        "teacher_onnx_int8",
+        "gbm_distilled",
+        "gbm_distilled_onnx",
+        "gbm_labels_onnx",
+        "mlp_onnx",
+        "mlp_onnx_int8",
+        "mlp_pruned_onnx",
+        "mlp_pruned_onnx_int8",
+    }
+    assert set(table["name"]) == expected
+    for column in ("size_bytes", "p50_us", "p99_us", "rows_per_s", "ap", "roc_auc"):
+        assert (table[column] > 0).all(), column
+    assert (table["p99_us"] >= table["p50_us"]).all()
+    assert table["card_precision_at_k"].between(0, 1).all()
+    assert result.chosen in set(table["name"])
+    assert result.chosen_path.is_file()
+    assert all(path.suffix == ".onnx" and path.is_file() for path in result.onnx_paths.values())
+    assert isinstance(result.figure, Figure)
+    teacher_row = table.set_index("name").loc["teacher"]
+    assert teacher_row["ap_loss"] == 0 and teacher_row["size_ratio"] == 1
+
+
+def test_onnx_teacher_matches_lightgbm(data: dict, result: o.OptimizeResult) -> None:
+    X = data["test"].X
+    native = data["teacher"].booster_.predict(X, num_threads=1)
+    onnx_scores = OnnxScorer(result.onnx_paths["teacher_onnx"]).predict_scores(X)
+    assert np.max(np.abs(onnx_scores - native)) <= 1e-5
+    assert result.table.set_index("name").loc["teacher_onnx", "decision_flips"] == 0
+
+
+def test_tree_int8_changes_nothing(data: dict, result: o.OptimizeResult) -> None:
+    X = data["test"].X
+    plain = OnnxScorer(result.onnx_paths["teacher_onnx"]).predict_scores(X)
+    int8 = OnnxScorer(result.onnx_paths["teacher_onnx_int8"]).predict_scores(X)
+    np.testing.assert_allclose(int8, plain, atol=1e-7)
+    assert "MatMulInteger" not in onnx_op_types(result.onnx_paths["teacher_onnx_int8"].read_bytes())
+
+
+def test_students_agree_with_teacher(data: dict, result: o.OptimizeResult) -> None:
+    X = data["test"].X
+    teacher = data["teacher"].booster_.predict(X, num_threads=1)
+    for name in ("gbm_distilled_onnx", "mlp_onnx", "mlp_pruned_onnx"):
+        student = OnnxScorer(result.onnx_paths[name]).predict_scores(X)
+        assert _teacher_alert_auc(student, teacher) >= 0.9, name
+
+
+def test_onnx_scores_without_torch_or_lightgbm(data: dict, result: o.OptimizeResult) -> None:
+    X = data["test"].X[:20]
+    expected = OnnxScorer(result.chosen_path).predict_scores(X)
+    rows = Path(result.chosen_path).with_suffix(".rows.npy")
+    np.save(rows, X)
+    child = textwrap.dedent(
+        f"""
+        import sys
+        import numpy as np
+        from inferloop.onnx_export import OnnxScorer
+        scores = OnnxScorer({str(result.chosen_path)!r}).predict_scores(np.load({str(rows)!r}))
+        assert 'torch' not in sys.modules, 'torch was imported'
+        assert 'lightgbm' not in sys.modules, 'lightgbm was imported'
+        print(' '.join(repr(float(v)) for v in scores))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    np.testing.assert_allclose(np.array(out.stdout.split(), dtype=float), expected, atol=1e-7)
+
+
+# --------------------------------------------------------------------------------------------
+# tree students
+# --------------------------------------------------------------------------------------------
+
+
+def test_distilled_lightgbm_is_small_and_follows_teacher(data: dict) -> None:
+    params = o.DistilParams(n_estimators=20, num_leaves=7, weight_power=0.0)
+    student = o.distil_lightgbm(data["teacher"], data["X_unlabelled"], params)
+    assert student.booster_.num_trees() == 20
+    assert o.n_tree_nodes(student) <= 20 * (2 * 7 - 1)
+    X = data["test"].X
+    teacher = data["teacher"].booster_.predict(X)
+    native = o.LightGBMScorer(student, sigmoid=True).predict_scores(X)
+    assert spearmanr(native, teacher)[0] >= 0.6
+    graph = OnnxScorer(lightgbm_to_onnx(student, X.shape[1], sigmoid=True))
+    assert np.max(np.abs(graph.predict_scores(X) - native)) <= 1e-5
+
+
+def test_small_lightgbm_on_labels_has_student_size(data: dict) -> None:
+    params = o.DistilParams(n_estimators=10, num_leaves=5)
+    model = o.small_lightgbm_on_labels(data["X_train"], data["y_train"], params)
+    assert model.booster_.num_trees() == 10
+    assert o.n_tree_nodes(model) <= 10 * (2 * 5 - 1)
+
+
+def test_distil_rejects_unknown_target(data: dict) -> None:
+    with pytest.raises(ValueError, match="target"):
+        o.distil_lightgbm(data["teacher"], data["X_unlabelled"][:100], o.DistilParams(target="x"))
+
+
+# --------------------------------------------------------------------------------------------
+# MLP, pruning, export, quantization (synthetic data: fast)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.exponential(100.0, 4000), rng.normal(size=(4000, 5))])
+    logit = 0.02 * X[:, 0] - 3.0 + 1.5 * X[:, 1] - X[:, 2]
+    return X.astype(np.float32), (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def mlp(synthetic: tuple[np.ndarray, np.ndarray]) -> o.StudentMLP:
+    X, soft = synthetic
+    params = o.MlpParams(hidden=(16, 8), temperature=1.0)
+    net = o.build_student_mlp(X, params)
+    return o.train_soft_targets(net, X, soft, epochs=20, learning_rate=0.01, batch_size=256)
+
+
+def test_mlp_preprocessing_lives_in_the_network(synthetic: tuple, mlp: o.StudentMLP) -> None:
+    X, soft = synthetic
+    assert mlp.log_mask.tolist() == [True, False, False, False, False, False]
+    scores = o.mlp_predict(mlp, X)  # raw features in
+    assert spearmanr(scores, soft)[0] >= 0.9
+
+
+def test_mlp_onnx_matches_torch_with_dynamic_batch(synthetic: tuple, mlp: o.StudentMLP) -> None:
+    X, _ = synthetic
+    scorer = OnnxScorer(mlp_to_onnx(o.ProbabilityHead(mlp), X.shape[1], exporter="torchscript"))
+    reference = o.mlp_predict(mlp, X)
+    assert np.max(np.abs(scorer.predict_scores(X) - reference)) <= 1e-5
+    assert scorer.predict_scores(X[0]).shape == (1,)
+    assert scorer.predict_scores(X[:7]).shape == (7,)
+
+
+def test_mlp_dynamo_export(synthetic: tuple, mlp: o.StudentMLP) -> None:
+    pytest.importorskip("onnxscript")
+    X, _ = synthetic
+    graph = mlp_to_onnx(o.ProbabilityHead(mlp), X.shape[1], exporter="dynamo")
+    scores = OnnxScorer(graph).predict_scores(X[:5])
+    assert np.max(np.abs(scores - o.mlp_predict(mlp, X[:5]))) <= 1e-5
+
+
+def test_int8_quantizes_mlp_matmuls(synthetic: tuple, mlp: o.StudentMLP) -> None:
+    X, _ = synthetic
+    graph = mlp_to_onnx(o.ProbabilityHead(mlp), X.shape[1], exporter="torchscript")
+    quantized = quantize_onnx_int8(graph)
+    assert "MatMulInteger" in onnx_op_types(quantized)
+    delta = OnnxScorer(quantized).predict_scores(X) - OnnxScorer(graph).predict_scores(X)
+    assert np.max(np.abs(delta)) <= 0.05
+
+
+def test_prune_rebuilds_smaller_layers(synthetic: tuple, mlp: o.StudentMLP) -> None:
+    X, soft = synthetic
+    pruned = o.prune_mlp_structured(mlp, X, 0.5, soft_targets=soft)
+    assert pruned.hidden_before == (16, 8) and pruned.hidden_after == (8, 4)
+    widths = [(layer.in_features, layer.out_features) for layer in pruned.model.linears]
+    assert widths == [(6, 8), (8, 4), (4, 1)]
+    assert pruned.n_parameters_after == pruned.model.n_parameters() < pruned.n_parameters_before
+    assert pruned.n_parameters_after == 6 * 8 + 8 + 8 * 4 + 4 + 4 + 1
+    assert spearmanr(o.mlp_predict(pruned.model, X), soft)[0] >= 0.8
+    assert mlp.hidden_sizes == (16, 8)  # the input model is left unchanged
+
+
+def test_prune_nothing_is_exact(synthetic: tuple, mlp: o.StudentMLP) -> None:
+    X, _ = synthetic
+    same = o.prune_mlp_structured(mlp, X, 0.0)
+    assert same.n_parameters_after == same.n_parameters_before
+    np.testing.assert_allclose(o.mlp_predict(same.model, X), o.mlp_predict(mlp, X), atol=1e-6)
+
+
+def test_prune_keeps_the_important_neurons(synthetic: tuple, mlp: o.StudentMLP) -> None:
+    X, _ = synthetic
+    importance = o.neuron_importance(mlp, X)
+    pruned = o.prune_mlp_structured(mlp, X, 0.75)
+    for scores, kept in zip(importance, pruned.kept, strict=True):
+        top = set(np.argsort(-scores.numpy())[: len(kept)].tolist())
+        assert set(kept) == top
+
+
+def test_prune_rejects_bad_amount(synthetic: tuple, mlp: o.StudentMLP) -> None:
+    with pytest.raises(ValueError, match="amount"):
+        o.prune_mlp_structured(mlp, synthetic[0], 1.0)
+
+
+# --------------------------------------------------------------------------------------------
+# measurement
+# --------------------------------------------------------------------------------------------
+
+
+def test_measure_variant_reports_everything(synthetic: tuple, mlp: o.StudentMLP) -> None:
+    X, soft = synthetic
+    y = (soft > 0.5).astype(int)
+    customers = np.arange(len(X)) % 50
+    times = pd.date_range("2026-01-01", periods=len(X), freq="min").to_numpy()
+    scorer = OnnxScorer(mlp_to_onnx(o.ProbabilityHead(mlp), X.shape[1], exporter="torchscript"))
+    row = o.measure_variant(
+        "mlp", scorer, X, y, soft, customers, times, size_bytes=123, params=TINY_BENCH
+    )
+    assert row["name"] == "mlp" and row["size_bytes"] == 123
+    assert 0 < row["p50_us"] <= row["p99_us"] and row["rows_per_s"] > 0
+    assert 0.5 < row["roc_auc"] <= 1 and 0 < row["ap"] <= 1
+    assert 0 <= row["card_precision_at_k"] <= 1 and row["rank_corr"] > 0.9
+    assert row["max_abs_diff"] < 0.5 and row["decision_flips"] >= 0
+
+
+def test_optional_compilers_match_the_teacher(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(2000, 8)).astype(np.float32)
+    y = (X[:, 0] + rng.normal(size=2000) > 1.5).astype(int)
+    model = lgb.LGBMClassifier(n_estimators=10, num_leaves=7, verbose=-1, n_jobs=1).fit(X, y)
+    native = model.booster_.predict(X)
+    for compiler in ("tl2cgen", "lleaves"):
+        compiled = o.compile_teacher(model, compiler, tmp_path)
+        if importlib.util.find_spec(compiler) is None:  # optional dependency not installed
+            assert isinstance(compiled, str) and compiler in compiled
+            continue
+        assert not isinstance(compiled, str), compiled
+        scorer, size = compiled
+        assert size > 0
+        assert np.max(np.abs(scorer.predict_scores(X) - native)) <= 1e-5, compiler
+    with pytest.raises(ValueError, match="unknown compiler"):
+        o.compile_teacher(model, "gcc", tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# selection policy on hand-made tables
+# --------------------------------------------------------------------------------------------
+
+
+def _table(*rows: tuple[str, str, float, int, float, float]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["name", "format", "p50_us", "size_bytes", "ap", "roc_auc"])
+    frame["val_ap"], frame["val_roc_auc"] = frame["ap"], frame["roc_auc"]
+    return frame
+
+
+BASE = [
+    ("teacher", "lightgbm", 50.0, 1_000_000, 0.60, 0.880),
+    ("teacher_onnx", "onnx", 30.0, 700_000, 0.60, 0.880),
+]
+
+
+def test_select_fastest_within_budget() -> None:
+    table = _table(
+        *BASE,
+        ("fast_but_bad", "onnx", 5.0, 10_000, 0.55, 0.879),  # AP loss 0.05
+        ("auc_too_low", "onnx", 6.0, 10_000, 0.60, 0.870),  # AUC loss 0.01
+        ("good", "onnx", 10.0, 40_000, 0.595, 0.877),
+        ("good_slower", "onnx", 12.0, 20_000, 0.61, 0.885),
+    )
+    assert o.select_variant(table, o.SelectionPolicy(latency_tolerance=0.0)) == "good"
+
+
+def test_select_ties_go_to_the_smaller() -> None:
+    table = _table(
+        *BASE, ("big", "onnx", 10.0, 40_000, 0.6, 0.88), ("small", "onnx", 10.3, 9, 0.6, 0.88)
+    )
+    assert o.select_variant(table, o.SelectionPolicy(latency_tolerance=0.05)) == "small"
+    assert o.select_variant(table, o.SelectionPolicy(latency_tolerance=0.0)) == "big"
+    exact = _table(
+        *BASE, ("big", "onnx", 10.0, 40_000, 0.6, 0.88), ("small", "onnx", 10.0, 9, 0.6, 0.88)
+    )
+    assert o.select_variant(exact, o.SelectionPolicy(latency_tolerance=0.0)) == "small"
+
+
+def test_select_only_allowed_formats() -> None:
+    table = _table(*BASE, ("compiled", "tl2cgen", 1.0, 100, 0.6, 0.88))
+    assert o.select_variant(table, o.SelectionPolicy()) == "teacher_onnx"
+    policy = o.SelectionPolicy(formats=("onnx", "tl2cgen"))
+    assert o.select_variant(table, policy) == "compiled"
+
+
+def test_select_none_qualifies_returns_the_teacher() -> None:
+    table = _table(
+        ("teacher", "lightgbm", 50.0, 1_000_000, 0.60, 0.880),
+        ("bad", "onnx", 5.0, 10_000, 0.50, 0.80),
+    )
+    assert o.select_variant(table, o.SelectionPolicy()) == "teacher"
+    with_onnx_teacher = _table(*BASE, ("bad", "onnx", 5.0, 10_000, 0.50, 0.80))
+    strict = o.SelectionPolicy(formats=("tflite",))
+    assert o.select_variant(with_onnx_teacher, strict) == "teacher_onnx"
+
+
+def test_select_uses_validation_columns_by_default() -> None:
+    table = _table(*BASE, ("student", "onnx", 5.0, 10_000, 0.60, 0.88))
+    table.loc[table["name"] == "student", "val_ap"] = 0.3  # fails on validation only
+    assert o.select_variant(table, o.SelectionPolicy()) == "teacher_onnx"
+    assert o.select_variant(table, o.SelectionPolicy(losses_on="test")) == "student"
+    with pytest.raises(ValueError, match="losses_on"):
+        o.select_variant(table, o.SelectionPolicy(losses_on="train"))
+    with pytest.raises(ValueError, match="reference"):
+        o.select_variant(table, o.SelectionPolicy(reference="nope"))
+
+
+# --------------------------------------------------------------------------------------------
+# plot and import hygiene
+# --------------------------------------------------------------------------------------------
+
+
+def test_plot_frontier_is_log_latency() -> None:
+    table = _table(*BASE, ("student", "onnx", 5.0, 10_000, 0.59, 0.88))
+    fig = o.plot_frontier(table, chosen="student")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert {t.get_text() for t in ax.texts} == {"teacher", "teacher_onnx", "student"}
+
+
+def test_import_has_no_pyplot_side_effect() -> None:
+    code = "import sys, inferloop.optimize; assert 'matplotlib.pyplot' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
