@@ -282,6 +282,47 @@ def _scoring_errors() -> Iterator[None]:
 
 
 @main.command()
+@click.option(
+    "--model",
+    "model_uri",
+    default="models:/fraud-detector@champion",
+    show_default=True,
+    help="Model URI; models:/fraud-detector-edge@champion serves the edge model.",
+)
+@click.option("--port", default=5001, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="One per core.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Keep on loopback: no auth.")
+@click.option(
+    "--max-rows",
+    default=10_000,
+    show_default=True,
+    type=int,
+    help="Largest batch per request (400 above); 0 for no limit.",
+)
+@click.option("--access-log", is_flag=True, help="Log one line per request (uvicorn).")
+def serve(
+    model_uri: str, port: int, workers: int, host: str, max_rows: int, access_log: bool
+) -> None:
+    """Serve MODEL with `mlflow models serve` (MLflow's protocol: POST /invocations).
+
+    The alias is resolved when the server starts: restart it after a promotion or rollback.
+    """
+    from inferloop.registry import RegistryError, resolve
+    from inferloop.serving import ServeConfig, run_server
+    from inferloop.tracking import configure_mlflow
+
+    uri = configure_mlflow()
+    try:
+        name, version = resolve(model_uri)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from exc
+    config = ServeConfig(model_uri, host, port, workers, max_rows or None, access_log=access_log)
+    served = f"{name} v{version}" if version else name
+    click.echo(f"serving {served} on {config.url}/invocations  (store: {uri})", err=True)
+    raise SystemExit(run_server(config, uri))
+
+
+@main.command()
 @PARAMS
 @click.option("--model", "model_uri", default=None, help="Model URI  [default: score.model_uri]")
 @click.option(
@@ -350,16 +391,21 @@ def stream(
 @click.option(
     "--scored",
     "scored_path",
-    required=True,
+    default=None,
     type=click.Path(exists=True),
     help="Scored batch: CSV/Parquet file or folder.",
 )
 @click.option(
     "--reference",
     "reference_path",
-    required=True,
+    default=None,
     type=click.Path(exists=True),
     help="Reference window scored by the same model.",
+)
+@click.option(
+    "--incoming",
+    default=None,
+    help="Instead of --scored/--reference: raw transaction files (glob) to score with the champion and monitor (the daily schedule).",
 )
 @click.option("--model-name", default=None, help="[default: the batch's model_name column]")
 @click.option("--model-version", default=None, help="[default: the batch's model_version column]")
@@ -390,8 +436,9 @@ def stream(
 @click.option("--webhook", default=None, help="POST alerts here  [default: monitor.webhook_url]")
 def monitor(
     params_path: str,
-    scored_path: str,
-    reference_path: str,
+    scored_path: str | None,
+    reference_path: str | None,
+    incoming: str | None,
     model_name: str | None,
     model_version: str | None,
     out_dir: str,
@@ -411,6 +458,11 @@ def monitor(
     from inferloop.monitor import MonitorParams, monitor_files
     from inferloop.tracking import configure_mlflow
 
+    if incoming is not None:
+        _monitor_incoming(params_path, incoming, out_dir, batch_name, webhook, fail_on_breach)
+        return
+    if scored_path is None or reference_path is None:
+        raise click.UsageError("give --scored and --reference, or --incoming")
     params = load_section(MonitorParams, "monitor", params_path)
     params = params if webhook is None else replace(params, webhook_url=webhook)
     configure_mlflow()
@@ -517,6 +569,21 @@ def production(
         )
     )
     click.echo(f"timeline: {run.out_dir / 'timeline.md'}  plot: {run.out_dir / 'timeline.png'}")
+
+
+def _monitor_incoming(params_path: str, incoming: str, out_dir: str, batch_name: str | None, webhook: str | None, fail_on_breach: bool) -> None:
+    """``inferloop monitor --incoming``: score raw files with the champion, then monitor them."""
+    import glob
+
+    from inferloop.production import monitor_incoming
+    from inferloop.tracking import repo_root
+
+    files = [Path(p) for p in sorted(glob.glob(incoming))]
+    result = monitor_incoming(repo_root(), files, params_path=params_path, out_dir=out_dir, batch_name=batch_name, webhook_url=webhook)
+    breached = ", ".join(result.breached) or "none"
+    click.echo(f"{result.batch}: {result.status} (breached: {breached}; action: {result.action.kind}) -> {result.report_path}")
+    if fail_on_breach and result.breached:
+        raise SystemExit(1)
 
 
 @main.command()

@@ -51,9 +51,9 @@ SCENARIOS = (
 class ProductionParams:
     """The ``production`` section of params.yaml."""
 
-    weeks: int = 7
+    weeks: int = 6
     scenario: str = "new_fraud_pattern"
-    drift_week: int = 2
+    drift_week: int = 1
     out_dir: str = "reports/production"
 
 
@@ -247,7 +247,7 @@ class _Loop:
             "fraud_rate": float(scored[s.TARGET].mean()),
             "drift_share": float(result.drift.drift_share),
             "score_psi": float(
-                result.summary["checks"].get("score_drift", {}).get("value") or np.nan
+                result.summary["checks"].get("score_psi", {}).get("value") or np.nan
             ),
             "fairness_gap": _max_gap(result),
             "status": result.status,
@@ -283,6 +283,7 @@ class _Loop:
         if len(recent):  # the new model's history ends a label delay ago: bring it up to now
             self.champion.model.featurizer.update(recent)
         self.summaries = []  # the policy judges the new champion on its own record
+        self.previous = None  # ...and on rows it scored itself, not on its predecessor's
 
     def timeline(self) -> pd.DataFrame:
         table = pd.DataFrame(self.rows)
@@ -372,3 +373,53 @@ def plot_timeline(table: pd.DataFrame, *, scenario: str, drift_week: int) -> Any
 def read_production_params(root: Path, params_path: str = "params.yaml") -> dict[str, Any]:
     """The raw ``production`` section (for notebooks)."""
     return dict(read_params(root / params_path).get("production", {}))
+
+
+def monitor_incoming(
+    root: Path,
+    incoming: list[Path],
+    *,
+    params_path: str = "params.yaml",
+    out_dir: str = "reports/monitoring",
+    batch_name: str | None = None,
+    webhook_url: str | None = None,
+) -> MonitorResult:
+    """The scheduled daily check: score new transaction files with the champion and monitor them.
+
+    Reads raw transaction files (labels, where they have arrived, are used for performance and
+    bias), applies the data contract, scores with ``fraud-detector@champion`` (features
+    included, so every feature's drift is measured), monitors against the champion's reference
+    window, logs to MLflow and posts alerts to the webhook.
+    """
+    from inferloop.monitor import load_history
+    from inferloop.tracking import configure_mlflow
+
+    configure_mlflow(root)
+    if not incoming:
+        raise FileNotFoundError("no incoming transaction files to monitor")
+    params = load_section(MonitorParams, "monitor", root / params_path)
+    contract = load_section(ContractParams, "validate", root / params_path)
+    champion = load_champion(root / "data/processed/split/validation.parquet", params)
+    raw = pd.concat([pd.read_parquet(p) for p in incoming], ignore_index=True)
+    valid = validate_transactions(raw, contract, require_target=False).valid
+    scored = score_week(champion, valid.sort_values(s.TIMESTAMP, kind="stable").reset_index(drop=True))
+    out = root / out_dir
+    result = monitor_batch(
+        scored,
+        champion.reference,
+        params=params,
+        model_validation_metrics=champion.validation,
+        feature_cols=champion.features,
+        out_dir=out,
+        batch_name=batch_name,
+        history=load_history(out, champion.version),
+        profile=champion.profile,
+        model_name=FULL_MODEL,
+        model_version=champion.version,
+        workspace_dir=root / "reports/evidently",
+    )
+    log_to_mlflow(result, FULL_MODEL, champion.version)
+    url = webhook_url if webhook_url is not None else params.webhook_url
+    if url and result.action.kind != "none":
+        send_webhook(url, {"batch": result.batch, "status": result.status, "action": result.action.as_dict(), "report": str(result.report_path)})
+    return result

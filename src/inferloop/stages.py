@@ -64,7 +64,7 @@ def run_validate(
     write_parquet(result.valid, validated_path)
     write_parquet(result.quarantine, quarantine_path)
     write_json(result.summary, summary_path)
-    if report_path is not None:
+    if report_path:  # "" skips the Evidently summary (the retrain pipeline does)
         render_data_summary(result.valid, report_path)
     return result
 

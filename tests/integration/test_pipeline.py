@@ -192,7 +192,8 @@ configure_mlflow()
 cands = json.load(open("reports/train/candidates.json"))
 parent = mlflow.get_run(cands["parent_run_id"])
 children = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'", search_all_experiments=True)
-assert set(children["tags.candidate"]) == {"lightgbm", "logistic", "mlp"}, children
+assert set(children["tags.candidate"].dropna()) == {"lightgbm", "logistic", "mlp"}, children
+assert "optimize" in set(children["tags.mlflow.runName"]), children
 best = cands["candidates"][cands["best"]]["run_id"]
 arts = {a.path for a in mlflow.MlflowClient().list_artifacts(best)} | {a.path for a in mlflow.MlflowClient().list_artifacts(best, "plots")}
 assert "model_card.md" in arts and "plots/validation_pr_roc.png" in arts and "plots/test_fairness_by_group.png" in arts, arts
@@ -283,6 +284,20 @@ print("runs", len(runs))
 """,
     )
     assert "runs 0" not in out
+
+
+def test_daily_monitoring_schedule_scores_and_monitors_incoming_files(repo: Path) -> None:
+    """What the crontab / systemd timer / CI schedule run: pipelines/schedules/daily_monitoring.sh."""
+    inferloop = str(Path(sys.executable).parent / "inferloop")
+    _run([inferloop, "simulate", "--start-day", "35", "--days", "3", "--out", "data/incoming/daily.parquet"], repo)
+    script = repo / "pipelines/schedules/daily_monitoring.sh"
+    proc = subprocess.run([str(script)], cwd=repo, env=_env(repo), capture_output=True, text=True, timeout=900)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 1 = a check breached (scheduler alerts)
+    summaries = list((repo / "reports/monitoring").glob("daily-*/summary.json"))
+    assert summaries, proc.stdout + proc.stderr
+    summary = json.loads(summaries[0].read_text())
+    assert summary["model"]["version"] and "drift_share" in summary["checks"]
+    assert (summaries[0].parent / "report.html").stat().st_size > 10_000
 
 
 def test_production_simulation_runs_the_whole_loop(repo: Path) -> None:
