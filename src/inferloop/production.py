@@ -402,7 +402,9 @@ def monitor_incoming(
     champion = load_champion(root / "data/processed/split/validation.parquet", params)
     raw = pd.concat([pd.read_parquet(p) for p in incoming], ignore_index=True)
     valid = validate_transactions(raw, contract, require_target=False).valid
-    scored = score_week(champion, valid.sort_values(s.TIMESTAMP, kind="stable").reset_index(drop=True))
+    scored = score_week(
+        champion, valid.sort_values(s.TIMESTAMP, kind="stable").reset_index(drop=True)
+    )
     out = root / out_dir
     result = monitor_batch(
         scored,
@@ -421,5 +423,13 @@ def monitor_incoming(
     log_to_mlflow(result, FULL_MODEL, champion.version)
     url = webhook_url if webhook_url is not None else params.webhook_url
     if url and result.action.kind != "none":
-        send_webhook(url, {"batch": result.batch, "status": result.status, "action": result.action.as_dict(), "report": str(result.report_path)})
+        send_webhook(
+            url,
+            {
+                "batch": result.batch,
+                "status": result.status,
+                "action": result.action.as_dict(),
+                "report": str(result.report_path),
+            },
+        )
     return result

@@ -289,9 +289,23 @@ print("runs", len(runs))
 def test_daily_monitoring_schedule_scores_and_monitors_incoming_files(repo: Path) -> None:
     """What the crontab / systemd timer / CI schedule run: pipelines/schedules/daily_monitoring.sh."""
     inferloop = str(Path(sys.executable).parent / "inferloop")
-    _run([inferloop, "simulate", "--start-day", "35", "--days", "3", "--out", "data/incoming/daily.parquet"], repo)
+    _run(
+        [
+            inferloop,
+            "simulate",
+            "--start-day",
+            "35",
+            "--days",
+            "3",
+            "--out",
+            "data/incoming/daily.parquet",
+        ],
+        repo,
+    )
     script = repo / "pipelines/schedules/daily_monitoring.sh"
-    proc = subprocess.run([str(script)], cwd=repo, env=_env(repo), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [str(script)], cwd=repo, env=_env(repo), capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 1 = a check breached (scheduler alerts)
     summaries = list((repo / "reports/monitoring").glob("daily-*/summary.json"))
     assert summaries, proc.stdout + proc.stderr
@@ -314,13 +328,27 @@ def test_production_simulation_runs_the_whole_loop(repo: Path) -> None:
     )
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     inferloop = str(Path(sys.executable).parent / "inferloop")
-    proc = _run([inferloop, "production", "--weeks", "3", "--scenario", "new_fraud_pattern", "--drift-week", "1"], repo)
+    proc = _run(
+        [
+            inferloop,
+            "production",
+            "--weeks",
+            "3",
+            "--scenario",
+            "new_fraud_pattern",
+            "--drift-week",
+            "1",
+        ],
+        repo,
+    )
     timeline = pd.read_csv(repo / "reports/production/timeline.csv")
     assert list(timeline["week"]) == [0, 1, 2]
     assert timeline["retrained"].fillna("").str.startswith("v").any(), proc.stdout
     assert (repo / "reports/production/timeline.png").stat().st_size > 10_000
     for week in range(3):
-        summary = json.loads((repo / f"reports/production/monitoring/week_{week:02d}/summary.json").read_text())
+        summary = json.loads(
+            (repo / f"reports/production/monitoring/week_{week:02d}/summary.json").read_text()
+        )
         assert summary["model"]["version"]
         assert (repo / f"reports/production/monitoring/week_{week:02d}/report.html").is_file()
         predictions = pd.read_parquet(repo / f"data/predictions/production/week_{week:02d}.parquet")
@@ -332,7 +360,7 @@ def test_production_simulation_runs_the_whole_loop(repo: Path) -> None:
 import mlflow
 from inferloop.tracking import configure_mlflow
 configure_mlflow()
-v = mlflow.MlflowClient().get_model_version("fraud-detector", "{register['version']}")
+v = mlflow.MlflowClient().get_model_version("fraud-detector", "{register["version"]}")
 assert v.tags.get("trigger_report", "").startswith("reports/production/monitoring/"), v.tags
 print("ok")
 """,
