@@ -172,7 +172,14 @@ def rollback(name: str) -> None:
     type=click.Path(file_okay=False),
     help="Rejected rows  [default: OUTPUT/_quarantine]",
 )
-@click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "spark"]),
+    default="local",
+    show_default=True,
+    help="spark: mlflow.pyfunc.spark_udf on score.spark_master; rewrites the version's "
+    "partition as a whole (no chunks: --chunk-rows, --max-chunks, --restart do not apply).",
+)
 @click.option(
     "--chunk-rows",
     type=click.IntRange(min=1),
@@ -233,6 +240,8 @@ def score(
     configure_mlflow()
     uri = model_uri or settings.model_uri
     with _scoring_errors():
+        if engine == "spark" and max_chunks is not None:
+            raise click.UsageError("--max-chunks applies to the local engine only")
         if engine == "spark":
             from inferloop.spark import score_with_spark
 
@@ -571,7 +580,14 @@ def production(
     click.echo(f"timeline: {run.out_dir / 'timeline.md'}  plot: {run.out_dir / 'timeline.png'}")
 
 
-def _monitor_incoming(params_path: str, incoming: str, out_dir: str, batch_name: str | None, webhook: str | None, fail_on_breach: bool) -> None:
+def _monitor_incoming(
+    params_path: str,
+    incoming: str,
+    out_dir: str,
+    batch_name: str | None,
+    webhook: str | None,
+    fail_on_breach: bool,
+) -> None:
     """``inferloop monitor --incoming``: score raw files with the champion, then monitor them."""
     import glob
 
@@ -579,9 +595,18 @@ def _monitor_incoming(params_path: str, incoming: str, out_dir: str, batch_name:
     from inferloop.tracking import repo_root
 
     files = [Path(p) for p in sorted(glob.glob(incoming))]
-    result = monitor_incoming(repo_root(), files, params_path=params_path, out_dir=out_dir, batch_name=batch_name, webhook_url=webhook)
+    result = monitor_incoming(
+        repo_root(),
+        files,
+        params_path=params_path,
+        out_dir=out_dir,
+        batch_name=batch_name,
+        webhook_url=webhook,
+    )
     breached = ", ".join(result.breached) or "none"
-    click.echo(f"{result.batch}: {result.status} (breached: {breached}; action: {result.action.kind}) -> {result.report_path}")
+    click.echo(
+        f"{result.batch}: {result.status} (breached: {breached}; action: {result.action.kind}) -> {result.report_path}"
+    )
     if fail_on_breach and result.breached:
         raise SystemExit(1)
 

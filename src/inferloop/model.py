@@ -2,7 +2,11 @@
 
 :class:`FraudModel` carries the fitted :class:`~inferloop.features.TransactionFeaturizer`
 (with its point-in-time history), the classifier and the operating threshold. Batch scoring,
-the stream and ``mlflow models serve`` all call the same :meth:`FraudModel.score_frame`.
+the stream and ``mlflow models serve`` all call the same :meth:`FraudModel.score_frame`, which
+validates its input first (:func:`read_transactions`, reading each column once); ``predict``
+turns :class:`InvalidInput` into MLflow's ``INVALID_PARAMETER_VALUE``, an HTTP 400 that names
+the problem. The logged signature leaves the input to this check by default: MLflow's own
+column-by-column enforcement costs more than the model per request (:func:`fraud_signature`).
 
 Serialisation: MLflow cloudpickles the ``PythonModel`` object, and the model folder carries
 a copy of the ``inferloop`` package (``code_paths``), so it loads in any process that has the
@@ -88,8 +92,9 @@ def read_transactions(frame: pd.DataFrame) -> Transactions:
         label=_labels(frame),
     )
     ids = frame[s.TRANSACTION_ID]
-    _check_keys(ids, ids.to_numpy())
-    return Transactions(ids.to_numpy(), timestamps, raw)
+    id_values = ids.to_numpy()
+    _check_keys(ids, id_values)
+    return Transactions(id_values, timestamps, raw)
 
 
 def coerce_input(model_input: Any) -> pd.DataFrame:
@@ -111,13 +116,19 @@ def coerce_input(model_input: Any) -> pd.DataFrame:
 
 
 def as_frame(model_input: Any) -> pd.DataFrame:
-    """``model_input`` as a DataFrame (records, a dict of columns, or a frame as is)."""
+    """``model_input`` as a DataFrame: records, a dict of columns or of one row's values."""
     if isinstance(model_input, pd.DataFrame):
         return model_input
+    if isinstance(model_input, dict) and all(np.ndim(v) == 0 for v in model_input.values()):
+        model_input = [{k: _scalar(v) for k, v in model_input.items()}]  # one transaction
     try:
         return pd.DataFrame(model_input)
     except (ValueError, TypeError) as exc:
         raise InvalidInput(f"input is not tabular transaction data: {exc}") from exc
+
+
+def _scalar(value: Any) -> Any:
+    return value.item() if isinstance(value, (np.ndarray, np.generic)) else value
 
 
 def _first(values: pd.Series, bad: np.ndarray) -> list[Any]:
@@ -166,7 +177,7 @@ def _parse_iso(values: pd.Series) -> np.ndarray:
 def _as_amounts(values: pd.Series) -> np.ndarray:
     """Amounts as float64; numbers as text are accepted, anything non-finite is not."""
     if values.dtype.kind in "iuf":
-        amounts = values.to_numpy(dtype=np.float64)
+        amounts = values.to_numpy(dtype=np.float64, na_value=np.nan)
     elif values.dtype.kind == "b":
         amounts = np.full(len(values), np.nan)
     else:
@@ -238,11 +249,14 @@ def _as_categories(values: pd.Series) -> np.ndarray:
 
 
 def _labels(frame: pd.DataFrame) -> np.ndarray | None:
+    """Labels sent with the rows (used by the featurizer once the label delay has passed)."""
     if s.TARGET not in frame.columns:
         return None
-    return pd.to_numeric(frame[s.TARGET], errors="coerce").to_numpy(
-        dtype=np.float64, na_value=np.nan
-    )
+    try:
+        labels = pd.to_numeric(frame[s.TARGET], errors="coerce")
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"column {s.TARGET!r} must hold 0, 1 or nothing: {exc}") from exc
+    return labels.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def positive_scores(
