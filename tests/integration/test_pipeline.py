@@ -270,16 +270,16 @@ def test_dvc_experiment_shows_in_dvc_and_mlflow(repo: Path) -> None:
     _run(
         ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "baseline"], repo
     )
-    _dvc(repo, "exp", "run", "dvc.yaml", "-S", "train.lightgbm.num_leaves=7", "-n", "small-leaves")
+    _dvc(repo, "exp", "run", "dvc.yaml", "-S", "train.lightgbm.n_estimators=60", "-n", "fewer-trees")
     shown = _dvc(repo, "exp", "show", "--json").stdout
-    assert "small-leaves" in shown
+    assert "fewer-trees" in shown
     out = _python(
         repo,
         """
 import mlflow
 from inferloop.tracking import configure_mlflow
 configure_mlflow()
-runs = mlflow.search_runs(experiment_names=["fraud-detector"], filter_string="params.num_leaves = '7'")
+runs = mlflow.search_runs(experiment_names=["fraud-detector"], filter_string="params.`lightgbm.n_estimators` = '60'")
 print("runs", len(runs))
 """,
     )
