@@ -35,8 +35,8 @@ class RetrainParams:
 
     window_days: int = 84
     candidates: tuple[str, ...] = ("lightgbm",)
-    validation_days: int = 4
-    test_days: int = 3
+    validation_days: int = 2
+    test_days: int = 2
     trigger_report: str = ""
     reason: str = ""
 
