@@ -59,8 +59,8 @@ class EdgeOutcome:
     threshold: float
 
 
-def _teacher(candidates: dict[str, Any], register: dict[str, Any]) -> tuple[Any, str]:
-    """The LightGBM estimator to optimize and the registry version it belongs to.
+def _teacher(candidates: dict[str, Any], register: dict[str, Any]) -> tuple[Any, str, str]:
+    """The LightGBM estimator to optimize, the registry version it serves, and its model URI.
 
     The registered version is the teacher when it is a LightGBM model; otherwise (the MLP or
     the baseline won) the pipeline's LightGBM candidate is distilled instead.
@@ -70,9 +70,9 @@ def _teacher(candidates: dict[str, Any], register: dict[str, Any]) -> tuple[Any,
     version = str(register["version"])
     model = mlflow.pyfunc.load_model(f"models:/{FULL_MODEL}/{version}").unwrap_python_model()
     if getattr(model.estimator, "booster_", None) is not None:
-        return model.estimator, version
+        return model.estimator, version, f"models:/{FULL_MODEL}/{version}"
     lgbm = candidates["candidates"]["lightgbm"]["model_uri"]
-    return mlflow.pyfunc.load_model(lgbm).unwrap_python_model().estimator, version
+    return mlflow.pyfunc.load_model(lgbm).unwrap_python_model().estimator, version, lgbm
 
 
 def run_optimize(
@@ -94,7 +94,7 @@ def run_optimize(
     policy = load_section(ThresholdPolicy, "threshold", params_path)
     data = load_processed(split_dir, featurizer_path)
     candidates, register = read_json(candidates_path), read_json(register_path)
-    teacher, teacher_version = _teacher(candidates, register)
+    teacher, teacher_version, teacher_uri = _teacher(candidates, register)
     start = pd.to_datetime(data.validation[s.TIMESTAMP]).min()
     history = pd.read_parquet(processed_path, columns=[s.TIMESTAMP, *data.features])
     unlabelled = history.loc[pd.to_datetime(history[s.TIMESTAMP]) < start, data.features].to_numpy(
@@ -124,7 +124,13 @@ def run_optimize(
         mlflow.start_run(run_name="optimize", nested=True),
     ):
         edge_version = _log_and_register(
-            edge, result, teacher_version, choice.threshold, data.validation, Path(out_dir)
+            edge,
+            result,
+            teacher_version,
+            choice.threshold,
+            data.validation,
+            Path(out_dir),
+            teacher_uri,
         )
     is_champion = alias_version(FULL_MODEL, CHAMPION) == teacher_version
     if is_champion:
@@ -173,6 +179,7 @@ def _log_and_register(
     threshold: float,
     validation: pd.DataFrame,
     out: Path,
+    teacher_uri: str,
 ) -> str:
     import mlflow
 
@@ -195,8 +202,12 @@ def _log_and_register(
             }
         )
     info = log_fraud_model(edge, input_example(validation))
+    # teacher_version: the fraud-detector version this edge model stands in for;
+    # teacher_model: the LightGBM model actually distilled (the pipeline's LightGBM candidate
+    # when another candidate won the registered version).
     tags = {
         "teacher_version": teacher_version,
+        "teacher_model": teacher_uri,
         "variant": result.chosen,
         "threshold": str(threshold),
     }
