@@ -44,7 +44,7 @@ from inferloop.registry import (
     promote,
     register_version,
 )
-from inferloop.stages import load_processed
+from inferloop.stages import ProcessedData, load_processed
 from inferloop.storage import read_json, write_json
 from inferloop.tracking import configure_mlflow, ensure_experiment, repo_root
 from inferloop.train import (
@@ -166,12 +166,11 @@ def run_train(
     return outcome
 
 
-def _split_windows(data: Any) -> dict[str, str]:
-    out = {}
-    for name in ("train", "validation", "test"):
-        ts = pd.to_datetime(getattr(data, name)[s.TIMESTAMP])
-        out[f"{name}_start"], out[f"{name}_end"] = str(ts.min().date()), str(ts.max().date())
-    return out
+def _split_windows(data: ProcessedData) -> dict[str, str]:
+    """Flat ``<window>_start`` / ``<window>_end`` dates, for MLflow params."""
+    return {
+        f"{name}_{edge}": w[edge] for name, w in _windows(data).items() for edge in ("start", "end")
+    }
 
 
 def _log_candidate(
@@ -291,7 +290,7 @@ def run_evaluate(
     decision = decide(
         best, metrics[best], fairness, params.gates, metrics.get("champion"), champion_version
     )
-    windows = _windows(split_dir)
+    windows = _windows(processed)
     card = model_card(
         candidate=best,
         windows=windows,
@@ -324,15 +323,15 @@ def run_evaluate(
     return EvaluateOutcome(decision, metrics, fairness, scores, card)
 
 
-def _windows(split_dir: str) -> dict[str, dict[str, Any]]:
+def _windows(data: ProcessedData) -> dict[str, dict[str, Any]]:
+    """First and last day, rows and frauds of each split window (model card, MLflow params)."""
     out = {}
     for name in ("train", "validation", "test"):
-        frame = pd.read_parquet(
-            Path(split_dir) / f"{name}.parquet", columns=[s.TIMESTAMP, s.TARGET]
-        )
+        frame = getattr(data, name)
+        ts = pd.to_datetime(frame[s.TIMESTAMP])
         out[name] = {
-            "start": str(frame[s.TIMESTAMP].min().date()),
-            "end": str(frame[s.TIMESTAMP].max().date()),
+            "start": str(ts.min().date()),
+            "end": str(ts.max().date()),
             "rows": len(frame),
             "frauds": int(frame[s.TARGET].sum()),
         }
