@@ -349,7 +349,11 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
         batch = self._events(raw)
         columns = self._window_features(self._parts(batch.time, batch), batch)
         columns.update(self._row_features(raw))
-        return np.column_stack([columns[name] for name in self.feature_names_out_])
+        # Filling a preallocated matrix costs a fraction of ``np.column_stack`` on one row.
+        matrix = np.empty((len(raw), len(self.feature_names_out_)), dtype=np.float64)
+        for j, name in enumerate(self.feature_names_out_):
+            matrix[:, j] = columns[name]
+        return matrix
 
     def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
         """Names of the output columns (scikit-learn API)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,7 @@ class OnnxScorer:
         outputs = [o.name for o in self.session_.get_outputs()]
         self.output_name_ = OUTPUT_NAME if OUTPUT_NAME in outputs else outputs[0]
         self.size_bytes_ = len(model) if isinstance(model, bytes) else Path(model).stat().st_size
+        self._local = threading.local()
 
     def predict_scores(self, X: np.ndarray) -> np.ndarray:
         """Fraud probabilities of the rows of ``X``.
@@ -83,10 +85,47 @@ class OnnxScorer:
         x = np.ascontiguousarray(X, dtype=np.float32)
         if x.ndim == 1:
             x = x[None, :]
-        out = self.session_.run([self.output_name_], {self.input_name_: x})[0]
-        if out.ndim == 2:
-            out = out[:, -1]
-        return np.asarray(out).reshape(-1)
+        if x.shape[0] == 1:
+            return self._predict_one(x)
+        return _positive_column(self.session_.run([self.output_name_], {self.input_name_: x})[0])
+
+    def _predict_one(self, x: np.ndarray) -> np.ndarray:
+        """One row through buffers bound once (``IOBinding``): half the cost of ``run``.
+
+        ``InferenceSession.run`` validates its feed and allocates its output on every call,
+        about 10 µs -- as much as a small graph itself. A bound session copies the row into
+        a preallocated input and reads a preallocated output. Buffers are per thread: the
+        model server runs requests on a thread pool.
+        """
+        one: _BoundRow | None = getattr(self._local, "row", None)
+        if one is None or one.x.shape != x.shape:
+            first = self.session_.run([self.output_name_], {self.input_name_: x})[0]
+            one = self._local.row = _BoundRow(self, x.shape, first)
+            return _positive_column(first)
+        np.copyto(one.x, x)
+        self.session_.run_with_iobinding(one.binding)
+        return _positive_column(one.y).copy()
+
+
+class _BoundRow:
+    """Input and output buffers of one row, bound to a session's ``IOBinding``."""
+
+    def __init__(self, scorer: OnnxScorer, shape: tuple[int, ...], output: np.ndarray) -> None:
+        self.x = np.zeros(shape, dtype=np.float32)
+        self.y = np.zeros_like(output)
+        self.binding = scorer.session_.io_binding()
+        # The OrtValues wrap the numpy buffers' memory; both stay referenced here.
+        self.x_value = ort.OrtValue.ortvalue_from_numpy(self.x)
+        self.y_value = ort.OrtValue.ortvalue_from_numpy(self.y)
+        self.binding.bind_ortvalue_input(scorer.input_name_, self.x_value)
+        self.binding.bind_ortvalue_output(scorer.output_name_, self.y_value)
+
+
+def _positive_column(out: np.ndarray) -> np.ndarray:
+    """Scores ``[N]``: the output itself, or the positive-class column of ``[N, 2]``."""
+    if out.ndim == 2:
+        out = out[:, -1]
+    return np.asarray(out).reshape(-1)
 
 
 # --------------------------------------------------------------------------------------------

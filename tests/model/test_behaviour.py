@@ -96,3 +96,79 @@ print("ok", len(out))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "ok 50" in proc.stdout
+
+
+def _request_frames(rows: pd.DataFrame) -> list[pd.DataFrame]:
+    """``rows`` as MLflow's server would parse a JSON request: ISO text times, with pandas'
+    default Arrow strings and with the plain strings the server uses."""
+    raw = _raw(rows)
+    text = raw.assign(**{s.TIMESTAMP: raw[s.TIMESTAMP].dt.strftime("%Y-%m-%dT%H:%M:%S")})
+    records = text.to_dict(orient="records")
+    frames = [pd.DataFrame(records)]
+    with pd.option_context("future.infer_string", False):
+        frames.append(pd.DataFrame(records))
+    return frames
+
+
+@pytest.mark.parametrize("n_rows", [1, 3, 40])
+def test_the_plain_request_path_reads_what_the_general_path_reads(
+    model_data: SimulatedSplits, n_rows: int
+) -> None:
+    from inferloop.model import _read_columns, _read_plain
+
+    rows = model_data.splits.test.sample(n_rows, random_state=n_rows)
+    frames = _request_frames(rows)
+    labelled = frames[0].assign(**{s.TARGET: rows[s.TARGET].to_numpy()})
+    for frame in [*frames, labelled]:
+        plain, general = _read_plain(frame), _read_columns(frame)
+        assert plain is not None
+        np.testing.assert_array_equal(plain.ids, general.ids)
+        np.testing.assert_array_equal(plain.timestamps, general.timestamps)
+        for field in ("seconds", "customer", "terminal", "amount", "channel", "merchant_category"):
+            np.testing.assert_array_equal(getattr(plain.raw, field), getattr(general.raw, field))
+            assert getattr(plain.raw, field).dtype == getattr(general.raw, field).dtype, field
+        if frame is labelled:
+            np.testing.assert_array_equal(plain.raw.label, general.raw.label)
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        (s.TRANSACTION_ID, True),
+        (s.CUSTOMER_ID, "c-17"),
+        (s.AMOUNT, float("nan")),
+        (s.AMOUNT, "12.50"),
+        (s.TIMESTAMP, "2026-02-12T00:00:10Z"),
+        (s.TIMESTAMP, "2026-13-12T00:00:10"),
+        (s.CHANNEL, "telepathy"),
+        (s.MERCHANT_CATEGORY, None),
+    ],
+)
+def test_anything_not_plain_goes_to_the_general_path(
+    model_data: SimulatedSplits, column: str, value: object
+) -> None:
+    """The plain path never decides on odd values: the general path accepts or names them."""
+    from inferloop.model import _read_plain, read_transactions
+
+    frame = _request_frames(model_data.splits.test.head(2))[1]
+    frame[column] = frame[column].astype(object)
+    frame.loc[1, column] = value
+    assert _read_plain(frame) is None
+    try:
+        read_transactions(frame)
+    except InvalidInput as exc:
+        assert column in str(exc)
+
+
+def test_inside_the_model_server_predict_answers_with_the_same_records(
+    fraud_model: FraudModel, model_data: SimulatedSplits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inferloop.model import SERVING_ENV
+
+    frame = _request_frames(model_data.splits.test.head(5))[0]
+    expected = fraud_model.predict(None, frame)
+    assert isinstance(expected, pd.DataFrame)
+    monkeypatch.setenv(SERVING_ENV, "true")
+    records = fraud_model.predict(None, frame)
+    assert records == expected.to_dict(orient="records")
+    assert all(type(r[s.TRANSACTION_ID]) is int for r in records)  # JSON-ready, no numpy
