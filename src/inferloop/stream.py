@@ -7,7 +7,8 @@ and the same :meth:`FraudModel.score_frame` as batch scoring (:mod:`inferloop.sc
 
 Every accepted record ends up in exactly one place: a scored JSON line on the output, or a
 quarantine JSON line with its reason (``invalid_json``, ``not_a_json_object`` or a contract
-code). On end of input or SIGTERM the current batch is flushed and a final count line
+code; a transaction id already scored earlier in the run is a ``duplicate_transaction_id``).
+On end of input or SIGTERM the current batch is flushed and a final count line
 (``{"event": "stream_end", ...}``) goes to stderr; ``received == scored + quarantined``.
 
 Point-in-time features: scored rows stay in a small "context" that is featurized together
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import json
 import os
 import select
@@ -43,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from inferloop import schema as s
-from inferloop.contract import ContractParams, validate_transactions
+from inferloop.contract import DUPLICATE_TRANSACTION_ID, ContractParams, validate_transactions
 from inferloop.scoring import ScoringModel, epoch_seconds, history_end
 
 INVALID_JSON = "invalid_json"
@@ -61,6 +63,7 @@ class StreamParams:
     max_wait_ms: int = 50
     fold_rows: int = 2000
     poll_ms: int = 200
+    dedupe_ids: int = 1_000_000
 
 
 @dataclass
@@ -372,14 +375,53 @@ def records_frame(objects: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+class SeenIds:
+    """Transaction ids already scored in this run: the newest ``capacity`` of them.
+
+    The contract rejects a repeated id within one micro-batch; this catches a record sent
+    again in a later batch (a client retry, a file dropped twice), which would otherwise be
+    scored -- and alerted on -- twice. The memory is bounded: about 100 bytes per id.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 0:
+            raise ValueError(f"stream.dedupe_ids must be >= 0, got {capacity}")
+        self.capacity = capacity
+        self._order: deque[Any] = deque()
+        self._ids: set[Any] = set()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def seen(self, ids: list[Any]) -> np.ndarray:
+        """Which of ``ids`` (canonical, as the contract writes them) were scored before."""
+        return np.fromiter((i in self._ids for i in ids), dtype=bool, count=len(ids))
+
+    def add(self, ids: list[Any]) -> None:
+        """Remember ``ids``, forgetting the oldest beyond the capacity."""
+        if self.capacity == 0:
+            return
+        for i in ids:
+            if i not in self._ids:
+                self._ids.add(i)
+                self._order.append(i)
+        while len(self._order) > self.capacity:
+            self._ids.discard(self._order.popleft())
+
+
 def score_batch(
     batch: list[Record],
     scorer: StreamScorer,
     model: ScoringModel,
     contract: ContractParams,
     timestamp_format: str | None = None,
+    seen: SeenIds | None = None,
 ) -> BatchResult:
-    """Parse, validate and score one micro-batch into output and quarantine lines."""
+    """Parse, validate and score one micro-batch into output and quarantine lines.
+
+    With ``seen``, rows whose transaction id was scored in an earlier batch are quarantined
+    as ``duplicate_transaction_id`` (the contract's code for repeats within a batch).
+    """
     now = pd.Timestamp.now(tz="UTC")
     objects, bad = parse_records(batch)
     quarantine = [_quarantine_line(raw, reason, now) for raw, reason in bad]
@@ -392,13 +434,22 @@ def score_batch(
             require_target=False,
             timestamp_format=timestamp_format,
         )
-        for pos, reason in zip(
+        rejected: Iterable[tuple[Any, Any]] = zip(
             result.quarantine[_POS], result.quarantine[s.REJECT_REASON], strict=True
-        ):
+        )
+        valid = result.valid
+        if seen is not None and len(valid):
+            again = seen.seen(valid[s.TRANSACTION_ID].tolist())
+            repeats = ((pos, DUPLICATE_TRANSACTION_ID) for pos in valid.loc[again, _POS])
+            rejected = itertools.chain(rejected, repeats)
+            valid = valid[~again]
+        for pos, reason in rejected:
             quarantine.append(_quarantine_line(objects[int(pos)], str(reason), now))
             by_reason[str(reason)] += 1
-        if len(result.valid):
-            scored = output_lines(result.valid, scorer.score(result.valid), model, now)
+        if len(valid):
+            scored = output_lines(valid, scorer.score(valid), model, now)
+            if seen is not None:
+                seen.add(valid[s.TRANSACTION_ID].tolist())
     return BatchResult(scored, quarantine, by_reason)
 
 
@@ -494,6 +545,7 @@ class StreamRunner:
     out: JsonLinesSink
     quarantine: JsonLinesSink
     timestamp_format: str | None = None
+    seen: SeenIds = field(default_factory=lambda: SeenIds(StreamParams().dedupe_ids))
 
     def run(self, batcher: Batcher) -> StreamStats:
         """Score micro-batches until the input ends or a stop is requested; drop no record."""
@@ -511,7 +563,9 @@ class StreamRunner:
         return stats
 
     def _handle(self, batch: list[Record], stats: StreamStats) -> None:
-        result = score_batch(batch, self.scorer, self.model, self.contract, self.timestamp_format)
+        result = score_batch(
+            batch, self.scorer, self.model, self.contract, self.timestamp_format, self.seen
+        )
         self.out.write(result.scored_lines)
         self.quarantine.write(result.quarantine_lines)
         stats.received += len(batch)
@@ -612,6 +666,7 @@ def stream_records(
             JsonLinesSink(out),
             JsonLinesSink(rejected),
             timestamp_format,
+            SeenIds(params.dedupe_ids),
         )
         if on_ready is not None:
             on_ready(model)

@@ -270,7 +270,9 @@ def test_dvc_experiment_shows_in_dvc_and_mlflow(repo: Path) -> None:
     _run(
         ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "baseline"], repo
     )
-    _dvc(repo, "exp", "run", "dvc.yaml", "-S", "train.lightgbm.n_estimators=60", "-n", "fewer-trees")
+    _dvc(
+        repo, "exp", "run", "dvc.yaml", "-S", "train.lightgbm.n_estimators=60", "-n", "fewer-trees"
+    )
     shown = _dvc(repo, "exp", "show", "--json").stdout
     assert "fewer-trees" in shown
     out = _python(

@@ -68,9 +68,12 @@ def _end_stats(stderr: str) -> dict:
 def test_eof_scores_every_record_like_the_batch_path(
     champion: Champion, use_champion: Champion, incoming: pd.DataFrame, tmp_path: Path
 ) -> None:
-    """Small batches and frequent history folds still give the whole-file scores."""
+    """Small batches and frequent history folds still give the whole-file scores; a record
+    sent again in a later batch is quarantined, not scored twice."""
     rows = incoming.head(1500)
     lines = _lines(rows)
+    resent = lines[5:7]
+    lines[700:700] = resent  # batches are 37 rows: far from the first copies
     lines[100:100] = ["not json", "[1, 2]", json.dumps({s.TRANSACTION_ID: 1})]
     params = _params(champion, tmp_path, max_batch_rows=37, fold_rows=100)
     quarantine = tmp_path / "q.jsonl"
@@ -84,9 +87,10 @@ def test_eof_scores_every_record_like_the_batch_path(
     )
     assert proc.returncode == 0, proc.stderr
     stats = _end_stats(proc.stderr)
-    assert stats["ended_by"] == "eof" and stats["received"] == len(lines) == 1503
-    assert stats["scored"] == 1500 and stats["quarantined"] == 3
+    assert stats["ended_by"] == "eof" and stats["received"] == len(lines) == 1505
+    assert stats["scored"] == 1500 and stats["quarantined"] == 5
     assert stats["by_reason"] == {
+        "duplicate_transaction_id": 2,
         "invalid_json": 1,
         "not_a_json_object": 1,
         "null_key:customer_id": 1,
@@ -96,7 +100,10 @@ def test_eof_scores_every_record_like_the_batch_path(
         "invalid_json",
         "not_a_json_object",
         "null_key:customer_id",
+        "duplicate_transaction_id",
+        "duplicate_transaction_id",
     ]
+    assert [r["record"] for r in rejected[3:]] == [json.loads(x) for x in resent]
     out = pd.read_json(pd.io.common.StringIO(proc.stdout), lines=True)
     assert out[s.TRANSACTION_ID].tolist() == rows[s.TRANSACTION_ID].tolist()
     assert set(out[s.MODEL_NAME]) == {"fraud-detector"} and set(
