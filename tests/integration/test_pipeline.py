@@ -368,3 +368,70 @@ print("ok")
 """,
     )
     assert "ok" in out
+
+
+def test_edge_model_serves_over_http_and_scores_in_batch_alike(repo: Path) -> None:
+    """``fraud-detector-edge`` through ``inferloop serve`` (MLflow's server) and ``inferloop
+    score``: the same raw-transaction input, the same scores by both paths."""
+    import http.client
+
+    from inferloop.serving import ServeConfig, free_port, stop_server, wait_until_ready
+
+    edge_uri = "models:/fraud-detector-edge/1"
+    rows = pd.read_parquet(repo / "data/processed/split/test.parquet").head(40)
+    raw = rows[
+        [
+            "transaction_id",
+            "timestamp",
+            "customer_id",
+            "terminal_id",
+            "amount",
+            "channel",
+            "merchant_category",
+        ]
+    ]
+    (repo / "edge_in").mkdir()
+    raw.to_parquet(repo / "edge_in/rows.parquet")
+    inferloop = str(Path(sys.executable).parent / "inferloop")
+    _run(
+        [inferloop, "score", "--model", edge_uri, "--input", "edge_in", "--output", "edge_out"],
+        repo,
+    )
+    batch = pd.read_parquet(repo / "edge_out/fraud-detector-edge-v1")
+    batch = batch.sort_values("transaction_id", ignore_index=True)
+
+    config = ServeConfig(edge_uri, port=free_port(), workers=1)
+    log_path = repo / "edge_server.log"
+    cmd = [inferloop, "serve", "--model", edge_uri, "--port", str(config.port), "--workers", "1"]
+    text = raw.assign(timestamp=raw["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S"))
+    body = json.dumps({"dataframe_split": text.to_dict(orient="split", index=False)})
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=repo,
+            env=_env(repo),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_until_ready(config, proc, log_path, timeout_s=240)
+            conn = http.client.HTTPConnection(config.host, config.port, timeout=60)
+            conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            payload = json.loads(response.read())
+            assert response.status == 200, payload
+            conn.request(
+                "POST",
+                "/invocations",
+                '{"dataframe_split": {"columns": ["amount"], "data": [[1]]}}',
+                {"Content-Type": "application/json"},
+            )
+            bad = conn.getresponse()
+            assert bad.status == 400 and "missing required column" in bad.read().decode()
+        finally:
+            stop_server(proc)
+    served = pd.DataFrame(payload["predictions"]).sort_values("transaction_id", ignore_index=True)
+    assert served["transaction_id"].tolist() == batch["transaction_id"].tolist()
+    assert (served["score"] - batch["score"]).abs().max() <= 1e-9
+    assert served["decision"].tolist() == batch["decision"].astype(int).tolist()
