@@ -11,6 +11,7 @@ Variants (same 300-tree LightGBM, same rows):
   raw transaction columns in.
 * ``inferloop_loose_signature`` / ``inferloop_typed_signature`` -- the same model logged with
   an input schema of ``Any`` columns / of typed columns, so MLflow enforces it per request.
+* ``mlflow_floor`` -- a model that returns a constant: what MLflow's server costs by itself.
 * ``lightgbm_default`` -- the classifier alone, ``mlflow.lightgbm.log_model`` with a DataFrame
   signature of its feature columns (the default way); precomputed features in.
 
@@ -255,6 +256,14 @@ def build_variants(store: Path, settings: Settings) -> list[Variant]:
             access_log=True,
         ),
     )
+    variants.append(
+        Variant(
+            "mlflow_floor",
+            "a model that returns a constant per row: the cost of MLflow's server alone",
+            register("mlflow-floor", _log_constant_model),
+            raw_bodies,
+        )
+    )
     signature = mlflow.models.infer_signature(features.head(5), clf.predict(features.head(5)))
     default_uri = register(
         "lightgbm-default",
@@ -275,6 +284,24 @@ def build_variants(store: Path, settings: Settings) -> list[Variant]:
         )
     )
     return variants
+
+
+def _log_constant_model() -> Any:
+    """Log a pyfunc that answers ``{"score": 0.0}`` per row without looking at the rows.
+
+    Served like our model, with the same request bodies, it measures what MLflow's server
+    costs by itself (HTTP, FastAPI, JSON to DataFrame and back): the floor under any model.
+    The class is local so that cloudpickle stores it by value (no import in the server).
+    """
+    import mlflow
+
+    class ConstantModel(mlflow.pyfunc.PythonModel):
+        # no type hints and no input example: MLflow would derive an input schema from
+        # either and enforce it per request, which is not the server's own cost
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+            return [{"score": 0.0}] * len(model_input)
+
+    return mlflow.pyfunc.log_model(name="model", python_model=ConstantModel())
 
 
 # --------------------------------------------------------------------------- measurement
@@ -409,6 +436,20 @@ def checks(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "server_cpu_ms_per_request": cpu[0],
         "default_server_cpu_ms_per_request": cpu[1],
         "speedup_server_cpu_vs_default": round(cpu[1] / cpu[0], 2) if all(cpu) else None,
+        **_floor(results),
+    }
+
+
+def _floor(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What MLflow's server costs with a model that does nothing (same run, same bodies)."""
+    floor = results.get("mlflow_floor")
+    if floor is None:
+        return {}
+    return {
+        "mlflow_floor_c1_p50_ms": floor["c1"]["p50_ms"],
+        "mlflow_floor_c1_p99_ms": floor["c1"]["p99_ms"],
+        "mlflow_floor_c8_req_per_s": floor["c8"]["req_per_s"],
+        "mlflow_floor_server_cpu_ms_per_request": floor["c8"].get("server_cpu_ms_per_request"),
     }
 
 

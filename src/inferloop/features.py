@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -156,10 +157,8 @@ class _SortedEvents:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Positions bounding events with ``lo < time < hi`` (or ``<= hi``) per query."""
         key = codes.astype(np.int64) << _TIME_BITS
-        start = np.searchsorted(self.comp, key | np.maximum(lo, 0), side="right")
-        end = np.searchsorted(
-            self.comp, key | np.maximum(hi, 0), side="right" if hi_inclusive else "left"
-        )
+        start = _search(self.comp, key | np.maximum(lo, 0), "right")
+        end = _search(self.comp, key | np.maximum(hi, 0), "right" if hi_inclusive else "left")
         return start, np.maximum(end, start)
 
     def sums(self, name: str, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -171,9 +170,32 @@ class _SortedEvents:
         if len(self.comp) == 0:
             return np.full(len(codes), -1, dtype=np.int64)
         key = codes.astype(np.int64) << _TIME_BITS
-        pos = np.searchsorted(self.comp, key | t, side="left") - 1
+        pos = _search(self.comp, key | t, "left") - 1
         ok = (pos >= 0) & ((self.comp[np.maximum(pos, 0)] >> _TIME_BITS) == codes)
         return np.where(ok, self.time[np.maximum(pos, 0)], -1)
+
+
+#: Above this many queries, :func:`_search` sorts them first.
+_SORTED_SEARCH_MIN = 4096
+
+
+def _search(
+    sorted_keys: np.ndarray, queries: np.ndarray, side: Literal["left", "right"]
+) -> np.ndarray:
+    """``np.searchsorted`` of many queries, in sorted order when that is faster.
+
+    A batch's queries come in time order, so each lands somewhere else in the history's
+    ``(entity, time)`` order and the binary searches miss the cache; searched in sorted order
+    they walk the history once. For 300k queries into 3M events: 0.15 s unsorted, 0.07 s with
+    the sort included. The answers are the same either way.
+    """
+    if queries.size < _SORTED_SEARCH_MIN:
+        return np.searchsorted(sorted_keys, queries, side=side)
+    flat = queries.ravel()
+    order = np.argsort(flat)
+    found = np.empty(flat.shape, dtype=np.intp)
+    found[order] = np.searchsorted(sorted_keys, flat[order], side=side)
+    return found.reshape(queries.shape)
 
 
 _EVENT_FIELDS = ("customer", "terminal", "time", "amount", "label")

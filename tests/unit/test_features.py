@@ -146,3 +146,16 @@ def test_ids_and_sensitive_columns_are_not_features() -> None:
         .feature_names_out_
     )
     assert not names & {*s.ID_COLUMNS, *s.SENSITIVE_COLUMNS, s.TARGET}
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_sorted_search_answers_exactly_like_searchsorted(side: str) -> None:
+    from inferloop.features import _SORTED_SEARCH_MIN, _search
+
+    rng = np.random.default_rng(3)
+    keys = np.sort(rng.integers(0, 10_000, 50_000))  # repeated keys: sides differ
+    for shape in [(10,), (3, _SORTED_SEARCH_MIN), (_SORTED_SEARCH_MIN * 2,)]:
+        queries = rng.integers(-5, 10_005, shape)
+        found = _search(keys, queries, side)  # type: ignore[arg-type]
+        assert found.shape == queries.shape
+        np.testing.assert_array_equal(found, np.searchsorted(keys, queries, side=side))
