@@ -175,7 +175,7 @@ def validate_transactions(
     checks = _FirstReason(len(df))
     parsed = _run_row_checks(df, params, checks, need_target, timestamp_format)
     candidates = np.flatnonzero(checks.ok)
-    tx_ids = _canonical_ids(df[schema.TRANSACTION_ID].iloc[candidates])
+    tx_ids = canonical_ids(df[schema.TRANSACTION_ID].iloc[candidates])
     duplicated = tx_ids.duplicated(keep="first").to_numpy()
     checks.add(DUPLICATE_TRANSACTION_ID, _scatter(len(df), candidates[duplicated]))
     keep = candidates[~duplicated]
@@ -301,7 +301,7 @@ def _parse_datetime(values: pd.Series, fmt: str | None) -> pd.Series:
     return parsed.dt.tz_localize(None)
 
 
-def _canonical_ids(values: pd.Series) -> pd.Series:
+def canonical_ids(values: pd.Series) -> pd.Series:
     """int64 when every value is losslessly an integer, else text (no nulls expected)."""
     dtype = values.dtype
     if pd.api.types.is_bool_dtype(dtype):
@@ -339,7 +339,7 @@ def _build_valid(
     valid = df.iloc[keep].reset_index(drop=True)
     valid[schema.TRANSACTION_ID] = tx_ids.to_numpy()
     for column in (schema.CUSTOMER_ID, schema.TERMINAL_ID):
-        valid[column] = _canonical_ids(valid[column]).to_numpy()
+        valid[column] = canonical_ids(valid[column]).to_numpy()
     valid[schema.TIMESTAMP] = _as_ns(parsed[schema.TIMESTAMP].iloc[keep])
     valid[schema.AMOUNT] = parsed[schema.AMOUNT].iloc[keep].to_numpy(dtype="float64")
     for column in schema.CATEGORICAL_FEATURE_COLUMNS + schema.SENSITIVE_COLUMNS:

@@ -47,6 +47,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from inferloop.storage import jsonable
+
 MISSING: Final = "<missing>"
 OTHER: Final = "<other>"
 #: Bin shares are floored at this value inside PSI (an empty bin would make it infinite).
@@ -390,21 +392,13 @@ class DriftResult:
         return {
             "n_reference": self.n_reference,
             "n_current": self.n_current,
-            "drift_share": _finite_or_none(self.drift_share),
+            "drift_share": jsonable(self.drift_share),
             "n_drifted": self.n_drifted,
             "drifted_columns": self.drifted_columns,
-            "score_psi": _finite_or_none(self.score_psi),
-            "columns": {c.column: _clean(asdict(c)) for c in self.columns},
-            "score": _clean(asdict(self.score)) if self.score is not None else None,
+            "score_psi": jsonable(self.score_psi),
+            "columns": {c.column: jsonable(asdict(c)) for c in self.columns},
+            "score": jsonable(asdict(self.score)) if self.score is not None else None,
         }
-
-
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
-
-
-def _clean(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _finite_or_none(v) if isinstance(v, float) else v for k, v in row.items()}
 
 
 @dataclass(frozen=True)
@@ -652,8 +646,8 @@ def _wasserstein(profile: ColumnProfile, values: pd.Series, n_quantiles: int) ->
 
 def _profile_to_dict(profile: ColumnProfile) -> dict[str, Any]:
     out = asdict(profile)
-    out["scale"] = _finite_or_none(profile.scale)
-    out["quantiles"] = [_finite_or_none(q) for q in profile.quantiles]
+    out["scale"] = jsonable(profile.scale)
+    out["quantiles"] = [jsonable(q) for q in profile.quantiles]
     return out
 
 

@@ -45,7 +45,7 @@ from inferloop.registry import (
     register_version,
 )
 from inferloop.stages import ProcessedData, load_processed
-from inferloop.storage import read_json, write_json
+from inferloop.storage import jsonable, read_json, write_json
 from inferloop.tracking import configure_mlflow, ensure_experiment, repo_root
 from inferloop.train import (
     TrainedCandidate,
@@ -205,12 +205,8 @@ def _log_candidate(
         "model_uri": info.model_uri,
         "threshold": choice.threshold,
         "train_seconds": candidate.train_seconds,
-        "validation": _finite(metrics.as_dict()),
+        "validation": jsonable(metrics.as_dict()),
     }
-
-
-def _finite(d: dict[str, float]) -> dict[str, float | None]:
-    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in d.items()}
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -354,7 +350,7 @@ def _write_evaluation(
     write_json(decision.as_dict(), decision_path)
     flat: dict[str, Any] = {"chosen": best, "gates_passed": decision.passed}
     for name, m in metrics.items():
-        flat[name] = _finite(
+        flat[name] = jsonable(
             {
                 k: m.as_dict()[k]
                 for k in (
@@ -368,7 +364,7 @@ def _write_evaluation(
             }
         )
     flat["fairness"] = {
-        a: _finite({k: v for k, v in f.as_dict(prefix="").items()}) for a, f in fairness.items()
+        a: jsonable({k: v for k, v in f.as_dict(prefix="").items()}) for a, f in fairness.items()
     }
     write_json(flat, metrics_path)
     plots = Path(plots_dir)

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from inferloop import schema as s
-from inferloop.contract import _canonical_ids as canonical_ids
+from inferloop.contract import canonical_ids
 from inferloop.features import RawColumns, TransactionFeaturizer
 
 OUTPUT_COLUMNS = (s.TRANSACTION_ID, s.SCORE, s.DECISION)

@@ -50,7 +50,7 @@ from inferloop import schema as s
 from inferloop.drift import DriftResult, DriftThresholds, ReferenceProfile, split_column_kinds
 from inferloop.fairness import GroupFairness, fairness_report
 from inferloop.metrics import ClassificationMetrics, compute_metrics
-from inferloop.storage import read_json, write_json
+from inferloop.storage import jsonable, read_json, write_json
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
@@ -897,21 +897,6 @@ class MonitorResult:
         return breached_checks(self.summary)
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain JSON: NaN/inf become None, numpy scalars become numbers, keys become text."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, pd.Timestamp | datetime):
-        return value.isoformat()
-    return value
-
-
 def _fairness_summary(fairness: Mapping[str, GroupFairness]) -> dict[str, Any]:
     return {
         attribute: {
@@ -1184,7 +1169,7 @@ def _write_outputs(
         summary["webhook_sent"] = send_webhook(
             params.webhook_url, alert_payload(summary), timeout=params.webhook_timeout
         )
-    summary = _jsonable(summary)
+    summary = jsonable(summary)
     evidently_html = snapshot.get_html_str(as_iframe=False) if snapshot is not None else None
     report_path = folder / REPORT_FILE
     report_path.write_text(
@@ -1210,7 +1195,7 @@ def alert_payload(summary: Mapping[str, Any]) -> dict[str, Any]:
         f" (model {model.get('name')} v{model.get('version')}); breached: "
         f"{', '.join(breached) or 'none'}"
     )
-    return _jsonable(
+    return jsonable(
         {
             "text": text,
             "batch": summary.get("batch"),
@@ -1244,7 +1229,7 @@ def send_webhook(url: str, payload: Mapping[str, Any], timeout: float = 5.0) -> 
     if not url.lower().startswith(("http://", "https://")):
         logger.warning("webhook not sent: only http(s) URLs are allowed, got %r", url)
         return False
-    body = json.dumps(_jsonable(payload)).encode("utf-8")
+    body = json.dumps(jsonable(payload)).encode("utf-8")
     request = urllib.request.Request(
         url, data=body, headers={"Content-Type": "application/json"}, method="POST"
     )

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import tempfile
+from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 
@@ -62,6 +66,23 @@ def write_json(obj: Any, path: str | Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data: NaN and inf become None (JSON has neither), numpy scalars
+    become numbers, timestamps ISO text, mapping keys text; lists, tuples and mappings are
+    converted all the way down. Anything else is returned as it is."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, pd.Timestamp | datetime):
+        return value.isoformat()
+    return value
 
 
 def _json_default(value: Any) -> Any:
