@@ -87,7 +87,11 @@ class OnnxScorer:
             x = x[None, :]
         if x.shape[0] == 1:
             return self._predict_one(x)
-        return _positive_column(self.session_.run([self.output_name_], {self.input_name_: x})[0])
+        return _positive_column(self._run(x))
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        """The graph's score output for ``x`` through a plain ``InferenceSession.run``."""
+        return np.asarray(self.session_.run([self.output_name_], {self.input_name_: x})[0])
 
     def _predict_one(self, x: np.ndarray) -> np.ndarray:
         """One row through buffers bound once (``IOBinding``): half the cost of ``run``.
@@ -99,7 +103,7 @@ class OnnxScorer:
         """
         one: _BoundRow | None = getattr(self._local, "row", None)
         if one is None or one.x.shape != x.shape:
-            first = self.session_.run([self.output_name_], {self.input_name_: x})[0]
+            first = self._run(x)
             one = self._local.row = _BoundRow(self, x.shape, first)
             return _positive_column(first)
         np.copyto(one.x, x)

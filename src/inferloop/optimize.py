@@ -1139,7 +1139,9 @@ def optimize_teacher(
                 skipped[item[0]] = item[1]
                 continue
             bar.set_postfix_str(item.name)
-            rows.append(_quality_row(item, test, validation, teacher_test, teacher_val, params))
+            rows.append(
+                _quality_row(item, test, validation, teacher_test, teacher_val, params.bench)
+            )
             scorers[item.name] = item.scorer
             if item.format == "onnx" and item.path is not None:
                 paths[item.name] = item.path
@@ -1162,10 +1164,9 @@ def _quality_row(
     validation: EvalSet,
     teacher_test: np.ndarray,
     teacher_val: np.ndarray,
-    params: OptimizeParams,
+    bench: BenchParams,
 ) -> dict[str, Any]:
     """Size and quality of one variant on test and validation; timing comes later, for all."""
-    bench = params.bench
     row = quality_metrics(
         variant.scorer.predict_scores(test.X),
         test.y,
