@@ -1,18 +1,36 @@
 """The edge model: the chosen optimized variant as ONE deployable MLflow model.
 
-It is a :class:`~inferloop.model.FraudModel` whose classifier is an ONNX graph: the same raw
-transaction signature, the same featurizer (numpy, pandas) and the same ``score_frame`` path
-as ``fraud-detector``, but scored by onnxruntime alone — no torch, no LightGBM in the process.
+It is a :class:`~inferloop.model.FraudModel` whose classifier is either an ONNX graph scored
+by onnxruntime alone (:class:`OnnxClassifier`) or a LightGBM forest compiled to x86-64 code by
+lleaves and called through ctypes (:class:`CompiledClassifier`, needs llvmlite only): the same
+raw transaction signature, the same featurizer (numpy, pandas) and the same ``score_frame``
+path as ``fraud-detector``, with no torch and no LightGBM in the process.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from inferloop.compiled import CompiledForest
 
-class OnnxClassifier:
+
+class _ScoreClassifier:
+    """``predict_proba`` from ``predict_scores`` (scikit-learn's two-column convention)."""
+
+    def predict_scores(self, X: Any) -> np.ndarray:
+        """Fraud scores of feature rows."""
+        raise NotImplementedError
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """``(n, 2)`` class probabilities (scikit-learn convention)."""
+        scores = self.predict_scores(X)
+        return np.column_stack([1.0 - scores, scores])
+
+
+class OnnxClassifier(_ScoreClassifier):
     """``predict_proba`` over a serialized ONNX graph (input: raw feature rows, output: score).
 
     Picklable: only the graph bytes are stored; the onnxruntime session is rebuilt on first use
@@ -37,13 +55,23 @@ class OnnxClassifier:
             self._session().predict_scores(np.asarray(X, dtype=np.float32)), dtype=np.float64
         )
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """``(n, 2)`` class probabilities (scikit-learn convention)."""
-        scores = self.predict_scores(X)
-        return np.column_stack([1.0 - scores, scores])
-
     def __getstate__(self) -> dict[str, Any]:
         return {"model": self.model, "variant": self.variant}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.model, self.variant, self._scorer = state["model"], state.get("variant", ""), None
+
+
+class CompiledClassifier(_ScoreClassifier):
+    """``predict_proba`` over a compiled forest (:class:`~inferloop.compiled.CompiledForest`).
+
+    Picklable: the forest stores its object code and loads it again in each process.
+    """
+
+    def __init__(self, forest: CompiledForest, variant: str = "") -> None:
+        self.forest = forest
+        self.variant = variant
+
+    def predict_scores(self, X: Any) -> np.ndarray:
+        """Fraud scores of feature rows."""
+        return self.forest.predict_scores(np.asarray(X))

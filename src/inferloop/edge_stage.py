@@ -1,9 +1,9 @@
 """The ``optimize`` stage: variants of the registered teacher, measured, chosen, registered.
 
 Reads the model the register stage just registered (the teacher), builds every optimized
-variant with :func:`inferloop.optimize.optimize_teacher`, wraps the chosen ONNX graph as a
-:class:`~inferloop.model.FraudModel` (same raw-transaction input, same featurizer), and
-registers it as ``fraud-detector-edge`` tagged with its teacher's version. The edge model gets
+variant with :func:`inferloop.optimize.optimize_teacher`, wraps the chosen variant (an ONNX
+graph or a compiled forest) as a :class:`~inferloop.model.FraudModel` (same raw-transaction
+input, same featurizer), and registers it as ``fraud-detector-edge`` tagged with its teacher's version. The edge model gets
 ``champion`` when its teacher is the champion.
 """
 
@@ -18,7 +18,6 @@ import pandas as pd
 
 from inferloop import schema as s
 from inferloop.config import load_section
-from inferloop.edge import OnnxClassifier
 from inferloop.evaluate import EvaluateParams
 from inferloop.metrics import ThresholdPolicy, choose_threshold
 from inferloop.model import FraudModel, input_example, log_fraud_model
@@ -109,7 +108,7 @@ def run_optimize(
         Path(out_dir) / "variants",
         labelled=(data.train[data.features].to_numpy(np.float32), data.train[s.TARGET].to_numpy()),
     )
-    classifier = OnnxClassifier(result.chosen_path.read_bytes(), result.chosen)
+    classifier = result.edge_classifier()
     val_scores = classifier.predict_scores(data.validation[data.features].to_numpy(np.float32))
     choice = choose_threshold(
         val_scores,

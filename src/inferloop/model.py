@@ -361,7 +361,8 @@ def positive_scores(
     Parameters
     ----------
     estimator
-        Fitted classifier: a LightGBM model (``booster_``) or anything with ``predict_proba``.
+        Fitted classifier: a LightGBM model (``booster_``), an edge classifier
+        (``predict_scores`` on a float matrix) or anything with ``predict_proba``.
     features
         Featurized rows: a frame, or a float matrix whose columns are ``feature_names``.
     feature_names
@@ -386,6 +387,10 @@ def positive_scores(
         )
         threads = {"num_threads": 1} if len(matrix) <= SMALL_BATCH_ROWS else {}
         return np.asarray(booster.predict(matrix, **threads), dtype=np.float64)
+    predict_scores = getattr(estimator, "predict_scores", None)
+    if predict_scores is not None:  # the edge classifiers score float rows directly
+        matrix = features.to_numpy(np.float64) if isinstance(features, pd.DataFrame) else features
+        return np.asarray(predict_scores(matrix), dtype=np.float64)
     if isinstance(features, np.ndarray):
         features = pd.DataFrame(features, columns=feature_names, copy=False)
     return np.asarray(estimator.predict_proba(features)[:, 1], dtype=np.float64)

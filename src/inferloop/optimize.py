@@ -41,6 +41,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from torch import nn
 
 from inferloop import schema as s
+from inferloop.compiled import CompiledForest, compile_forest
+from inferloop.edge import CompiledClassifier, OnnxClassifier
 from inferloop.metrics import card_precision_at_k
 from inferloop.onnx_export import (
     OnnxScorer,
@@ -132,7 +134,11 @@ class SelectionPolicy:
         Returned when no variant qualifies (the teacher in ONNX form, deployable at the edge);
         ``reference`` is returned when ``fallback`` is not in the table.
     formats : tuple of str
-        Only variants in these formats are candidates (the edge runs onnxruntime only).
+        Only variants in these formats are candidates: ``onnx`` (onnxruntime) and ``lleaves``
+        (x86-64 code, llvmlite) can be registered as the edge model.
+    min_size_ratio : float
+        A candidate must be at least this many times smaller on disk than the reference
+        (1 = no size budget).
     losses_on : {"validation", "test"}
         Data the losses are computed on; selecting on validation keeps the test numbers
         an unbiased report.
@@ -146,6 +152,7 @@ class SelectionPolicy:
     reference: str = "teacher"
     fallback: str = "teacher_onnx"
     formats: tuple[str, ...] = ("onnx",)
+    min_size_ratio: float = 1.0
     losses_on: str = "validation"
     latency_tolerance: float = 0.15
 
@@ -404,12 +411,14 @@ def _tensor(values: np.ndarray) -> torch.Tensor:
 
 
 def build_student_mlp(X: np.ndarray, params: MlpParams) -> StudentMLP:
-    """An untrained :class:`StudentMLP` whose preprocessing is fitted on ``X``."""
+    """An untrained :class:`StudentMLP` (weights seeded by ``params.seed``), preprocessing fitted on ``X``."""
     x = _tensor(X)
     log_mask = (x.min(0).values >= 0) & (x.max(0).values > params.log_above)
     compressed = torch.where(log_mask, torch.log1p(torch.clamp(x, min=0.0)), x)
     scale = compressed.std(0).clamp_min(1e-6)
-    return StudentMLP(compressed.mean(0), scale, log_mask, params.hidden, params.temperature)
+    with torch.random.fork_rng(devices=[]):  # seeded initial weights, global RNG untouched
+        torch.manual_seed(params.seed)
+        return StudentMLP(compressed.mean(0), scale, log_mask, params.hidden, params.temperature)
 
 
 @contextlib.contextmanager
@@ -477,20 +486,17 @@ def fit_mlp_student(teacher: Any, X_unlabelled: np.ndarray, params: MlpParams) -
         In eval mode; ``forward`` returns logits.
     """
     soft = _sigmoid(teacher_logits(teacher, X_unlabelled) / params.temperature)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(params.seed)
-        model = build_student_mlp(X_unlabelled, params)
-        return train_soft_targets(
-            model,
-            X_unlabelled,
-            soft,
-            epochs=params.epochs,
-            learning_rate=params.learning_rate,
-            batch_size=params.batch_size,
-            weight_decay=params.weight_decay,
-            seed=params.seed,
-            num_threads=params.num_threads,
-        )
+    return train_soft_targets(
+        build_student_mlp(X_unlabelled, params),
+        X_unlabelled,
+        soft,
+        epochs=params.epochs,
+        learning_rate=params.learning_rate,
+        batch_size=params.batch_size,
+        weight_decay=params.weight_decay,
+        seed=params.seed,
+        num_threads=params.num_threads,
+    )
 
 
 def mlp_predict(model: StudentMLP, X: np.ndarray) -> np.ndarray:
@@ -627,22 +633,13 @@ class Tl2cgenScorer:
         return np.asarray(self.predictor_.predict(dmat), np.float64).reshape(-1)
 
 
-class LleavesScorer:
-    """A LightGBM model compiled with LLVM by lleaves, one thread."""
-
-    def __init__(self, model: Any, workdir: Path) -> None:
-        import lleaves
-
-        model_file = workdir / "teacher_for_lleaves.txt"
-        _booster(model).save_model(model_file)
-        self.object_file = workdir / "teacher_lleaves.o"
-        self.model_ = lleaves.Model(model_file=str(model_file))
-        self.model_.compile(cache=str(self.object_file))
-
-    def predict_scores(self, X: np.ndarray) -> np.ndarray:
-        """Probabilities of the rows of ``X``."""
-        x = np.ascontiguousarray(np.atleast_2d(X), dtype=np.float64)
-        return np.asarray(self.model_.predict(x, n_jobs=1), np.float64)
+def compile_lleaves(model: Any, name: str, workdir: Path, link: str = "logistic") -> CompiledForest:
+    """Compile a LightGBM model with lleaves into a :class:`CompiledForest` (x86-64 code)."""
+    model_file = workdir / f"{name}_for_lleaves.txt"
+    booster = _booster(model)
+    booster.save_model(model_file)
+    object_code = compile_forest(model_file, workdir / f"{name}.o")
+    return CompiledForest(object_code, booster.num_feature(), link)
 
 
 def compile_teacher(model: Any, compiler: str, workdir: Path) -> tuple[Scorer, int] | str:
@@ -659,8 +656,8 @@ def compile_teacher(model: Any, compiler: str, workdir: Path) -> tuple[Scorer, i
             scorer = Tl2cgenScorer(model, workdir / "teacher_tl2cgen.so")
             return scorer, scorer.libpath.stat().st_size
         if compiler == "lleaves":
-            ll = LleavesScorer(model, workdir)
-            return ll, ll.object_file.stat().st_size
+            forest = compile_lleaves(model, "teacher_lleaves", workdir)
+            return forest, forest.size_bytes
     except Exception as exc:  # optional, version-fragile dependencies: report, never fail
         return f"{compiler} unavailable: {type(exc).__name__}: {exc}"
     raise ValueError(f"unknown compiler {compiler!r}; expected 'tl2cgen' or 'lleaves'")
@@ -865,8 +862,8 @@ def select_variant(table: pd.DataFrame, policy: SelectionPolicy) -> str:
     Returns
     -------
     str
-        Among variants of an allowed format whose AP and ROC-AUC losses against the
-        reference are within budget: those with p50 within ``latency_tolerance`` of the
+        Among variants of an allowed format, at least ``min_size_ratio`` times smaller than
+        the reference, whose AP and ROC-AUC losses against it are within budget: those with p50 within ``latency_tolerance`` of the
         fastest, then the smallest. ``policy.fallback`` (or the reference) if none qualifies.
     """
     if policy.losses_on not in ("validation", "test"):
@@ -884,6 +881,7 @@ def select_variant(table: pd.DataFrame, policy: SelectionPolicy) -> str:
         table["format"].isin(policy.formats)
         & (ap_loss <= policy.max_ap_loss + 1e-12)
         & (auc_loss <= policy.max_auc_loss + 1e-12)
+        & (table["size_bytes"] * policy.min_size_ratio <= ref["size_bytes"])
     )
     candidates = table[ok]
     if candidates.empty:
@@ -960,19 +958,40 @@ class Variant:
 
 @dataclass
 class OptimizeResult:
-    """What :func:`optimize_teacher` produced."""
+    """What :func:`optimize_teacher` produced.
+
+    ``artifacts`` maps each deployable variant to its file: an ONNX graph, or x86-64 object
+    code for the lleaves-compiled forests (whose loaded scorers are in ``compiled``).
+    """
 
     table: pd.DataFrame
     chosen: str
-    onnx_paths: dict[str, Path]
+    artifacts: dict[str, Path]
+    compiled: dict[str, CompiledForest]
     prune: PruneResult | None
     skipped: dict[str, str]
     figure: Figure
 
     @property
+    def onnx_paths(self) -> dict[str, Path]:
+        """ONNX file of every variant exported to ONNX."""
+        return {name: p for name, p in self.artifacts.items() if p.suffix == ".onnx"}
+
+    @property
     def chosen_path(self) -> Path:
-        """ONNX file of the chosen variant."""
-        return self.onnx_paths[self.chosen]
+        """File of the chosen variant (ONNX graph or compiled object code)."""
+        return self.artifacts[self.chosen]
+
+    def edge_classifier(self) -> OnnxClassifier | CompiledClassifier:
+        """The chosen variant as a picklable classifier for :class:`~inferloop.model.FraudModel`."""
+        if self.chosen in self.compiled:
+            return CompiledClassifier(self.compiled[self.chosen], self.chosen)
+        if self.chosen in self.onnx_paths:
+            return OnnxClassifier(self.onnx_paths[self.chosen].read_bytes(), self.chosen)
+        raise ValueError(
+            f"the chosen variant {self.chosen!r} is neither ONNX nor compiled; "
+            "optimize.selection.formats may list only 'onnx' and 'lleaves' for the edge"
+        )
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -1012,8 +1031,9 @@ def _teacher_variants(
             yield (f"teacher_{compiler}", compiled)
             continue
         scorer, size = compiled
+        path = workdir / f"teacher_{compiler}.{'so' if compiler == 'tl2cgen' else 'o'}"
         yield Variant(
-            f"teacher_{compiler}", "teacher", compiler, scorer, size, None, native.n_params
+            f"teacher_{compiler}", "teacher", compiler, scorer, size, path, native.n_params
         )
 
 
@@ -1023,7 +1043,7 @@ def _tree_student_variants(
     labelled: tuple[np.ndarray, np.ndarray] | None,
     params: OptimizeParams,
     workdir: Path,
-) -> Iterator[Variant]:
+) -> Iterator[Variant | tuple[str, str]]:
     """The distilled LightGBM (native and ONNX) and the same-size labels-only control."""
     n = X_unlabelled.shape[1]
     student = distil_lightgbm(teacher, X_unlabelled, params.distil)
@@ -1034,6 +1054,8 @@ def _tree_student_variants(
     yield _onnx_variant(
         "gbm_distilled_onnx", "gbm_distilled", graph, workdir, n_params=native.n_params
     )
+    if "lleaves" in params.compilers:
+        yield _compiled_student(student, "logistic" if sigmoid else "identity", workdir, native)
     if labelled is not None and params.label_control:
         control = small_lightgbm_on_labels(labelled[0], labelled[1], params.distil)
         yield _onnx_variant(
@@ -1043,6 +1065,28 @@ def _tree_student_variants(
             workdir,
             n_params=n_tree_nodes(control),
         )
+
+
+def _compiled_student(
+    student: Any, link: str, workdir: Path, native: Variant
+) -> Variant | tuple[str, str]:
+    """The distilled forest compiled by lleaves (same model as its ONNX form, native code)."""
+    name = "gbm_distilled_lleaves"
+    try:
+        forest = compile_lleaves(student, name, workdir, link)
+    except Exception as exc:  # optional, version-fragile dependency: report, never fail
+        return name, f"lleaves unavailable: {type(exc).__name__}: {exc}"
+    note = "x86-64 object code called through ctypes (llvmlite only)"
+    return Variant(
+        name,
+        "gbm_distilled",
+        "lleaves",
+        forest,
+        forest.size_bytes,
+        workdir / f"{name}.o",
+        native.n_params,
+        note,
+    )
 
 
 def _mlp_variants(
@@ -1124,6 +1168,7 @@ def optimize_teacher(
     teacher_val = LightGBMScorer(teacher).predict_scores(validation.X)
     rows: list[dict[str, Any]] = []
     paths: dict[str, Path] = {}
+    compiled: dict[str, CompiledForest] = {}
     skipped: dict[str, str] = {}
     holder: list[PruneResult] = []
     scorers: dict[str, Scorer] = {}
@@ -1143,8 +1188,10 @@ def optimize_teacher(
                 _quality_row(item, test, validation, teacher_test, teacher_val, params.bench)
             )
             scorers[item.name] = item.scorer
-            if item.format == "onnx" and item.path is not None:
+            if item.format in ("onnx", "lleaves") and item.path is not None:
                 paths[item.name] = item.path
+            if isinstance(item.scorer, CompiledForest):
+                compiled[item.name] = item.scorer
             bar.update()
     bar.set_postfix_str("timing all variants, interleaved")
     speed = measure_speed(scorers, test.X, params.bench)
@@ -1153,9 +1200,9 @@ def optimize_teacher(
         row.update(speed[row["name"]])
     table = add_relative_columns(pd.DataFrame(rows), params.selection.reference)
     chosen = select_variant(table, params.selection)
-    return OptimizeResult(
-        table, chosen, paths, holder[0] if holder else None, skipped, plot_frontier(table, chosen)
-    )
+    prune = holder[0] if holder else None
+    figure = plot_frontier(table, chosen)
+    return OptimizeResult(table, chosen, paths, compiled, prune, skipped, figure)
 
 
 def _quality_row(

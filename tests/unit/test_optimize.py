@@ -14,9 +14,11 @@ Tolerances (what "agrees" means here):
 from __future__ import annotations
 
 import importlib.util
+import pickle
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import lightgbm as lgb
@@ -356,6 +358,43 @@ def test_optional_compilers_match_the_teacher(tmp_path: Path) -> None:
         o.compile_teacher(model, "gcc", tmp_path)
 
 
+def test_compiled_student_is_measured_chosen_and_deployable(data: dict, tmp_path: Path) -> None:
+    """With lleaves allowed, the distilled forest also runs as x86-64 code: same scores as
+    the student itself, and the chosen variant becomes a classifier that pickles and scores."""
+    teacher = lgb.LGBMClassifier(n_estimators=40, num_leaves=15, verbose=-1, n_jobs=1)
+    teacher.fit(data["X_train"], data["y_train"])
+    loose = o.SelectionPolicy(
+        max_ap_loss=1.0, max_auc_loss=1.0, formats=("lleaves",), latency_tolerance=0.0
+    )
+    params = replace(TINY_PARAMS, compilers=("lleaves",), selection=loose, label_control=False)
+    result = o.optimize_teacher(
+        teacher,
+        data["X_unlabelled"],
+        data["validation"],
+        data["test"],
+        params,
+        tmp_path,
+        progress=False,
+    )
+    table = result.table.set_index("name")
+    assert {"teacher_lleaves", "gbm_distilled_lleaves"} <= set(table.index)
+    assert table.loc["gbm_distilled_lleaves", "format"] == "lleaves"
+    assert table.loc["teacher_lleaves", "decision_flips"] == 0
+    assert table.loc["teacher_lleaves", "max_abs_diff"] <= 1e-9
+    X = data["test"].X
+    student = o.LightGBMScorer(
+        lgb.Booster(model_file=str(tmp_path / "gbm_distilled.txt")), sigmoid=True
+    ).predict_scores(X)
+    compiled = result.compiled["gbm_distilled_lleaves"].predict_scores(X)
+    np.testing.assert_allclose(compiled, student, rtol=0, atol=1e-9)
+    assert result.chosen in ("teacher_lleaves", "gbm_distilled_lleaves")
+    assert result.chosen_path.suffix == ".o" and result.chosen_path.is_file()
+    edge = pickle.loads(pickle.dumps(result.edge_classifier()))
+    np.testing.assert_array_equal(
+        edge.predict_scores(X), result.compiled[result.chosen].predict_scores(X)
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # selection policy on hand-made tables
 # --------------------------------------------------------------------------------------------
@@ -401,6 +440,17 @@ def test_select_only_allowed_formats() -> None:
     assert o.select_variant(table, o.SelectionPolicy()) == "teacher_onnx"
     policy = o.SelectionPolicy(formats=("onnx", "tl2cgen"))
     assert o.select_variant(table, policy) == "compiled"
+
+
+def test_select_respects_the_size_budget() -> None:
+    table = _table(
+        *BASE,
+        ("fast_but_big", "onnx", 5.0, 200_000, 0.6, 0.88),  # 5x smaller
+        ("small", "onnx", 9.0, 50_000, 0.6, 0.88),  # 20x smaller
+    )
+    assert o.select_variant(table, o.SelectionPolicy()) == "fast_but_big"
+    assert o.select_variant(table, o.SelectionPolicy(min_size_ratio=10)) == "small"
+    assert o.select_variant(table, o.SelectionPolicy(min_size_ratio=100)) == "teacher_onnx"
 
 
 def test_select_none_qualifies_returns_the_teacher() -> None:
