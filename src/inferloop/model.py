@@ -450,13 +450,17 @@ class FraudModel(PythonModel):
         """Scores for an already featurized frame (training-time evaluation)."""
         return positive_scores(self.estimator, features[self.feature_names], self.feature_names)
 
-    def score_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def score_frame(self, frame: pd.DataFrame, context: pd.DataFrame | None = None) -> pd.DataFrame:
         """Score raw transactions: the one predict path of batch, stream and server.
 
         Parameters
         ----------
         frame
             Raw transactions (:data:`inferloop.schema.SCORING_COLUMNS`, more are ignored).
+        context
+            Earlier transactions, already validated and scored, that count as history before
+            ``frame``'s rows but are not scored again: the stream's recent rows that are not
+            yet folded into the featurizer's history.
 
         Returns
         -------
@@ -468,7 +472,7 @@ class FraudModel(PythonModel):
         InvalidInput
             When the rows break the input rules of :func:`read_transactions`.
         """
-        ids, scores, decisions = self._score(frame)
+        ids, scores, decisions = self._score(frame, context)
         return pd.DataFrame(
             {s.TRANSACTION_ID: ids, s.SCORE: scores, s.DECISION: decisions},
             index=frame.index,
@@ -487,9 +491,15 @@ class FraudModel(PythonModel):
             for i, p, d in zip(ids.tolist(), scores.tolist(), decisions.tolist(), strict=True)
         ]
 
-    def _score(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _score(
+        self, frame: pd.DataFrame, context: pd.DataFrame | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         tx = read_transactions(frame)
-        features = self.featurizer.features_of(tx.raw)
+        if context is None or context.empty:
+            features = self.featurizer.features_of(tx.raw)
+        else:  # featurize context + rows together; only the new rows reach the classifier
+            both = pd.concat([context, frame[[c for c in context.columns if c in frame]]])
+            features = self.featurizer.feature_matrix(both)[len(context) :]
         scores = positive_scores(self.estimator, features, self.feature_names)
         return tx.ids, scores, (scores >= self.threshold).astype(np.int8)
 

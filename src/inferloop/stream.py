@@ -227,28 +227,10 @@ class StreamScorer:
         return rows
 
     def _with_context(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """Scores of ``rows`` with the context rows as history before them.
-
-        Without context this is ``score_frame``. With context it is ``score_frame``'s three
-        steps -- the featurizer's ``transform`` (of context + rows), the model's
-        ``scores_for_features`` and its threshold -- with only the new rows' features sent
-        to the trees, so the context is never scored again (tests compare with score_frame).
-        """
+        """Scores of ``rows`` with the context rows as history before them (not rescored)."""
         if rows.empty:
             return _no_scores()
-        if self._context.empty:
-            return self.model.score_frame(rows)
-        frame = pd.concat([self._context, rows])
-        features = self.model.featurizer.transform(frame).iloc[len(self._context) :]
-        scores = self.model.scores_for_features(features)
-        return pd.DataFrame(
-            {
-                s.TRANSACTION_ID: rows[s.TRANSACTION_ID].to_numpy(),
-                s.SCORE: scores,
-                s.DECISION: (scores >= self.model.threshold).astype(np.int8),
-            },
-            index=rows.index,
-        )
+        return self.model.score_frame(rows, context=self._context)
 
     def _maybe_fold(self) -> None:
         """Start folding late rows and all but the newest second of the context, if enough."""

@@ -44,6 +44,21 @@ def test_a_card_testing_burst_raises_the_score(
     assert after_burst > alone + 0.2
 
 
+def test_context_rows_count_as_history_but_are_not_scored(
+    fraud_model: FraudModel, model_data: SimulatedSplits
+) -> None:
+    """``score_frame(rows, context=earlier)`` equals scoring earlier + rows together."""
+    both = _raw(model_data.splits.test.head(400))  # moved past the fitted history
+    both[s.TIMESTAMP] = both[s.TIMESTAMP] + pd.Timedelta(days=90)
+    earlier, rows = both.iloc[:300], both.iloc[300:]
+    together = fraud_model.score_frame(both).iloc[300:]
+    with_context = fraud_model.score_frame(rows, context=earlier)
+    assert with_context.index.equals(rows.index) and len(with_context) == 100
+    np.testing.assert_allclose(with_context[s.SCORE], together[s.SCORE], rtol=0, atol=1e-12)
+    alone = fraud_model.score_frame(rows.reset_index(drop=True))[s.SCORE].to_numpy()
+    assert not np.allclose(alone, together[s.SCORE].to_numpy())  # the context mattered
+
+
 def test_obvious_simulated_fraud_is_caught(
     fraud_model: FraudModel, model_data: SimulatedSplits
 ) -> None:
