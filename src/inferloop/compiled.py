@@ -1,17 +1,23 @@
-"""LightGBM forests compiled to native code (lleaves / LLVM) and called without overhead.
+"""Models compiled to native code with LLVM and called without per-call overhead.
 
-Why this exists: for one-row requests the cost of a small model is the *call*, not the trees.
-``Booster.predict`` spends ~50 µs on one row, and onnxruntime's Python ``run`` at least ~9 µs
-even for a one-node graph, while the 900 comparisons of a 60 x 15 forest take well under a
-microsecond. :class:`CompiledForest` calls the compiled ``forest_root`` function through
-``ctypes`` with input and output buffers bound once per thread, so a one-row score costs a
-copy of the row, one foreign call and one ``exp``: ~2-3 µs.
+Why this exists: for one-row requests the cost of a small model is the *call*, not the math.
+``Booster.predict`` spends ~40-50 µs on one row, and onnxruntime's Python ``run`` at least ~9 µs
+even for a one-node graph, while the 900 comparisons of a 60 x 15 forest or the 4,000
+multiply-adds of a 64-32 MLP take about a microsecond. :class:`CompiledModel` calls a compiled
+``root(double* X, double* out, int start, int end)`` function through ``ctypes`` with input and
+output buffers bound once per thread, so a one-row score costs a copy of the row, one foreign
+call and one ``exp``: ~3 µs.
 
-The artifact is LLVM-compiled object code for generic **x86-64** (no host-specific CPU
-features, so it runs on any x86-64 machine with the same OS); loading it needs only
-``llvmlite`` (and the thin loader in lleaves), not LightGBM or a C compiler. On another
-architecture loading fails with a message that says so: register the ONNX form of the same
-model there (``optimize.selection.formats: [onnx]``).
+Two compilers produce such functions:
+
+* :func:`compile_forest` -- a LightGBM model through lleaves (entry ``forest_root``);
+* :func:`compile_mlp` -- an MLP (ReLU layers, ``log1p`` on chosen inputs) written here as LLVM
+  IR with llvmlite and optimized by LLVM (entry ``mlp_root``); weights are float32 constants.
+
+The artifact is object code for generic **x86-64** (no host-specific CPU features, so it runs
+on any x86-64 machine with the same OS); loading it needs only ``llvmlite``, not LightGBM,
+torch or a C compiler. On another architecture loading fails with a message that says so:
+deploy the ONNX form of the same model there (``optimize.selection.formats: [onnx]``).
 
 Only numpy and the standard library are imported at module level.
 """
@@ -21,20 +27,22 @@ from __future__ import annotations
 import ctypes
 import math
 import platform
-import tempfile
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-#: Entry point of the compiled forest: ``forest_root(double* X, double* out, int start, int end)``.
-ENTRY = "forest_root"
+#: Entry point of a forest compiled by lleaves.
+FOREST_ENTRY = "forest_root"
+#: Entry point of an MLP compiled by :func:`compile_mlp`.
+MLP_ENTRY = "mlp_root"
 #: Generic x86-64: the object must not depend on the build machine's CPU extensions.
 TARGET_CPU = "x86-64"
 LINKS = ("identity", "logistic")
 _DOUBLE_P = ctypes.POINTER(ctypes.c_double)
-_FOREST_FN = ctypes.CFUNCTYPE(None, _DOUBLE_P, _DOUBLE_P, ctypes.c_int32, ctypes.c_int32)
+_ROOT_FN = ctypes.CFUNCTYPE(None, _DOUBLE_P, _DOUBLE_P, ctypes.c_int32, ctypes.c_int32)
 
 
 def compile_forest(model_file: str | Path, object_file: str | Path) -> bytes:
@@ -50,7 +58,7 @@ def compile_forest(model_file: str | Path, object_file: str | Path) -> bytes:
     Returns
     -------
     bytes
-        The object code; :class:`CompiledForest` loads it.
+        The object code; :class:`CompiledModel` loads it (entry :data:`FOREST_ENTRY`).
     """
     import lleaves
 
@@ -61,22 +69,189 @@ def compile_forest(model_file: str | Path, object_file: str | Path) -> bytes:
     return out.read_bytes()
 
 
-def _load_entry(object_code: bytes) -> tuple[Any, Any]:
+def compile_mlp(
+    weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], log_columns: Sequence[int]
+) -> bytes:
+    """Compile an MLP to x86-64 object code returning its output (the logit).
+
+    Computes, in float32 like the ONNX graph, ``x' = x`` with ``log(1 + max(x, 0))`` on
+    ``log_columns``, then ``h = relu(h @ W + b)`` per hidden layer and ``h @ W + b`` last.
+
+    Parameters
+    ----------
+    weights, biases : sequences of numpy.ndarray
+        Layer ``i`` maps ``h`` to ``h @ weights[i] + biases[i]`` (``weights[i]`` is
+        ``[n_in, n_out]``); the last layer has one output.
+    log_columns : sequence of int
+        Input columns compressed with ``log1p``.
+
+    Returns
+    -------
+    bytes
+        The object code; :class:`CompiledModel` loads it (entry :data:`MLP_ENTRY`).
+    """
+    import llvmlite.binding as llvm
+
+    if not weights or len(weights) != len(biases) or weights[-1].shape[1] != 1:
+        raise ValueError("weights and biases: same non-zero length, one output at the end")
+    module = llvm.parse_assembly(_mlp_ir(weights, biases, log_columns))
+    module.verify()
+    machine = _target_machine()
+    tuning = llvm.create_pipeline_tuning_options(speed_level=3, size_level=0)
+    tuning.loop_vectorization = True
+    tuning.slp_vectorization = True
+    builder = llvm.create_pass_builder(machine, tuning)
+    builder.getModulePassManager().run(module, builder)
+    return bytes(machine.emit_object(module))
+
+
+def _target_machine() -> Any:
+    import llvmlite.binding as llvm
+
+    llvm.initialize()
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    return target.create_target_machine(
+        cpu=TARGET_CPU, features="", reloc="pic", codemodel="small", opt=3
+    )
+
+
+def _mlp_ir(
+    weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], log_columns: Sequence[int]
+) -> str:
+    """LLVM IR of ``mlp_root``: a loop over rows, each a chain of dot-product loops."""
+    import llvmlite.ir as ir
+
+    f32, f64, i32 = ir.FloatType(), ir.DoubleType(), ir.IntType(32)
+    module = ir.Module(name="inferloop_mlp")
+    root = ir.Function(
+        module,
+        ir.FunctionType(ir.VoidType(), [f64.as_pointer(), f64.as_pointer(), i32, i32]),
+        name=MLP_ENTRY,
+    )
+    X, out, start, end = root.args
+    layers = [
+        (_constant(module, f"w{k}", np.asarray(w, np.float32).T), _constant(module, f"b{k}", b))
+        for k, (w, b) in enumerate(zip(weights, biases, strict=True))
+    ]
+    widths = [int(w.shape[0]) for w in weights] + [1]
+    b = ir.IRBuilder(root.append_basic_block("entry"))
+    buffers = [b.alloca(f32, size=ir.Constant(i32, n)) for n in widths[:-1]]
+    log = module.declare_intrinsic("llvm.log", [f32])
+    zero, one = ir.Constant(f32, 0.0), ir.Constant(f32, 1.0)
+    logged = {int(c) for c in log_columns}
+
+    def relu(value: Any) -> Any:
+        return b.select(b.fcmp_ordered(">", value, zero), value, zero)
+
+    def load_row(r: Any) -> None:
+        base = b.mul(r, ir.Constant(i32, widths[0]))
+        for j in range(widths[0]):
+            value = b.fptrunc(b.load(b.gep(X, [b.add(base, ir.Constant(i32, j))])), f32)
+            if j in logged:
+                value = b.call(log, [b.fadd(relu(value), one)])
+            b.store(value, b.gep(buffers[0], [ir.Constant(i32, j)]))
+
+    def row(r: Any) -> None:
+        load_row(r)
+        for k, (w, bias) in enumerate(layers):
+            n_in, last = widths[k], k == len(layers) - 1
+
+            def unit(
+                o: Any,
+                k: int = k,
+                w: Any = w,
+                bias: Any = bias,
+                n_in: int = n_in,
+                last: bool = last,
+            ) -> None:
+                offset = b.mul(o, ir.Constant(i32, n_in))
+                total = _dot(b, w, offset, buffers[k], n_in)
+                z = b.fadd(total, b.load(b.gep(bias, [ir.Constant(i32, 0), o])), flags=("fast",))
+                if last:
+                    b.store(b.fpext(z, f64), b.gep(out, [r]))
+                else:
+                    b.store(relu(z), b.gep(buffers[k + 1], [o]))
+
+            _loop(b, ir.Constant(i32, 0), ir.Constant(i32, widths[k + 1]), unit)
+
+    _loop(b, start, end, row)
+    b.ret_void()
+    return str(module)
+
+
+def _constant(module: Any, name: str, values: np.ndarray) -> Any:
+    """A private float32 constant array in ``module``."""
+    import llvmlite.ir as ir
+
+    flat = np.asarray(values, np.float32).ravel()
+    kind = ir.ArrayType(ir.FloatType(), flat.size)
+    variable = ir.GlobalVariable(module, kind, name=name)
+    variable.initializer = ir.Constant(kind, [float(v) for v in flat])
+    variable.global_constant = True
+    variable.linkage = "internal"
+    return variable
+
+
+def _loop(b: Any, first: Any, stop: Any, body: Callable[[Any], None]) -> None:
+    """``for i in range(first, stop): body(i)`` at the builder's position."""
+    import llvmlite.ir as ir
+
+    before = b.block
+    head, inside, done = (b.append_basic_block(n) for n in ("loop", "body", "done"))
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(first.type)
+    i.add_incoming(first, before)
+    b.cbranch(b.icmp_signed("<", i, stop), inside, done)
+    b.position_at_end(inside)
+    body(i)
+    i.add_incoming(b.add(i, ir.Constant(first.type, 1)), b.block)
+    b.branch(head)
+    b.position_at_end(done)
+
+
+def _dot(b: Any, w: Any, offset: Any, h: Any, n: int) -> Any:
+    """``sum(w[offset + i] * h[i] for i < n)`` as a loop LLVM may vectorize (fast-math)."""
+    import llvmlite.ir as ir
+
+    i32, f32 = ir.IntType(32), ir.FloatType()
+    before = b.block
+    head, inside, done = (b.append_basic_block(n_) for n_ in ("dot", "dot.body", "dot.done"))
+    b.branch(head)
+    b.position_at_end(head)
+    i, acc = b.phi(i32), b.phi(f32)
+    i.add_incoming(ir.Constant(i32, 0), before)
+    acc.add_incoming(ir.Constant(f32, 0.0), before)
+    b.cbranch(b.icmp_signed("<", i, ir.Constant(i32, n)), inside, done)
+    b.position_at_end(inside)
+    product = b.fmul(
+        b.load(b.gep(w, [ir.Constant(i32, 0), b.add(offset, i)])),
+        b.load(b.gep(h, [i])),
+        flags=("fast",),
+    )
+    i.add_incoming(b.add(i, ir.Constant(i32, 1)), inside)
+    acc.add_incoming(b.fadd(acc, product, flags=("fast",)), inside)
+    b.branch(head)
+    b.position_at_end(done)
+    return acc
+
+
+def _load_entry(object_code: bytes, entry: str) -> tuple[Any, Any]:
     """Load object code into an LLVM execution engine; returns (engine, entry function)."""
     import llvmlite.binding as llvm
-    from lleaves.llvm_binding import compile_module_to_asm
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "forest.o"
-        path.write_bytes(object_code)
-        # an empty module plus an object cache that returns our code: how lleaves reloads
-        engine = compile_module_to_asm(
-            llvm.parse_assembly(""), str(path), target_cpu=TARGET_CPU, target_cpu_features=""
-        )
-    address = engine.get_function_address(ENTRY)
+    machine = _target_machine()
+    # An empty module whose "cached object" is our code: MCJIT links it instead of compiling
+    # (the way lleaves reloads its cache), so no compiler runs at load.
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)
+    engine.set_object_cache(getbuffer_func=lambda _module: object_code)
+    engine.finalize_object()
+    address = engine.get_function_address(entry)
     if not address:
-        raise RuntimeError(f"the compiled forest has no {ENTRY!r} function")
-    return engine, _FOREST_FN(address)
+        raise RuntimeError(f"the compiled model has no {entry!r} function")
+    return engine, _ROOT_FN(address)
 
 
 def _logistic(z: float) -> float:
@@ -97,36 +272,44 @@ class _BoundRow:
         self.out_ptr = self.out.ctypes.data_as(_DOUBLE_P)
 
 
-class CompiledForest:
-    """Scores of a compiled LightGBM forest: ``link(raw score)``, one thread.
+class CompiledModel:
+    """Scores of a compiled model: ``link(raw output)``, one thread.
 
     Parameters
     ----------
     object_code : bytes
-        From :func:`compile_forest`.
+        From :func:`compile_forest` or :func:`compile_mlp`.
     n_features : int
-        Columns the forest reads.
+        Columns the model reads.
     link : {"logistic", "identity"}
-        Applied to the raw score: ``logistic`` for a binary classifier or a regressor trained
-        on logits, ``identity`` for a regressor on probabilities.
+        Applied to the raw output: ``logistic`` for a binary classifier's or a regressor's
+        logit, ``identity`` for a regressor on probabilities.
+    entry : str
+        Name of the compiled function (:data:`FOREST_ENTRY` or :data:`MLP_ENTRY`).
     machine : str, optional
         Architecture the code was compiled on (``platform.machine()``); checked at load.
 
     Notes
     -----
     Picklable: only the object code is stored; the native function is loaded again on first
-    use in each process. Thread-safe: the forest is a pure function and every thread has its
+    use in each process. Thread-safe: the model is a pure function and every thread has its
     own one-row buffers (MLflow's server runs requests on a thread pool).
     """
 
     def __init__(
-        self, object_code: bytes, n_features: int, link: str = "logistic", machine: str = ""
+        self,
+        object_code: bytes,
+        n_features: int,
+        link: str = "logistic",
+        entry: str = FOREST_ENTRY,
+        machine: str = "",
     ) -> None:
         if link not in LINKS:
             raise ValueError(f"link must be one of {LINKS}, got {link!r}")
         self.object_code = object_code
         self.n_features = int(n_features)
         self.link = link
+        self.entry = entry
         self.machine = machine or platform.machine()
         self._entry: Any = None
         self._engine: Any = None
@@ -145,15 +328,15 @@ class CompiledForest:
                     here = platform.machine()
                     if here.lower() not in ("x86_64", "amd64") or self.machine != here:
                         raise RuntimeError(
-                            f"this forest is compiled for {self.machine}; this process runs "
+                            f"this model is compiled for {self.machine}; this process runs "
                             f"on {here}. Deploy the ONNX form of the model here "
                             "(optimize.selection.formats: [onnx])."
                         )
-                    self._engine, self._entry = _load_entry(self.object_code)
+                    self._engine, self._entry = _load_entry(self.object_code, self.entry)
         return self._entry
 
     def raw_scores(self, X: np.ndarray) -> np.ndarray:
-        """Raw forest output (sum of leaf values) of the rows of ``X``."""
+        """Raw output (a forest's sum of leaf values, an MLP's logit) of the rows of ``X``."""
         X = np.atleast_2d(X)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(
@@ -196,10 +379,15 @@ class CompiledForest:
             "object_code": self.object_code,
             "n_features": self.n_features,
             "link": self.link,
+            "entry": self.entry,
             "machine": self.machine,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(  # type: ignore[misc]
-            state["object_code"], state["n_features"], state["link"], state["machine"]
+            state["object_code"],
+            state["n_features"],
+            state["link"],
+            state["entry"],
+            state["machine"],
         )

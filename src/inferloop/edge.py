@@ -1,10 +1,10 @@
 """The edge model: the chosen optimized variant as ONE deployable MLflow model.
 
 It is a :class:`~inferloop.model.FraudModel` whose classifier is either an ONNX graph scored
-by onnxruntime alone (:class:`OnnxClassifier`) or a LightGBM forest compiled to x86-64 code by
-lleaves and called through ctypes (:class:`CompiledClassifier`, needs llvmlite only): the same
-raw transaction signature, the same featurizer (numpy, pandas) and the same ``score_frame``
-path as ``fraud-detector``, with no torch and no LightGBM in the process.
+by onnxruntime alone (:class:`OnnxClassifier`) or x86-64 code -- a LightGBM forest compiled by
+lleaves or an MLP compiled by LLVM -- called through ctypes (:class:`CompiledClassifier`, needs
+llvmlite only): the same raw transaction signature, the same featurizer (numpy, pandas) and the
+same ``score_frame`` path as ``fraud-detector``, with no torch and no LightGBM in the process.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from inferloop.compiled import CompiledForest
+    from inferloop.compiled import CompiledModel
 
 
 class _ScoreClassifier:
@@ -63,15 +63,15 @@ class OnnxClassifier(_ScoreClassifier):
 
 
 class CompiledClassifier(_ScoreClassifier):
-    """``predict_proba`` over a compiled forest (:class:`~inferloop.compiled.CompiledForest`).
+    """``predict_proba`` over a compiled model (:class:`~inferloop.compiled.CompiledModel`).
 
-    Picklable: the forest stores its object code and loads it again in each process.
+    Picklable: the model stores its object code and loads it again in each process.
     """
 
-    def __init__(self, forest: CompiledForest, variant: str = "") -> None:
-        self.forest = forest
+    def __init__(self, model: CompiledModel, variant: str = "") -> None:
+        self.model = model
         self.variant = variant
 
     def predict_scores(self, X: Any) -> np.ndarray:
         """Fraud scores of feature rows."""
-        return self.forest.predict_scores(np.asarray(X))
+        return self.model.predict_scores(np.asarray(X))

@@ -23,14 +23,14 @@ TINY = {
     "split": {"train_days": 14, "validation_days": 4, "test_days": 4, "gap_days": 3},
     "train": {"lightgbm": {"n_estimators": 120, "early_stopping_rounds": 20}, "mlp": {"epochs": 3}},
     "production": {"weeks": 3, "drift_week": 1},
-    # the edge model as compiled x86-64 code (the ONNX edge path is unit-tested in a subprocess)
+    # the edge model as x86-64 code (the ONNX edge path is unit-tested in a subprocess)
     "optimize": {
         "selection": {
             "max_ap_loss": 1.0,
             "max_auc_loss": 1.0,
             "reference": "teacher",
             "fallback": "teacher_onnx",
-            "formats": ["lleaves"],
+            "formats": ["lleaves", "llvm"],
             "min_size_ratio": 1,
             "losses_on": "validation",
             "latency_tolerance": 0.15,
@@ -392,7 +392,7 @@ def test_edge_model_serves_over_http_and_scores_in_batch_alike(repo: Path) -> No
 
     edge_uri = "models:/fraud-detector-edge/1"
     chosen = json.loads((repo / "reports/metrics/optimize.json").read_text())["chosen"]
-    assert chosen.endswith("_lleaves"), chosen  # the tiny params allow only compiled forests
+    assert chosen.endswith(("_lleaves", "_llvm")), chosen  # the tiny params allow only these
     rows = pd.read_parquet(repo / "data/processed/split/test.parquet").head(40)
     raw = rows[
         [

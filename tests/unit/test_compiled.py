@@ -1,7 +1,8 @@
-"""Unit tests for inferloop.compiled: LightGBM forests compiled by lleaves, called via ctypes.
+"""Unit tests for inferloop.compiled: forests (lleaves) and MLPs (LLVM) called via ctypes.
 
-Tolerance: the compiled forest evaluates the same trees in float64, so its raw scores equal
-LightGBM's to rounding (max |Δ| ≤ 1e-9, in practice ~1e-15).
+Tolerances: the compiled forest evaluates the same trees in float64, so its raw scores equal
+LightGBM's to rounding (max |Δ| ≤ 1e-9, in practice ~1e-15). The compiled MLP computes in
+float32 like torch and onnxruntime, with another summation order: max |Δscore| ≤ 1e-5.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from inferloop.compiled import CompiledForest, _logistic, compile_forest
+from inferloop import optimize as o
+from inferloop.compiled import MLP_ENTRY, CompiledModel, _logistic, compile_forest, compile_mlp
 from inferloop.edge import CompiledClassifier
 
 
@@ -32,10 +34,10 @@ def classifier(rows: np.ndarray) -> lgb.LGBMClassifier:
     return lgb.LGBMClassifier(n_estimators=25, num_leaves=7, verbose=-1, n_jobs=1).fit(rows, y)
 
 
-def _compile(model: lgb.LGBMModel, tmp: Path, link: str) -> CompiledForest:
+def _compile(model: lgb.LGBMModel, tmp: Path, link: str) -> CompiledModel:
     model.booster_.save_model(tmp / "model.txt")
     code = compile_forest(tmp / "model.txt", tmp / "model.o")
-    return CompiledForest(code, model.booster_.num_feature(), link)
+    return CompiledModel(code, model.booster_.num_feature(), link)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def forest(classifier: lgb.LGBMClassifier, tmp_path_factory: pytest.TempPathFact
 
 
 def test_compiled_classifier_equals_lightgbm_in_batch_and_one_row(
-    forest: CompiledForest, classifier: lgb.LGBMClassifier, rows: np.ndarray
+    forest: CompiledModel, classifier: lgb.LGBMClassifier, rows: np.ndarray
 ) -> None:
     expected = classifier.booster_.predict(rows, num_threads=1)
     np.testing.assert_allclose(forest.predict_scores(rows), expected, rtol=0, atol=1e-9)
@@ -66,7 +68,7 @@ def test_identity_link_returns_the_regression_output(rows: np.ndarray, tmp_path:
 
 
 def test_one_row_calls_in_many_threads_equal_batch_scores(
-    forest: CompiledForest, rows: np.ndarray
+    forest: CompiledModel, rows: np.ndarray
 ) -> None:
     expected = forest.predict_scores(rows[:400])
     results: dict[int, np.ndarray] = {}
@@ -83,7 +85,7 @@ def test_one_row_calls_in_many_threads_equal_batch_scores(
         np.testing.assert_allclose(got, expected, rtol=1e-14, atol=0)
 
 
-def test_pickled_forest_loads_again(forest: CompiledForest, rows: np.ndarray) -> None:
+def test_pickled_forest_loads_again(forest: CompiledModel, rows: np.ndarray) -> None:
     clone = pickle.loads(pickle.dumps(CompiledClassifier(forest, "student")))
     assert clone.variant == "student"
     np.testing.assert_array_equal(clone.predict_scores(rows), forest.predict_scores(rows))
@@ -91,12 +93,12 @@ def test_pickled_forest_loads_again(forest: CompiledForest, rows: np.ndarray) ->
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
 
 
-def test_bad_input_and_foreign_machine_are_named(forest: CompiledForest, rows: np.ndarray) -> None:
+def test_bad_input_and_foreign_machine_are_named(forest: CompiledModel, rows: np.ndarray) -> None:
     with pytest.raises(ValueError, match=r"6 features.*shape \(4, 3\)"):
         forest.predict_scores(rows[:4, :3])
     with pytest.raises(ValueError, match="link must be"):
-        CompiledForest(forest.object_code, 6, "softmax")
-    foreign = CompiledForest(forest.object_code, 6, "logistic", machine="aarch64")
+        CompiledModel(forest.object_code, 6, "softmax")
+    foreign = CompiledModel(forest.object_code, 6, "logistic", machine="aarch64")
     with pytest.raises(RuntimeError, match=r"compiled for aarch64.*ONNX"):
         foreign.predict_scores(rows[:1])
 
@@ -107,7 +109,7 @@ def test_logistic_never_overflows() -> None:
 
 
 def test_compiled_scores_without_lightgbm_or_torch(
-    forest: CompiledForest, rows: np.ndarray, tmp_path: Path
+    forest: CompiledModel, rows: np.ndarray, tmp_path: Path
 ) -> None:
     """The edge process needs llvmlite (and lleaves' loader), never LightGBM or torch."""
     (tmp_path / "forest.pkl").write_bytes(pickle.dumps(CompiledClassifier(forest)))
@@ -129,3 +131,59 @@ def test_compiled_scores_without_lightgbm_or_torch(
     assert out.returncode == 0, out.stderr
     got = np.array(out.stdout.split(), dtype=float)
     np.testing.assert_array_equal(got, forest.predict_scores(rows[:20]))
+
+
+@pytest.fixture(scope="module")
+def student() -> tuple[o.StudentMLP, np.ndarray]:
+    rng = np.random.default_rng(5)
+    X = np.column_stack([rng.exponential(100.0, 3000), rng.normal(size=(3000, 4))])
+    X = X.astype(np.float32)
+    soft = 1.0 / (1.0 + np.exp(-(0.02 * X[:, 0] - 2.0 + X[:, 1])))
+    net = o.build_student_mlp(X, o.MlpParams(hidden=(16, 8), temperature=2.0))
+    o.train_soft_targets(net, X, soft.astype(np.float32), epochs=3, learning_rate=0.01)
+    return net, X
+
+
+def test_compiled_mlp_equals_torch_in_batch_and_one_row(student: tuple) -> None:
+    net, X = student
+    assert net.log_mask.tolist()[0]  # the heavy-tailed column goes through log1p
+    compiled = o.compile_mlp_student(net)
+    assert compiled.entry == MLP_ENTRY and compiled.n_features == X.shape[1]
+    expected = o.mlp_predict(net, X)
+    np.testing.assert_allclose(compiled.predict_scores(X), expected, rtol=0, atol=1e-5)
+    one = np.array([compiled.predict_scores(X[i : i + 1])[0] for i in range(100)])
+    np.testing.assert_allclose(one, expected[:100], rtol=0, atol=1e-5)
+    clone = pickle.loads(pickle.dumps(CompiledClassifier(compiled)))
+    np.testing.assert_array_equal(clone.predict_scores(X), compiled.predict_scores(X))
+
+
+def test_compile_mlp_rejects_a_net_without_one_output() -> None:
+    w = [np.ones((3, 2), np.float32)]
+    with pytest.raises(ValueError, match="one output"):
+        compile_mlp(w, [np.zeros(2, np.float32)], [])
+    with pytest.raises(ValueError, match="same non-zero length"):
+        compile_mlp(w, [], [])
+
+
+def test_compiled_mlp_scores_without_torch(student: tuple, tmp_path: Path) -> None:
+    net, X = student
+    compiled = o.compile_mlp_student(net)
+    (tmp_path / "mlp.pkl").write_bytes(pickle.dumps(CompiledClassifier(compiled)))
+    np.save(tmp_path / "rows.npy", X[:20])
+    child = textwrap.dedent(
+        f"""
+        import pickle, sys
+        import numpy as np
+        model = pickle.loads(open({str(tmp_path / "mlp.pkl")!r}, "rb").read())
+        scores = model.predict_scores(np.load({str(tmp_path / "rows.npy")!r}))
+        assert 'torch' not in sys.modules, 'torch was imported'
+        assert 'lightgbm' not in sys.modules, 'lightgbm was imported'
+        print(' '.join(repr(float(v)) for v in scores))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    got = np.array(out.stdout.split(), dtype=float)
+    np.testing.assert_array_equal(got, compiled.predict_scores(X[:20]))

@@ -356,17 +356,22 @@ def test_optional_compilers_match_the_teacher(tmp_path: Path) -> None:
         assert np.max(np.abs(scorer.predict_scores(X) - native)) <= 1e-5, compiler
     with pytest.raises(ValueError, match="unknown compiler"):
         o.compile_teacher(model, "gcc", tmp_path)
+    bad = replace(TINY_PARAMS, compilers=("lleaves", "gcc"))
+    with pytest.raises(ValueError, match=r"unknown optimize.compilers \['gcc'\]"):
+        o.optimize_teacher(model, X, None, None, bad, tmp_path)  # type: ignore[arg-type]
 
 
-def test_compiled_student_is_measured_chosen_and_deployable(data: dict, tmp_path: Path) -> None:
-    """With lleaves allowed, the distilled forest also runs as x86-64 code: same scores as
-    the student itself, and the chosen variant becomes a classifier that pickles and scores."""
+def test_compiled_students_are_measured_chosen_and_deployable(data: dict, tmp_path: Path) -> None:
+    """With lleaves and llvm, the distilled forest and the MLPs also run as x86-64 code with
+    their own scores, and the chosen variant becomes a classifier that pickles and scores."""
     teacher = lgb.LGBMClassifier(n_estimators=40, num_leaves=15, verbose=-1, n_jobs=1)
     teacher.fit(data["X_train"], data["y_train"])
     loose = o.SelectionPolicy(
-        max_ap_loss=1.0, max_auc_loss=1.0, formats=("lleaves",), latency_tolerance=0.0
+        max_ap_loss=1.0, max_auc_loss=1.0, formats=("lleaves", "llvm"), latency_tolerance=0.0
     )
-    params = replace(TINY_PARAMS, compilers=("lleaves",), selection=loose, label_control=False)
+    params = replace(
+        TINY_PARAMS, compilers=("lleaves", "llvm"), selection=loose, label_control=False
+    )
     result = o.optimize_teacher(
         teacher,
         data["X_unlabelled"],
@@ -377,8 +382,14 @@ def test_compiled_student_is_measured_chosen_and_deployable(data: dict, tmp_path
         progress=False,
     )
     table = result.table.set_index("name")
-    assert {"teacher_lleaves", "gbm_distilled_lleaves"} <= set(table.index)
+    compiled_names = {"teacher_lleaves", "gbm_distilled_lleaves", "mlp_llvm", "mlp_pruned_llvm"}
+    assert compiled_names <= set(table.index) and compiled_names == set(result.compiled)
     assert table.loc["gbm_distilled_lleaves", "format"] == "lleaves"
+    assert table.loc["mlp_pruned_llvm", "format"] == "llvm"
+    for name in ("mlp", "mlp_pruned"):
+        graph = OnnxScorer(result.onnx_paths[f"{name}_onnx"]).predict_scores(data["test"].X)
+        native = result.compiled[f"{name}_llvm"].predict_scores(data["test"].X)
+        np.testing.assert_allclose(native, graph, rtol=0, atol=1e-5)
     assert table.loc["teacher_lleaves", "decision_flips"] == 0
     assert table.loc["teacher_lleaves", "max_abs_diff"] <= 1e-9
     X = data["test"].X
@@ -387,7 +398,7 @@ def test_compiled_student_is_measured_chosen_and_deployable(data: dict, tmp_path
     ).predict_scores(X)
     compiled = result.compiled["gbm_distilled_lleaves"].predict_scores(X)
     np.testing.assert_allclose(compiled, student, rtol=0, atol=1e-9)
-    assert result.chosen in ("teacher_lleaves", "gbm_distilled_lleaves")
+    assert result.chosen in compiled_names
     assert result.chosen_path.suffix == ".o" and result.chosen_path.is_file()
     edge = pickle.loads(pickle.dumps(result.edge_classifier()))
     np.testing.assert_array_equal(
