@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import ctypes
 import math
-import platform
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +37,9 @@ import numpy as np
 FOREST_ENTRY = "forest_root"
 #: Entry point of an MLP compiled by :func:`compile_mlp`.
 MLP_ENTRY = "mlp_root"
+#: Fast-math flags of the dot products: reassociation lets LLVM vectorize the sums; not
+#: ``fast`` as a whole, whose no-NaN assumption would turn NaN inputs into finite scores.
+_FAST = ("reassoc", "nsz", "contract")
 #: Generic x86-64: the object must not depend on the build machine's CPU extensions.
 TARGET_CPU = "x86-64"
 LINKS = ("identity", "logistic")
@@ -74,8 +76,10 @@ def compile_mlp(
 ) -> bytes:
     """Compile an MLP to x86-64 object code returning its output (the logit).
 
-    Computes, in float32 like the ONNX graph, ``x' = x`` with ``log(1 + max(x, 0))`` on
-    ``log_columns``, then ``h = relu(h @ W + b)`` per hidden layer and ``h @ W + b`` last.
+    Computes in float32, like the torch and ONNX forms, ``x' = x`` with ``log(1 + max(x, 0))``
+    on ``log_columns``, then ``h = relu(h @ W + b)`` per hidden layer and ``h @ W + b`` last.
+    Dot products may be summed in another order (vectorized), so results agree with onnxruntime
+    to ~1e-6, not bit for bit. NaN inputs give NaN, as in torch.
 
     Parameters
     ----------
@@ -92,8 +96,7 @@ def compile_mlp(
     """
     import llvmlite.binding as llvm
 
-    if not weights or len(weights) != len(biases) or weights[-1].shape[1] != 1:
-        raise ValueError("weights and biases: same non-zero length, one output at the end")
+    _check_layers(weights, biases, log_columns)
     module = llvm.parse_assembly(_mlp_ir(weights, biases, log_columns))
     module.verify()
     machine = _target_machine()
@@ -103,6 +106,25 @@ def compile_mlp(
     builder = llvm.create_pass_builder(machine, tuning)
     builder.getModulePassManager().run(module, builder)
     return bytes(machine.emit_object(module))
+
+
+def _check_layers(
+    weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], log_columns: Sequence[int]
+) -> None:
+    """Shapes that chain: the compiled code trusts them (a mismatch would read out of bounds)."""
+    if not weights or len(weights) != len(biases):
+        raise ValueError("weights and biases: same non-zero length, one pair per layer")
+    if any(np.ndim(w) != 2 for w in weights) or weights[-1].shape[1] != 1:
+        raise ValueError("every weight matrix is [n_in, n_out], with one output at the end")
+    for k, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        if np.shape(b) != (w.shape[1],):
+            raise ValueError(f"layer {k}: bias of shape {np.shape(b)}, expected ({w.shape[1]},)")
+        if k and weights[k - 1].shape[1] != w.shape[0]:
+            raise ValueError(
+                f"layer {k} takes {w.shape[0]} inputs but layer {k - 1} gives {weights[k - 1].shape[1]}"
+            )
+    if any(not 0 <= int(c) < weights[0].shape[0] for c in log_columns):
+        raise ValueError(f"log_columns must index the {weights[0].shape[0]} inputs")
 
 
 def _target_machine() -> Any:
@@ -142,8 +164,8 @@ def _mlp_ir(
     zero, one = ir.Constant(f32, 0.0), ir.Constant(f32, 1.0)
     logged = {int(c) for c in log_columns}
 
-    def relu(value: Any) -> Any:
-        return b.select(b.fcmp_ordered(">", value, zero), value, zero)
+    def relu(value: Any) -> Any:  # 0 where value < 0, else value: NaN stays NaN, as in torch
+        return b.select(b.fcmp_ordered("<", value, zero), zero, value)
 
     def load_row(r: Any) -> None:
         base = b.mul(r, ir.Constant(i32, widths[0]))
@@ -168,7 +190,7 @@ def _mlp_ir(
             ) -> None:
                 offset = b.mul(o, ir.Constant(i32, n_in))
                 total = _dot(b, w, offset, buffers[k], n_in)
-                z = b.fadd(total, b.load(b.gep(bias, [ir.Constant(i32, 0), o])), flags=("fast",))
+                z = b.fadd(total, b.load(b.gep(bias, [ir.Constant(i32, 0), o])), flags=_FAST)
                 if last:
                     b.store(b.fpext(z, f64), b.gep(out, [r]))
                 else:
@@ -229,10 +251,10 @@ def _dot(b: Any, w: Any, offset: Any, h: Any, n: int) -> Any:
     product = b.fmul(
         b.load(b.gep(w, [ir.Constant(i32, 0), b.add(offset, i)])),
         b.load(b.gep(h, [i])),
-        flags=("fast",),
+        flags=_FAST,
     )
     i.add_incoming(b.add(i, ir.Constant(i32, 1)), inside)
-    acc.add_incoming(b.fadd(acc, product, flags=("fast",)), inside)
+    acc.add_incoming(b.fadd(acc, product, flags=_FAST), inside)
     b.branch(head)
     b.position_at_end(done)
     return acc
@@ -272,8 +294,27 @@ class _BoundRow:
         self.out_ptr = self.out.ctypes.data_as(_DOUBLE_P)
 
 
+#: Rows per native call: the compiled code indexes rows x features with 32-bit integers.
+_MAX_ROWS_PER_CALL = 1_000_000
+
+
+def process_triple() -> str:
+    """LLVM's target triple of this process (e.g. ``x86_64-unknown-linux-gnu``)."""
+    import llvmlite.binding as llvm
+
+    return str(llvm.get_process_triple())
+
+
+def _platform_of(triple: str) -> tuple[str, str]:
+    """(architecture, operating system) of a target triple; the vendor field varies."""
+    parts = triple.split("-")
+    arch = parts[0].replace("amd64", "x86_64")
+    system = next((p for p in parts[1:] if p.startswith(("linux", "darwin", "macos", "win"))), "")
+    return arch, system
+
+
 class CompiledModel:
-    """Scores of a compiled model: ``link(raw output)``, one thread.
+    """Scores of a compiled model: ``link(raw output)``, computed on the calling thread.
 
     Parameters
     ----------
@@ -286,8 +327,9 @@ class CompiledModel:
         logit, ``identity`` for a regressor on probabilities.
     entry : str
         Name of the compiled function (:data:`FOREST_ENTRY` or :data:`MLP_ENTRY`).
-    machine : str, optional
-        Architecture the code was compiled on (``platform.machine()``); checked at load.
+    triple : str, optional
+        LLVM target triple the code was compiled for; defaults to this process's (build the
+        model where it was compiled). Loading checks architecture and operating system.
 
     Notes
     -----
@@ -302,7 +344,7 @@ class CompiledModel:
         n_features: int,
         link: str = "logistic",
         entry: str = FOREST_ENTRY,
-        machine: str = "",
+        triple: str = "",
     ) -> None:
         if link not in LINKS:
             raise ValueError(f"link must be one of {LINKS}, got {link!r}")
@@ -310,7 +352,7 @@ class CompiledModel:
         self.n_features = int(n_features)
         self.link = link
         self.entry = entry
-        self.machine = machine or platform.machine()
+        self.triple = triple or process_triple()
         self._entry: Any = None
         self._engine: Any = None
         self._local = threading.local()
@@ -325,15 +367,24 @@ class CompiledModel:
         if self._entry is None:
             with self._lock:
                 if self._entry is None:
-                    here = platform.machine()
-                    if here.lower() not in ("x86_64", "amd64") or self.machine != here:
+                    here = process_triple()
+                    target = _platform_of(self.triple)
+                    if target != _platform_of(here) or target[0] != "x86_64":
                         raise RuntimeError(
-                            f"this model is compiled for {self.machine}; this process runs "
-                            f"on {here}. Deploy the ONNX form of the model here "
+                            f"this model is compiled for {self.triple}; this process runs on "
+                            f"{here}. Deploy the ONNX form of the model here "
                             "(optimize.selection.formats: [onnx])."
                         )
                     self._engine, self._entry = _load_entry(self.object_code, self.entry)
         return self._entry
+
+    def _one_row(self, X: np.ndarray) -> float:
+        """Raw output of a ``(1, n_features)`` row through this thread's bound buffers."""
+        entry = self._entry if self._entry is not None else self._function()
+        bound = self._bound()
+        bound.x[...] = X  # one copy, float32 -> float64
+        entry(bound.x_ptr, bound.out_ptr, 0, 1)
+        return float(bound.out[0])
 
     def raw_scores(self, X: np.ndarray) -> np.ndarray:
         """Raw output (a forest's sum of leaf values, an MLP's logit) of the rows of ``X``."""
@@ -342,30 +393,36 @@ class CompiledModel:
             raise ValueError(
                 f"expected rows of {self.n_features} features, got an array of shape {X.shape}"
             )
-        entry = self._function()
         if X.shape[0] == 1:
-            bound = self._bound()
-            bound.x[0] = X[0]  # one copy, converting float32 -> float64 in place
-            entry(bound.x_ptr, bound.out_ptr, 0, 1)
-            return bound.out.copy()
+            return np.array([self._one_row(X)])
+        entry = self._function()
         data = np.ascontiguousarray(X, dtype=np.float64)
         out = np.empty(len(data), dtype=np.float64)
-        entry(data.ctypes.data_as(_DOUBLE_P), out.ctypes.data_as(_DOUBLE_P), 0, len(data))
+        rows_per_call = max(1, min(_MAX_ROWS_PER_CALL, (2**31 - 1) // max(self.n_features, 1)))
+        for first in range(0, len(data), rows_per_call):
+            block = slice(first, first + rows_per_call)
+            chunk, chunk_out = data[block], out[block]  # contiguous views
+            entry(
+                chunk.ctypes.data_as(_DOUBLE_P),
+                chunk_out.ctypes.data_as(_DOUBLE_P),
+                0,
+                len(chunk),
+            )
         return out
 
     def predict_scores(self, X: np.ndarray) -> np.ndarray:
         """Scores (``link`` of the raw output) of the rows of ``X``."""
         if X.ndim == 2 and X.shape[0] == 1 and X.shape[1] == self.n_features:
             # the hot path of a one-row request: every call here costs ~0.1-0.5 µs, as much
-            # as the trees, so it copies into bound buffers and uses a scalar exp
-            entry = self._entry if self._entry is not None else self._function()
-            bound = self._bound()
-            bound.x[...] = X  # one copy, float32 -> float64
-            entry(bound.x_ptr, bound.out_ptr, 0, 1)
-            raw = bound.out[0]
-            return np.array([_logistic(raw) if self.link == "logistic" else float(raw)])
+            # as the model itself, so it skips checks and uses a scalar exp
+            raw = self._one_row(X)
+            return np.array([_logistic(raw) if self.link == "logistic" else raw])
         raw_scores = self.raw_scores(X)
-        return 1.0 / (1.0 + np.exp(-raw_scores)) if self.link == "logistic" else raw_scores
+        if self.link == "identity":
+            return raw_scores
+        from scipy.special import expit  # no overflow warning for large |raw|
+
+        return np.asarray(expit(raw_scores), dtype=np.float64)
 
     def _bound(self) -> _BoundRow:
         try:
@@ -380,7 +437,7 @@ class CompiledModel:
             "n_features": self.n_features,
             "link": self.link,
             "entry": self.entry,
-            "machine": self.machine,
+            "triple": self.triple,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -389,5 +446,5 @@ class CompiledModel:
             state["n_features"],
             state["link"],
             state["entry"],
-            state["machine"],
+            state["triple"],
         )

@@ -37,6 +37,9 @@ class OnnxClassifier(_ScoreClassifier):
     in each process (sessions themselves cannot be pickled).
     """
 
+    #: pip packages the logged model needs beyond the featurizer's (MLflow requirements)
+    runtime_packages = ("onnxruntime",)
+
     def __init__(self, model: bytes, variant: str = "") -> None:
         self.model = model
         self.variant = variant
@@ -67,6 +70,9 @@ class CompiledClassifier(_ScoreClassifier):
 
     Picklable: the model stores its object code and loads it again in each process.
     """
+
+    #: pip packages the logged model needs beyond the featurizer's (MLflow requirements)
+    runtime_packages = ("llvmlite",)
 
     def __init__(self, model: CompiledModel, variant: str = "") -> None:
         self.model = model

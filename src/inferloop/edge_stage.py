@@ -2,9 +2,10 @@
 
 Reads the model the register stage just registered (the teacher), builds every optimized
 variant with :func:`inferloop.optimize.optimize_teacher`, wraps the chosen variant (an ONNX
-graph or a compiled forest) as a :class:`~inferloop.model.FraudModel` (same raw-transaction
-input, same featurizer), and registers it as ``fraud-detector-edge`` tagged with its teacher's version. The edge model gets
-``champion`` when its teacher is the champion.
+graph, or a forest or MLP compiled to x86-64 code) as a :class:`~inferloop.model.FraudModel`
+(same raw-transaction input, same featurizer), and registers it as ``fraud-detector-edge``
+tagged with its teacher's version. The edge model gets ``champion`` when its teacher is the
+champion.
 """
 
 from __future__ import annotations

@@ -134,6 +134,29 @@ class RawColumns:
         )
 
 
+def concat_raw(first: RawColumns, second: RawColumns) -> RawColumns:
+    """``first``'s transactions followed by ``second``'s (labels unknown where one has none)."""
+
+    def labels(raw: RawColumns) -> np.ndarray:
+        return raw.label if raw.label is not None else np.full(len(raw), np.nan)
+
+    def wall(raw: RawColumns) -> np.ndarray:
+        return raw.wall_seconds if raw.wall_seconds is not None else raw.seconds
+
+    has_labels = first.label is not None or second.label is not None
+    has_wall = first.wall_seconds is not None or second.wall_seconds is not None
+    return RawColumns(
+        seconds=np.concatenate([first.seconds, second.seconds]),
+        customer=np.concatenate([first.customer, second.customer]),
+        terminal=np.concatenate([first.terminal, second.terminal]),
+        amount=np.concatenate([first.amount, second.amount]),
+        channel=np.concatenate([first.channel, second.channel]),
+        merchant_category=np.concatenate([first.merchant_category, second.merchant_category]),
+        label=np.concatenate([labels(first), labels(second)]) if has_labels else None,
+        wall_seconds=np.concatenate([wall(first), wall(second)]) if has_wall else None,
+    )
+
+
 @dataclass
 class _SortedEvents:
     """Events of one entity type sorted by ``(code, time)`` with prefix sums of their values."""

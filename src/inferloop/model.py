@@ -31,7 +31,7 @@ import pandas as pd
 
 from inferloop import schema as s
 from inferloop.contract import canonical_ids
-from inferloop.features import RawColumns, TransactionFeaturizer
+from inferloop.features import RawColumns, TransactionFeaturizer, concat_raw
 
 OUTPUT_COLUMNS = (s.TRANSACTION_ID, s.SCORE, s.DECISION)
 #: Batches up to this many rows take the small-batch paths (numpy timestamp parsing, one
@@ -458,9 +458,10 @@ class FraudModel(PythonModel):
         frame
             Raw transactions (:data:`inferloop.schema.SCORING_COLUMNS`, more are ignored).
         context
-            Earlier transactions, already validated and scored, that count as history before
-            ``frame``'s rows but are not scored again: the stream's recent rows that are not
-            yet folded into the featurizer's history.
+            Earlier transactions (already scored; validated again here, ids canonicalized like
+            ``frame``'s) that count as history before ``frame``'s rows but are not scored
+            again: the stream's recent rows that are not yet folded into the featurizer's
+            history.
 
         Returns
         -------
@@ -497,9 +498,9 @@ class FraudModel(PythonModel):
         tx = read_transactions(frame)
         if context is None or context.empty:
             features = self.featurizer.features_of(tx.raw)
-        else:  # featurize context + rows together; only the new rows reach the classifier
-            both = pd.concat([context, frame[[c for c in context.columns if c in frame]]])
-            features = self.featurizer.feature_matrix(both)[len(context) :]
+        else:  # featurize context + rows together (both canonical); score only the rows
+            both = concat_raw(read_transactions(context).raw, tx.raw)
+            features = self.featurizer.features_of(both)[len(context) :]
         scores = positive_scores(self.estimator, features, self.feature_names)
         return tx.ids, scores, (scores >= self.threshold).astype(np.int8)
 
@@ -541,15 +542,16 @@ def package_dir() -> Path:
     return Path(__file__).resolve().parent
 
 
-def runtime_requirements(candidate: str) -> list[str]:
-    """Pinned pip requirements a logged model needs to load.
+def runtime_requirements(candidate: str, estimator: Any = None) -> list[str]:
+    """Pinned pip requirements a logged model needs to load and score.
 
-    torch only for the MLP; the edge model (``edge:<variant>``) needs onnxruntime and neither
-    LightGBM nor torch.
+    torch only for the MLP; the edge model (``edge:<variant>``) needs neither LightGBM nor
+    torch, but what its classifier declares in ``runtime_packages`` (onnxruntime for an ONNX
+    graph, llvmlite for compiled code).
     """
     names = ["mlflow", "numpy", "pandas", "scikit-learn", "scipy", "pyarrow"]
     if candidate.startswith("edge"):
-        names.append("onnxruntime")
+        names.extend(getattr(estimator, "runtime_packages", ("onnxruntime",)))
     else:
         names.append("lightgbm")
     if candidate == "mlp":
@@ -644,6 +646,6 @@ def log_fraud_model(
         signature=fraud_signature(model, example, input_schema),
         input_example=example,
         code_paths=[str(package_dir())],
-        pip_requirements=runtime_requirements(model.candidate),
+        pip_requirements=runtime_requirements(model.candidate, model.estimator),
         metadata={"input_columns": INPUT_CONTRACT, "input_schema": input_schema},
     )

@@ -141,7 +141,8 @@ class SelectionPolicy:
     reference : str
         Variant the losses are measured against (the native teacher).
     fallback : str
-        Returned when no variant qualifies (the teacher in ONNX form, deployable at the edge);
+        Returned when no variant qualifies (the teacher in ONNX form, deployable at the edge),
+        whatever its format and size: the edge then serves the teacher's own decisions;
         ``reference`` is returned when ``fallback`` is not in the table.
     formats : tuple of str
         Only variants in these formats are candidates; :data:`EDGE_FORMATS` (``onnx`` for
@@ -643,13 +644,30 @@ class Tl2cgenScorer:
         return np.asarray(self.predictor_.predict(dmat), np.float64).reshape(-1)
 
 
+def compiled_path(workdir: Path, name: str) -> Path:
+    """Where the compiled artifact of variant ``name`` is written (shared library for tl2cgen)."""
+    return workdir / f"{name}.{'so' if name.endswith('_tl2cgen') else 'o'}"
+
+
 def compile_lleaves(model: Any, name: str, workdir: Path, link: str = "logistic") -> CompiledModel:
-    """Compile a LightGBM model with lleaves into a :class:`CompiledModel` (x86-64 code)."""
+    """Compile a LightGBM model with lleaves into a :class:`CompiledModel` (x86-64 code).
+
+    The code returns the raw score and ``link`` is applied after it; the object file is
+    written to :func:`compiled_path`.
+    """
     model_file = workdir / f"{name}_for_lleaves.txt"
     booster = _booster(model)
     booster.save_model(model_file)
-    object_code = compile_forest(model_file, workdir / f"{name}.o")
+    object_code = compile_forest(model_file, compiled_path(workdir, name))
     return CompiledModel(object_code, booster.num_feature(), link)
+
+
+def _check_binary_logistic(model: Any) -> None:
+    """The teacher's raw score must be a logit: a binary objective with sigmoid 1."""
+    lines = _booster(model).model_to_string().splitlines()
+    objective = next((line for line in lines if line.startswith("objective=")), "objective=?")
+    if objective.split("=", 1)[1].split() != ["binary", "sigmoid:1"]:
+        raise ValueError(f"the teacher must be binary with sigmoid 1, got {objective!r}")
 
 
 def compile_teacher(model: Any, compiler: str, workdir: Path) -> tuple[Scorer, int] | str:
@@ -663,9 +681,10 @@ def compile_teacher(model: Any, compiler: str, workdir: Path) -> tuple[Scorer, i
     """
     try:
         if compiler == "tl2cgen":
-            scorer = Tl2cgenScorer(model, workdir / "teacher_tl2cgen.so")
+            scorer = Tl2cgenScorer(model, compiled_path(workdir, "teacher_tl2cgen"))
             return scorer, scorer.libpath.stat().st_size
         if compiler == "lleaves":
+            _check_binary_logistic(model)
             forest = compile_lleaves(model, "teacher_lleaves", workdir)
             return forest, forest.size_bytes
     except Exception as exc:  # optional, version-fragile dependencies: report, never fail
@@ -1041,7 +1060,7 @@ def _teacher_variants(
             yield (f"teacher_{compiler}", compiled)
             continue
         scorer, size = compiled
-        path = workdir / f"teacher_{compiler}.{'so' if compiler == 'tl2cgen' else 'o'}"
+        path = compiled_path(workdir, f"teacher_{compiler}")
         yield Variant(
             f"teacher_{compiler}", "teacher", compiler, scorer, size, path, native.n_params
         )
@@ -1093,7 +1112,7 @@ def _compiled_student(
         "lleaves",
         forest,
         forest.size_bytes,
-        workdir / f"{name}.o",
+        compiled_path(workdir, name),
         native.n_params,
         note,
     )
@@ -1109,13 +1128,26 @@ def compile_mlp_student(net: StudentMLP) -> CompiledModel:
     return CompiledModel(code, weights[0].shape[0], "logistic", MLP_ENTRY)
 
 
+def _compiled_mlp(
+    net: StudentMLP, name: str, workdir: Path, note: str
+) -> Variant | tuple[str, str]:
+    """An MLP student compiled by LLVM (same network as its ONNX form, native code)."""
+    try:
+        model = compile_mlp_student(net)
+    except Exception as exc:  # llvmlite / LLVM trouble: report the variant as skipped
+        return name, f"llvm unavailable: {type(exc).__name__}: {exc}"
+    path = _write(compiled_path(workdir, name), model.object_code)
+    note = f"{note}; x86-64 object code called through ctypes (llvmlite only)"
+    return Variant(name, "mlp", "llvm", model, model.size_bytes, path, net.n_parameters(), note)
+
+
 def _mlp_variants(
     teacher: Any,
     X_unlabelled: np.ndarray,
     params: OptimizeParams,
     workdir: Path,
     on_prune: Callable[[PruneResult], None],
-) -> Iterator[Variant]:
+) -> Iterator[Variant | tuple[str, str]]:
     n = X_unlabelled.shape[1]
     mlp = fit_mlp_student(teacher, X_unlabelled, params.mlp)
 
@@ -1133,20 +1165,7 @@ def _mlp_variants(
         note = f"hidden={list(net.hidden_sizes)}"
         yield _onnx_variant(name, "mlp", graph, workdir, n_params=net.n_parameters(), note=note)
         if "llvm" in params.compilers:
-            compiled = name.replace("_onnx", "_llvm")
-            model = compile_mlp_student(net)
-            path = _write(workdir / f"{compiled}.o", model.object_code)
-            note_llvm = f"{note}; x86-64 object code called through ctypes (llvmlite only)"
-            yield Variant(
-                compiled,
-                "mlp",
-                "llvm",
-                model,
-                model.size_bytes,
-                path,
-                net.n_parameters(),
-                note_llvm,
-            )
+            yield _compiled_mlp(net, name.replace("_onnx", "_llvm"), workdir, note)
         if params.quantize_int8:
             q = quantize_onnx_int8(graph)
             yield _onnx_variant(
@@ -1200,6 +1219,12 @@ def optimize_teacher(
     unknown = sorted(set(params.compilers) - set(COMPILERS))
     if unknown:
         raise ValueError(f"unknown optimize.compilers {unknown}; expected some of {COMPILERS}")
+    not_edge = sorted(set(params.selection.formats) - set(EDGE_FORMATS))
+    if not_edge:
+        raise ValueError(
+            f"optimize.selection.formats {not_edge} cannot be deployed at the edge; "
+            f"expected some of {EDGE_FORMATS}"
+        )
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     teacher_test = LightGBMScorer(teacher).predict_scores(test.X)

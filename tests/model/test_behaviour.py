@@ -57,6 +57,11 @@ def test_context_rows_count_as_history_but_are_not_scored(
     np.testing.assert_allclose(with_context[s.SCORE], together[s.SCORE], rtol=0, atol=1e-12)
     alone = fraud_model.score_frame(rows.reset_index(drop=True))[s.SCORE].to_numpy()
     assert not np.allclose(alone, together[s.SCORE].to_numpy())  # the context mattered
+    # ids sent as text are canonicalized in the rows and in the context alike
+    as_text = {c: both[c].astype(str) for c in (s.CUSTOMER_ID, s.TERMINAL_ID)}
+    text_rows = rows.assign(**{c: v.iloc[300:] for c, v in as_text.items()})
+    mixed = fraud_model.score_frame(text_rows, context=earlier)
+    np.testing.assert_allclose(mixed[s.SCORE], together[s.SCORE], rtol=0, atol=1e-12)
 
 
 def test_obvious_simulated_fraud_is_caught(

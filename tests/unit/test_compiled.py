@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 from pathlib import Path
 
 import lightgbm as lgb
@@ -20,7 +21,8 @@ import pytest
 
 from inferloop import optimize as o
 from inferloop.compiled import MLP_ENTRY, CompiledModel, _logistic, compile_forest, compile_mlp
-from inferloop.edge import CompiledClassifier
+from inferloop.edge import CompiledClassifier, OnnxClassifier
+from inferloop.model import runtime_requirements
 
 
 @pytest.fixture(scope="module")
@@ -71,17 +73,21 @@ def test_one_row_calls_in_many_threads_equal_batch_scores(
     forest: CompiledModel, rows: np.ndarray
 ) -> None:
     expected = forest.predict_scores(rows[:400])
+    fresh = pickle.loads(pickle.dumps(forest))  # not loaded yet: the threads race to load it
+    start = threading.Barrier(4)
     results: dict[int, np.ndarray] = {}
 
     def work(t: int) -> None:
-        results[t] = np.array([forest.predict_scores(rows[i : i + 1])[0] for i in range(400)])
+        start.wait()
+        results[t] = np.array([fresh.predict_scores(rows[i : i + 1])[0] for i in range(400)])
 
     threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    for got in results.values():  # math.exp (one row) and numpy's exp may differ by 1 ulp
+    assert len(results) == 4  # a thread that raised leaves no result
+    for got in results.values():  # math.exp (one row) and expit may differ by 1 ulp
         np.testing.assert_allclose(got, expected, rtol=1e-14, atol=0)
 
 
@@ -98,28 +104,35 @@ def test_bad_input_and_foreign_machine_are_named(forest: CompiledModel, rows: np
         forest.predict_scores(rows[:4, :3])
     with pytest.raises(ValueError, match="link must be"):
         CompiledModel(forest.object_code, 6, "softmax")
-    foreign = CompiledModel(forest.object_code, 6, "logistic", machine="aarch64")
-    with pytest.raises(RuntimeError, match=r"compiled for aarch64.*ONNX"):
-        foreign.predict_scores(rows[:1])
+    for triple in ("aarch64-unknown-linux-gnu", "x86_64-apple-darwin23"):
+        foreign = CompiledModel(forest.object_code, 6, "logistic", triple=triple)
+        with pytest.raises(RuntimeError, match=rf"compiled for {triple}.*ONNX"):
+            foreign.predict_scores(rows[:1])
 
 
 def test_logistic_never_overflows() -> None:
     assert _logistic(-1000.0) == 0.0 and _logistic(1000.0) == 1.0
     assert _logistic(0.0) == 0.5
+    # logit = -1000 * relu(x): huge negative logits through the batch path, no warning
+    weights = [np.ones((1, 1), np.float32), np.full((1, 1), -1000.0, np.float32)]
+    biases = [np.zeros(1, np.float32), np.zeros(1, np.float32)]
+    model = CompiledModel(compile_mlp(weights, biases, []), 1, "logistic", MLP_ENTRY)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = model.predict_scores(np.array([[5.0], [0.0], [-5.0]]))
+    np.testing.assert_array_equal(scores, [0.0, 0.5, 0.5])
 
 
-def test_compiled_scores_without_lightgbm_or_torch(
-    forest: CompiledModel, rows: np.ndarray, tmp_path: Path
-) -> None:
-    """The edge process needs llvmlite (and lleaves' loader), never LightGBM or torch."""
-    (tmp_path / "forest.pkl").write_bytes(pickle.dumps(CompiledClassifier(forest)))
-    np.save(tmp_path / "rows.npy", rows[:20])
+def _scores_in_a_child(model: CompiledModel, X: np.ndarray, tmp: Path) -> np.ndarray:
+    """Unpickle ``model`` in a fresh interpreter that must not import LightGBM or torch."""
+    (tmp / "model.pkl").write_bytes(pickle.dumps(CompiledClassifier(model)))
+    np.save(tmp / "rows.npy", X)
     child = textwrap.dedent(
         f"""
         import pickle, sys
         import numpy as np
-        model = pickle.loads(open({str(tmp_path / "forest.pkl")!r}, "rb").read())
-        scores = model.predict_scores(np.load({str(tmp_path / "rows.npy")!r}))
+        model = pickle.loads(open({str(tmp / "model.pkl")!r}, "rb").read())
+        scores = model.predict_scores(np.load({str(tmp / "rows.npy")!r}))
         assert 'lightgbm' not in sys.modules, 'lightgbm was imported'
         assert 'torch' not in sys.modules, 'torch was imported'
         print(' '.join(repr(float(v)) for v in scores))
@@ -129,7 +142,14 @@ def test_compiled_scores_without_lightgbm_or_torch(
         [sys.executable, "-c", child], capture_output=True, text=True, check=False, timeout=60
     )
     assert out.returncode == 0, out.stderr
-    got = np.array(out.stdout.split(), dtype=float)
+    return np.array(out.stdout.split(), dtype=float)
+
+
+def test_compiled_forest_scores_without_lightgbm_or_torch(
+    forest: CompiledModel, rows: np.ndarray, tmp_path: Path
+) -> None:
+    """The edge process needs llvmlite, never LightGBM or torch."""
+    got = _scores_in_a_child(forest, rows[:20], tmp_path)
     np.testing.assert_array_equal(got, forest.predict_scores(rows[:20]))
 
 
@@ -157,33 +177,45 @@ def test_compiled_mlp_equals_torch_in_batch_and_one_row(student: tuple) -> None:
     np.testing.assert_array_equal(clone.predict_scores(X), compiled.predict_scores(X))
 
 
-def test_compile_mlp_rejects_a_net_without_one_output() -> None:
+def test_compile_mlp_rejects_shapes_that_do_not_chain() -> None:
     w = [np.ones((3, 2), np.float32)]
     with pytest.raises(ValueError, match="one output"):
         compile_mlp(w, [np.zeros(2, np.float32)], [])
     with pytest.raises(ValueError, match="same non-zero length"):
         compile_mlp(w, [], [])
+    two = [np.ones((3, 2), np.float32), np.ones((4, 1), np.float32)]
+    with pytest.raises(ValueError, match="layer 1 takes 4 inputs but layer 0 gives 2"):
+        compile_mlp(two, [np.zeros(2, np.float32), np.zeros(1, np.float32)], [])
+    with pytest.raises(ValueError, match=r"layer 0: bias of shape \(3,\)"):
+        compile_mlp([two[0], np.ones((2, 1), np.float32)], [np.zeros(3), np.zeros(1)], [])
+    with pytest.raises(ValueError, match="log_columns must index the 3 inputs"):
+        compile_mlp([np.ones((3, 1), np.float32)], [np.zeros(1, np.float32)], [3])
+
+
+def test_compiled_mlp_keeps_nan_like_torch(student: tuple) -> None:
+    net, X = student
+    rows = X[:3].copy()
+    rows[1, 2] = np.nan
+    scores = o.compile_mlp_student(net).predict_scores(rows)
+    assert np.isnan(scores[1]) and np.isfinite(scores[[0, 2]]).all()
+    assert np.isnan(o.mlp_predict(net, rows)[1])
 
 
 def test_compiled_mlp_scores_without_torch(student: tuple, tmp_path: Path) -> None:
     net, X = student
     compiled = o.compile_mlp_student(net)
-    (tmp_path / "mlp.pkl").write_bytes(pickle.dumps(CompiledClassifier(compiled)))
-    np.save(tmp_path / "rows.npy", X[:20])
-    child = textwrap.dedent(
-        f"""
-        import pickle, sys
-        import numpy as np
-        model = pickle.loads(open({str(tmp_path / "mlp.pkl")!r}, "rb").read())
-        scores = model.predict_scores(np.load({str(tmp_path / "rows.npy")!r}))
-        assert 'torch' not in sys.modules, 'torch was imported'
-        assert 'lightgbm' not in sys.modules, 'lightgbm was imported'
-        print(' '.join(repr(float(v)) for v in scores))
-        """
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", child], capture_output=True, text=True, check=False, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    got = np.array(out.stdout.split(), dtype=float)
+    got = _scores_in_a_child(compiled, X[:20], tmp_path)
     np.testing.assert_array_equal(got, compiled.predict_scores(X[:20]))
+
+
+def test_edge_model_requirements_follow_its_classifier(forest: CompiledModel) -> None:
+    """MLflow environments of the edge model get the runtime its classifier needs."""
+
+    def names(classifier: object) -> set[str]:
+        return {r.split("==")[0] for r in runtime_requirements("edge:x", classifier)}
+
+    compiled = names(CompiledClassifier(forest))
+    assert "llvmlite" in compiled and not {"onnxruntime", "lightgbm", "torch"} & compiled
+    graph = names(OnnxClassifier(b"not loaded until used"))
+    assert "onnxruntime" in graph and not {"llvmlite", "lightgbm", "torch"} & graph
+    assert "lightgbm" in {r.split("==")[0] for r in runtime_requirements("lightgbm")}

@@ -359,6 +359,11 @@ def test_optional_compilers_match_the_teacher(tmp_path: Path) -> None:
     bad = replace(TINY_PARAMS, compilers=("lleaves", "gcc"))
     with pytest.raises(ValueError, match=r"unknown optimize.compilers \['gcc'\]"):
         o.optimize_teacher(model, X, None, None, bad, tmp_path)  # type: ignore[arg-type]
+    not_edge = replace(TINY_PARAMS, selection=o.SelectionPolicy(formats=("onnx", "tl2cgen")))
+    with pytest.raises(ValueError, match=r"\['tl2cgen'\] cannot be deployed at the edge"):
+        o.optimize_teacher(model, X, None, None, not_edge, tmp_path)  # type: ignore[arg-type]
+    regressor = lgb.LGBMRegressor(n_estimators=5, verbose=-1).fit(X, X[:, 0])
+    assert "binary with sigmoid 1" in str(o.compile_teacher(regressor, "lleaves", tmp_path))
 
 
 def test_compiled_students_are_measured_chosen_and_deployable(data: dict, tmp_path: Path) -> None:
