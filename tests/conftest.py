@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from inferloop.datasets import SimulatedSplits, simulated_splits
@@ -34,3 +42,32 @@ def tiny_split() -> SplitParams:
 def tiny_splits() -> SimulatedSplits:
     """Simulated, featurized and split tiny data (shared, read-only)."""
     return simulated_splits(TINY_SIM, FeatureParams(label_delay="3D"), TINY_SPLIT)
+
+
+def _scores_in_a_child(classifier: Any, X: np.ndarray, tmp: Path) -> np.ndarray:
+    """``classifier.predict_scores(X)`` in a fresh interpreter that must not import LightGBM
+    or torch (what an edge process has)."""
+    (tmp / "classifier.pkl").write_bytes(pickle.dumps(classifier))
+    np.save(tmp / "rows.npy", X)
+    child = textwrap.dedent(
+        f"""
+        import pickle, sys
+        import numpy as np
+        model = pickle.loads(open({str(tmp / "classifier.pkl")!r}, "rb").read())
+        scores = model.predict_scores(np.load({str(tmp / "rows.npy")!r}))
+        assert 'lightgbm' not in sys.modules, 'lightgbm was imported'
+        assert 'torch' not in sys.modules, 'torch was imported'
+        print(' '.join(repr(float(v)) for v in scores))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    return np.array(out.stdout.split(), dtype=float)
+
+
+@pytest.fixture(scope="session")
+def scores_in_a_child() -> Callable[[Any, np.ndarray, Path], np.ndarray]:
+    """Score with a pickled edge classifier in a subprocess without LightGBM or torch."""
+    return _scores_in_a_child

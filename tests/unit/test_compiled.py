@@ -8,11 +8,9 @@ float32 like torch and onnxruntime, with another summation order: max |Δscore| 
 from __future__ import annotations
 
 import pickle
-import subprocess
-import sys
-import textwrap
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import lightgbm as lgb
@@ -123,33 +121,11 @@ def test_logistic_never_overflows() -> None:
     np.testing.assert_array_equal(scores, [0.0, 0.5, 0.5])
 
 
-def _scores_in_a_child(model: CompiledModel, X: np.ndarray, tmp: Path) -> np.ndarray:
-    """Unpickle ``model`` in a fresh interpreter that must not import LightGBM or torch."""
-    (tmp / "model.pkl").write_bytes(pickle.dumps(CompiledClassifier(model)))
-    np.save(tmp / "rows.npy", X)
-    child = textwrap.dedent(
-        f"""
-        import pickle, sys
-        import numpy as np
-        model = pickle.loads(open({str(tmp / "model.pkl")!r}, "rb").read())
-        scores = model.predict_scores(np.load({str(tmp / "rows.npy")!r}))
-        assert 'lightgbm' not in sys.modules, 'lightgbm was imported'
-        assert 'torch' not in sys.modules, 'torch was imported'
-        print(' '.join(repr(float(v)) for v in scores))
-        """
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", child], capture_output=True, text=True, check=False, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    return np.array(out.stdout.split(), dtype=float)
-
-
 def test_compiled_forest_scores_without_lightgbm_or_torch(
-    forest: CompiledModel, rows: np.ndarray, tmp_path: Path
+    forest: CompiledModel, rows: np.ndarray, tmp_path: Path, scores_in_a_child: Callable
 ) -> None:
     """The edge process needs llvmlite, never LightGBM or torch."""
-    got = _scores_in_a_child(forest, rows[:20], tmp_path)
+    got = scores_in_a_child(CompiledClassifier(forest), rows[:20], tmp_path)
     np.testing.assert_array_equal(got, forest.predict_scores(rows[:20]))
 
 
@@ -201,10 +177,12 @@ def test_compiled_mlp_keeps_nan_like_torch(student: tuple) -> None:
     assert np.isnan(o.mlp_predict(net, rows)[1])
 
 
-def test_compiled_mlp_scores_without_torch(student: tuple, tmp_path: Path) -> None:
+def test_compiled_mlp_scores_without_torch(
+    student: tuple, tmp_path: Path, scores_in_a_child: Callable
+) -> None:
     net, X = student
     compiled = o.compile_mlp_student(net)
-    got = _scores_in_a_child(compiled, X[:20], tmp_path)
+    got = scores_in_a_child(CompiledClassifier(compiled), X[:20], tmp_path)
     np.testing.assert_array_equal(got, compiled.predict_scores(X[:20]))
 
 

@@ -17,7 +17,7 @@ import importlib.util
 import pickle
 import subprocess
 import sys
-import textwrap
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from sklearn.metrics import roc_auc_score
 
 from inferloop import optimize as o
 from inferloop.datasets import build_processed, simulated_splits
+from inferloop.edge import OnnxClassifier
 from inferloop.features import FeatureParams
 from inferloop.onnx_export import (
     OnnxScorer,
@@ -155,27 +156,13 @@ def test_students_agree_with_teacher(data: dict, result: o.OptimizeResult) -> No
         assert _teacher_alert_auc(student, teacher) >= 0.9, name
 
 
-def test_onnx_scores_without_torch_or_lightgbm(data: dict, result: o.OptimizeResult) -> None:
+def test_onnx_scores_without_torch_or_lightgbm(
+    data: dict, result: o.OptimizeResult, tmp_path: Path, scores_in_a_child: Callable
+) -> None:
     X = data["test"].X[:20]
     expected = OnnxScorer(result.chosen_path).predict_scores(X)
-    rows = Path(result.chosen_path).with_suffix(".rows.npy")
-    np.save(rows, X)
-    child = textwrap.dedent(
-        f"""
-        import sys
-        import numpy as np
-        from inferloop.onnx_export import OnnxScorer
-        scores = OnnxScorer({str(result.chosen_path)!r}).predict_scores(np.load({str(rows)!r}))
-        assert 'torch' not in sys.modules, 'torch was imported'
-        assert 'lightgbm' not in sys.modules, 'lightgbm was imported'
-        print(' '.join(repr(float(v)) for v in scores))
-        """
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", child], capture_output=True, text=True, check=False, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    np.testing.assert_allclose(np.array(out.stdout.split(), dtype=float), expected, atol=1e-7)
+    edge = OnnxClassifier(result.chosen_path.read_bytes(), result.chosen)
+    np.testing.assert_allclose(scores_in_a_child(edge, X, tmp_path), expected, atol=1e-7)
 
 
 # --------------------------------------------------------------------------------------------
