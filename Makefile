@@ -45,6 +45,7 @@ lint: $(STAMP)  ## ruff lint + format check, mypy on src/
 	$(BIN)/ruff check src tests benchmarks pipelines
 	$(BIN)/ruff format --check src tests benchmarks pipelines
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix src tests benchmarks pipelines

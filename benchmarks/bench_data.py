@@ -11,9 +11,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from inferloop.contract import ContractParams, validate_transactions
-from inferloop.features import FeatureParams, featurize_frame
-from inferloop.simulate import SimulateParams, simulate_transactions
+from inferloop.data.contract import ContractParams, validate_transactions
+from inferloop.data.features import FeatureParams, featurize_frame
+from inferloop.data.simulate import SimulateParams, simulate_transactions
 
 RESULTS = Path(__file__).parent / "results"
 # (customers, terminals, days) giving about 100k and 1M transactions

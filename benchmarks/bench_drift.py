@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from inferloop.drift import DriftThresholds, ReferenceProfile
+from inferloop.monitoring.drift import DriftThresholds, ReferenceProfile
 
 RESULTS = Path(__file__).parent / "results"
 SIZES = {"100k": 100_000, "1M": 1_000_000}

@@ -23,12 +23,15 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from inferloop.config import load_section
-from inferloop.datasets import build_processed, simulated_splits
-from inferloop.features import FeatureParams
-from inferloop.optimize import EvalSet, OptimizeParams, optimize_teacher
-from inferloop.simulate import SimulateParams
-from inferloop.split import SplitParams
+from inferloop.core.config import load_section
+from inferloop.data.features import FeatureParams
+from inferloop.data.processed import build_processed
+from inferloop.data.samples import simulated_splits
+from inferloop.data.simulate import SimulateParams
+from inferloop.data.split import SplitParams
+from inferloop.edge.builders.measure import EvalSet
+from inferloop.edge.builders.optimize import optimize_teacher
+from inferloop.edge.builders.params import OptimizeParams
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"

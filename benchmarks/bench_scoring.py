@@ -81,11 +81,11 @@ def build_world(cfg: Settings, root: Path) -> tuple[pd.DataFrame, np.ndarray, An
     import lightgbm as lgb
     import mlflow
 
-    from inferloop.features import FeatureParams, featurize_frame
+    from inferloop.core.registry import promote, register_version
+    from inferloop.core.tracking import configure_mlflow, ensure_experiment
+    from inferloop.data.features import FeatureParams, featurize_frame
+    from inferloop.data.simulate import SimulateParams, simulate_transactions
     from inferloop.model import FraudModel, input_example, log_fraud_model
-    from inferloop.registry import promote, register_version
-    from inferloop.simulate import SimulateParams, simulate_transactions
-    from inferloop.tracking import configure_mlflow, ensure_experiment
 
     sim = replace(SimulateParams(), n_days=cfg.history_days)
     history = simulate_transactions(sim)
@@ -111,8 +111,10 @@ def build_world(cfg: Settings, root: Path) -> tuple[pd.DataFrame, np.ndarray, An
 
 def _edge_classifier(teacher: Any, unlabelled: pd.DataFrame, root: Path) -> Any:
     """The optimize stage's distilled forest (default size), compiled by lleaves."""
-    from inferloop.edge import CompiledClassifier
-    from inferloop.optimize import DistilParams, compile_lleaves, distil_lightgbm
+    from inferloop.edge.builders.measure import compile_lleaves
+    from inferloop.edge.builders.params import DistilParams
+    from inferloop.edge.builders.students import distil_lightgbm
+    from inferloop.edge.runtime.classifiers import CompiledClassifier
 
     student = distil_lightgbm(teacher, unlabelled.to_numpy(np.float32), DistilParams())
     compiled = compile_lleaves(student, "gbm_distilled_lleaves", root, link="logistic")
@@ -121,7 +123,7 @@ def _edge_classifier(teacher: Any, unlabelled: pd.DataFrame, root: Path) -> Any:
 
 def _incoming(sim: Any, rows: int) -> pd.DataFrame:
     """The simulated days after the history, cut at ``rows`` rows (time-sorted, no labels)."""
-    from inferloop.simulate import simulate_transactions
+    from inferloop.data.simulate import simulate_transactions
 
     per_day = 6_000 * sim.n_customers / 3_000  # a little under the simulator's daily volume
     raw = simulate_transactions(sim, start_day=sim.n_days, n_days=int(rows / per_day) + 1)
@@ -141,8 +143,8 @@ def bench_batch(
     On a shared machine the load changes from second to second: each pair runs back to back
     and the target is judged on the median of the pairs' throughput ratios.
     """
-    from inferloop.contract import ContractParams
-    from inferloop.scoring import score_files
+    from inferloop.data.contract import ContractParams
+    from inferloop.scoring.batch import score_files
 
     def end_to_end(uri: str = URI) -> None:
         result = score_files(

@@ -192,14 +192,14 @@ def build_variants(store: Path, settings: Settings) -> list[Variant]:
     import lightgbm as lgb
     import mlflow
 
-    from inferloop import schema as s
-    from inferloop.datasets import simulated_splits
-    from inferloop.features import FeatureParams
+    from inferloop.core import schema as s
+    from inferloop.core.registry import CHAMPION, register_version
+    from inferloop.core.tracking import configure_mlflow, ensure_experiment
+    from inferloop.data.features import FeatureParams
+    from inferloop.data.samples import simulated_splits
+    from inferloop.data.simulate import SimulateParams
+    from inferloop.data.split import SplitParams
     from inferloop.model import FraudModel, input_example, log_fraud_model
-    from inferloop.registry import CHAMPION, register_version
-    from inferloop.simulate import SimulateParams
-    from inferloop.split import SplitParams
-    from inferloop.tracking import configure_mlflow, ensure_experiment
 
     configure_mlflow(store)
     sim = SimulateParams(n_customers=3000, n_terminals=2000, n_days=42, seed=21)
@@ -358,8 +358,8 @@ def bench_variant(
     variant: Variant, store: Path, workdir: Path, settings: Settings
 ) -> dict[str, Any]:
     """Serve one variant with ``-w workers`` and measure it at concurrency 1 and 8."""
-    from inferloop.serving import ServeConfig, free_port, running_server
-    from inferloop.tracking import tracking_uri
+    from inferloop.core.tracking import tracking_uri
+    from inferloop.scoring.serving import ServeConfig, free_port, running_server
 
     bodies_path = workdir / f"{variant.name}.json"
     bodies_path.write_text(json.dumps(variant.bodies))

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from inferloop.datasets import SimulatedSplits, simulated_splits
-from inferloop.features import FeatureParams
-from inferloop.simulate import SimulateParams
-from inferloop.split import SplitParams
+from inferloop.data.features import FeatureParams
+from inferloop.data.samples import SimulatedSplits, simulated_splits
+from inferloop.data.simulate import SimulateParams
+from inferloop.data.split import SplitParams
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")

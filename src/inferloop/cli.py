@@ -14,15 +14,32 @@ from pathlib import Path
 
 import click
 
-from inferloop.config import ParamsError
+from inferloop.core.config import ParamsError
+
+__all__ = [
+    "MODEL_NAME",
+    "PARAMS",
+    "main",
+    "monitor",
+    "production",
+    "promote",
+    "retrain",
+    "rollback",
+    "score",
+    "serve",
+    "simulate",
+    "stream",
+    "ui",
+    "where",
+]
 
 
 class _Group(click.Group):
     """Turns known, user-caused errors into one clear line and exit code 2 (no traceback)."""
 
     def invoke(self, ctx: click.Context) -> object:
-        from inferloop.contract import ContractError
-        from inferloop.ingest import IngestError
+        from inferloop.data.contract import ContractError
+        from inferloop.data.ingest import IngestError
 
         try:
             return super().invoke(ctx)
@@ -58,9 +75,9 @@ def simulate(
     """Simulate card transactions (section `simulate` of params.yaml) to a Parquet file."""
     from dataclasses import replace
 
-    from inferloop.config import load_section
-    from inferloop.simulate import SimulateParams, simulate_transactions
-    from inferloop.storage import write_parquet
+    from inferloop.core.config import load_section
+    from inferloop.core.storage import write_parquet
+    from inferloop.data.simulate import SimulateParams, simulate_transactions
 
     params = load_section(SimulateParams, "simulate", params_path)
     params = replace(params, seed=params.seed if seed is None else seed)
@@ -79,7 +96,7 @@ def simulate(
 )
 def ui(port: int | None, host: str, monitoring: bool) -> None:
     """Start the MLflow UI against the project's store (--monitoring: the Evidently UI)."""
-    from inferloop.tracking import artifact_root, repo_root, tracking_uri
+    from inferloop.core.tracking import artifact_root, repo_root, tracking_uri
 
     root = repo_root()
     if monitoring:
@@ -130,9 +147,9 @@ MODEL_NAME = click.option(
 @click.option("--force", is_flag=True, help="Promote even if the version's gates failed.")
 def promote(name: str, version: str, force: bool) -> None:
     """Point NAME@champion at VERSION (refused if its gates failed, unless --force)."""
-    from inferloop.registry import RegistryError
-    from inferloop.registry import promote as promote_version
-    from inferloop.tracking import configure_mlflow
+    from inferloop.core.registry import RegistryError
+    from inferloop.core.registry import promote as promote_version
+    from inferloop.core.tracking import configure_mlflow
 
     configure_mlflow()
     try:
@@ -146,9 +163,9 @@ def promote(name: str, version: str, force: bool) -> None:
 @MODEL_NAME
 def rollback(name: str) -> None:
     """Move NAME@champion back to the version it replaced."""
-    from inferloop.registry import RegistryError
-    from inferloop.registry import rollback as rollback_champion
-    from inferloop.tracking import configure_mlflow
+    from inferloop.core.registry import RegistryError
+    from inferloop.core.registry import rollback as rollback_champion
+    from inferloop.core.tracking import configure_mlflow
 
     configure_mlflow()
     try:
@@ -233,8 +250,8 @@ def score(
     Exit codes: 0 done; 1 rows were quarantined and --fail-on-quarantine is set;
     2 bad invocation or unusable input (nothing scored).
     """
-    from inferloop.scoring import load_score_settings, score_files, write_summary
-    from inferloop.tracking import configure_mlflow
+    from inferloop.core.tracking import configure_mlflow
+    from inferloop.scoring.batch import load_score_settings, score_files, write_summary
 
     settings, contract, ts_format = load_score_settings(params_path)
     configure_mlflow()
@@ -243,7 +260,7 @@ def score(
         if engine == "spark" and max_chunks is not None:
             raise click.UsageError("--max-chunks applies to the local engine only")
         if engine == "spark":
-            from inferloop.spark import score_with_spark
+            from inferloop.scoring.spark import score_with_spark
 
             run = score_with_spark(
                 input_spec,
@@ -280,8 +297,8 @@ def _scoring_errors() -> Iterator[None]:
     """Unusable input, an unknown model or an unreachable registry: one line and exit 2."""
     from mlflow.exceptions import MlflowException
 
-    from inferloop.registry import RegistryError
-    from inferloop.scoring import ScoringInputError
+    from inferloop.core.registry import RegistryError
+    from inferloop.scoring.inputs import ScoringInputError
 
     try:
         yield
@@ -316,9 +333,9 @@ def serve(
 
     The alias is resolved when the server starts: restart it after a promotion or rollback.
     """
-    from inferloop.registry import RegistryError, resolve
-    from inferloop.serving import ServeConfig, run_server
-    from inferloop.tracking import configure_mlflow
+    from inferloop.core.registry import RegistryError, resolve
+    from inferloop.core.tracking import configure_mlflow
+    from inferloop.scoring.serving import ServeConfig, run_server
 
     uri = configure_mlflow()
     try:
@@ -372,9 +389,9 @@ def stream(
     import json
     import threading
 
-    from inferloop.scoring import load_score_settings
-    from inferloop.stream import install_stop_handlers, load_stream_params, stream_records
-    from inferloop.tracking import configure_mlflow
+    from inferloop.core.tracking import configure_mlflow
+    from inferloop.scoring.batch import load_score_settings
+    from inferloop.scoring.stream import install_stop_handlers, load_stream_params, stream_records
 
     settings, contract, ts_format = load_score_settings(params_path)
     params = load_stream_params(params_path)
@@ -463,9 +480,10 @@ def monitor(
     """
     from dataclasses import replace
 
-    from inferloop.config import load_section
-    from inferloop.monitor import MonitorParams, monitor_files
-    from inferloop.tracking import configure_mlflow
+    from inferloop.core.config import load_section
+    from inferloop.core.tracking import configure_mlflow
+    from inferloop.monitoring.params import MonitorParams
+    from inferloop.monitoring.stage import monitor_files
 
     if incoming is not None:
         _monitor_incoming(params_path, incoming, out_dir, batch_name, webhook, fail_on_breach)
@@ -519,10 +537,10 @@ def retrain(
     """Retrain on the newest labelled window through DVC (pipelines/retrain); promote only through the gates."""
     import pandas as pd
 
-    from inferloop.config import load_section
-    from inferloop.retrain import RetrainParams, labelled_window, run_retrain
-    from inferloop.simulate import SimulateParams
-    from inferloop.tracking import repo_root
+    from inferloop.core.config import load_section
+    from inferloop.core.tracking import repo_root
+    from inferloop.data.simulate import SimulateParams
+    from inferloop.loop.retrain import RetrainParams, labelled_window, run_retrain
 
     root = repo_root()
     paths = [Path(p) for p in raw_paths] or [
@@ -566,8 +584,8 @@ def production(
     params_path: str, weeks: int | None, scenario: str | None, drift_week: int | None
 ) -> None:
     """Simulate weeks of production traffic through the whole loop: score, monitor, retrain, promote."""
-    from inferloop.production import run_production
-    from inferloop.tracking import repo_root
+    from inferloop.core.tracking import repo_root
+    from inferloop.loop.stage import run_production
 
     run = run_production(
         repo_root(), params_path=params_path, weeks=weeks, scenario=scenario, drift_week=drift_week
@@ -591,8 +609,8 @@ def _monitor_incoming(
     """``inferloop monitor --incoming``: score raw files with the champion, then monitor them."""
     import glob
 
-    from inferloop.production import monitor_incoming
-    from inferloop.tracking import repo_root
+    from inferloop.core.tracking import repo_root
+    from inferloop.loop.daily import monitor_incoming
 
     files = [Path(p) for p in sorted(glob.glob(incoming))]
     result = monitor_incoming(
@@ -614,7 +632,7 @@ def _monitor_incoming(
 @main.command()
 def where() -> None:
     """Print where the lifecycle's outputs are."""
-    from inferloop.tracking import repo_root, tracking_uri
+    from inferloop.core.tracking import repo_root, tracking_uri
 
     root = repo_root()
     rows = [

@@ -1,6 +1,6 @@
 """The deployable fraud model: ONE MLflow pyfunc that takes raw transaction columns.
 
-:class:`FraudModel` carries the fitted :class:`~inferloop.features.TransactionFeaturizer`
+:class:`FraudModel` carries the fitted :class:`~inferloop.data.features.TransactionFeaturizer`
 (with its point-in-time history), the classifier and the operating threshold. Batch scoring,
 the stream and ``mlflow models serve`` all call the same :meth:`FraudModel.score_frame`, which
 validates its input first (:func:`read_transactions`, reading each column once); ``predict``
@@ -29,9 +29,33 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from inferloop import schema as s
-from inferloop.contract import canonical_ids
-from inferloop.features import RawColumns, TransactionFeaturizer, concat_raw
+from inferloop.core import schema as s
+from inferloop.data.contract import canonical_ids
+from inferloop.data.features import RawColumns, TransactionFeaturizer, concat_raw
+
+__all__ = [
+    "ARROW_STRINGS_ENV",
+    "INPUT_CONTRACT",
+    "MAX_ROWS_ENV",
+    "OUTPUT_COLUMNS",
+    "SERVER_MODEL_PATH_ENV",
+    "SERVING_ENV",
+    "SMALL_BATCH_ROWS",
+    "FraudModel",
+    "InputSchema",
+    "InvalidInput",
+    "Transactions",
+    "as_frame",
+    "coerce_input",
+    "fraud_signature",
+    "input_example",
+    "log_fraud_model",
+    "package_dir",
+    "positive_scores",
+    "read_transactions",
+    "runtime_requirements",
+]
+
 
 OUTPUT_COLUMNS = (s.TRANSACTION_ID, s.SCORE, s.DECISION)
 #: Batches up to this many rows take the small-batch paths (numpy timestamp parsing, one
@@ -114,8 +138,8 @@ def _read_columns(frame: pd.DataFrame) -> Transactions:
 def _read_plain(frame: pd.DataFrame) -> Transactions | None:
     """A few rows of plain values (what a JSON request holds) read without pandas; else None.
 
-    Reading seven columns of a one-row frame through pandas costs about 0.5 ms, more than
-    featurizing and scoring it. Here the frame becomes one object array (one call), and each
+    Reading the columns of a one-row frame through pandas costs more than featurizing and
+    scoring it (figures in ``docs/serving.md``). Here the frame becomes one object array (one call), and each
     column is accepted only when every value is of the plain kind that cannot fail the checks
     of :func:`read_transactions`: integer ids, finite numeric amounts, naive ISO text
     timestamps, known categories, numeric or missing labels. Anything else returns None, and
@@ -430,9 +454,8 @@ class FraudModel(PythonModel):
 
         Inside ``mlflow models serve`` (its worker processes carry ``__pyfunc_model_path__``)
         pandas is told to keep text columns as plain Python strings. Each request becomes a
-        DataFrame there, and pandas 3's default Arrow-backed strings cost about 0.5 ms per
-        one-row request to build and read back (measured: 1.95 -> 1.39 ms per request through
-        MLflow's ``invocations``), more than featurizing and scoring. Scores are identical
+        DataFrame there, and pandas 3's default Arrow-backed strings cost more per one-row
+        request to build and read back than featurizing and scoring (``docs/serving.md``). Scores are identical
         (the HTTP tests compare them with :meth:`score_frame`). Any other process -- a
         notebook, batch scoring -- is left as it is: a library must not change a user's pandas.
         Set ``INFERLOOP_SERVER_ARROW_STRINGS=1`` to keep pandas' default in the server too.

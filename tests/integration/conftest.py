@@ -17,8 +17,8 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Champion]:
     """Train, log and register a small model as ``fraud-detector@champion`` in a temp store."""
     import mlflow
 
-    from inferloop.registry import promote, register_version
-    from inferloop.tracking import configure_mlflow, ensure_experiment
+    from inferloop.core.registry import promote, register_version
+    from inferloop.core.tracking import configure_mlflow, ensure_experiment
 
     root = tmp_path_factory.mktemp("store")
     (root / "dvc.yaml").write_text("stages: {}\n")
@@ -50,7 +50,7 @@ def _restore_env(name: str, value: str | None) -> None:
 @pytest.fixture()
 def use_champion(champion: Champion, monkeypatch: pytest.MonkeyPatch) -> Champion:
     """Point this process's MLflow client at the champion's store for one test."""
-    from inferloop.tracking import configure_mlflow
+    from inferloop.core.tracking import configure_mlflow
 
     monkeypatch.setenv("INFERLOOP_ROOT", str(champion.root))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", champion.tracking_uri)

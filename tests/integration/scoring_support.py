@@ -15,12 +15,12 @@ from pathlib import Path
 import lightgbm as lgb
 import pandas as pd
 
-from inferloop import schema as s
-from inferloop.datasets import simulated_splits
-from inferloop.features import FeatureParams
+from inferloop.core import schema as s
+from inferloop.data.features import FeatureParams
+from inferloop.data.samples import simulated_splits
+from inferloop.data.simulate import SimulateParams, simulate_transactions
+from inferloop.data.split import SplitParams
 from inferloop.model import FraudModel
-from inferloop.simulate import SimulateParams, simulate_transactions
-from inferloop.split import SplitParams
 
 SCORING_SIM = SimulateParams(n_customers=600, n_terminals=400, n_days=28, seed=5)
 SCORING_SPLIT = SplitParams(train_days=14, validation_days=3, test_days=3, gap_days=3)

@@ -181,7 +181,7 @@ def test_champion_is_registered_and_scores_raw_rows_in_a_fresh_process(repo: Pat
         repo,
         """
 import mlflow, pandas as pd
-from inferloop.tracking import configure_mlflow
+from inferloop.core.tracking import configure_mlflow
 configure_mlflow()
 rows = pd.read_parquet("data/processed/split/test.parquet").head(25)
 model = mlflow.pyfunc.load_model("models:/fraud-detector@champion")
@@ -200,7 +200,7 @@ def test_mlflow_holds_parent_and_child_runs_with_plots_card_and_lineage(repo: Pa
         repo,
         """
 import json, mlflow
-from inferloop.tracking import configure_mlflow
+from inferloop.core.tracking import configure_mlflow
 configure_mlflow()
 cands = json.load(open("reports/train/candidates.json"))
 parent = mlflow.get_run(cands["parent_run_id"])
@@ -292,7 +292,7 @@ def test_dvc_experiment_shows_in_dvc_and_mlflow(repo: Path) -> None:
         repo,
         """
 import mlflow
-from inferloop.tracking import configure_mlflow
+from inferloop.core.tracking import configure_mlflow
 configure_mlflow()
 runs = mlflow.search_runs(experiment_names=["fraud-detector"], filter_string="params.`lightgbm.n_estimators` = '60'")
 print("runs", len(runs))
@@ -373,7 +373,7 @@ def test_production_simulation_runs_the_whole_loop(repo: Path) -> None:
         repo,
         f"""
 import mlflow
-from inferloop.tracking import configure_mlflow
+from inferloop.core.tracking import configure_mlflow
 configure_mlflow()
 v = mlflow.MlflowClient().get_model_version("fraud-detector", "{register["version"]}")
 assert v.tags.get("trigger_report", "").startswith("reports/production/monitoring/"), v.tags
@@ -388,7 +388,7 @@ def test_edge_model_serves_over_http_and_scores_in_batch_alike(repo: Path) -> No
     score``: the same raw-transaction input, the same scores by both paths."""
     import http.client
 
-    from inferloop.serving import ServeConfig, free_port, stop_server, wait_until_ready
+    from inferloop.scoring.serving import ServeConfig, free_port, stop_server, wait_until_ready
 
     edge_uri = "models:/fraud-detector-edge/1"
     chosen = json.loads((repo / "reports/metrics/optimize.json").read_text())["chosen"]

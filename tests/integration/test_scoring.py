@@ -14,9 +14,11 @@ import pandas as pd
 import pytest
 from scoring_support import CHAMPION_URI, Champion
 
-from inferloop import schema as s
-from inferloop.contract import ContractParams
-from inferloop.scoring import iter_chunks, load_scoring_model, score_files
+from inferloop.core import schema as s
+from inferloop.data.contract import ContractParams
+from inferloop.scoring.batch import score_files
+from inferloop.scoring.inputs import iter_chunks
+from inferloop.scoring.live import load_scoring_model
 
 pytestmark = pytest.mark.integration
 RUN_DIR = "fraud-detector-v1"
@@ -336,10 +338,10 @@ def test_history_scorer_is_exact_across_a_split_timestamp_tie(incoming: pd.DataF
 
     from scoring_support import SCORING_SIM
 
-    from inferloop.features import FeatureParams, featurize_frame
+    from inferloop.data.features import FeatureParams, featurize_frame
+    from inferloop.data.simulate import simulate_transactions
     from inferloop.model import FraudModel
-    from inferloop.scoring import HistoryScorer
-    from inferloop.simulate import simulate_transactions
+    from inferloop.scoring.live import HistoryScorer
 
     _, featurizer = featurize_frame(
         simulate_transactions(SCORING_SIM), FeatureParams(label_delay="3D")

@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 from scoring_support import CHAMPION_URI, Champion
 
-from inferloop import schema as s
+from inferloop.core import schema as s
 from inferloop.model import MAX_ROWS_ENV, FraudModel
-from inferloop.serving import (
+from inferloop.scoring.serving import (
     EDGE_MODEL_URI,
     ServeConfig,
     free_port,

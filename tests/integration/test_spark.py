@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from scoring_support import CHAMPION_URI, Champion
 
-from inferloop import schema as s
-from inferloop.contract import ContractParams
-from inferloop.scoring import score_files
+from inferloop.core import schema as s
+from inferloop.data.contract import ContractParams
+from inferloop.scoring.batch import score_files
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 pytest.importorskip("pyspark", reason="pyspark is not installed (pip install 'inferloop[spark]')")
@@ -27,7 +27,7 @@ RUN_DIR = "fraud-detector-v1"
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
-    from inferloop.spark import spark_session
+    from inferloop.scoring.spark import spark_session
 
     session = spark_session("local[2]", app_name="inferloop-tests")
     session.sparkContext.setLogLevel("ERROR")
@@ -51,7 +51,7 @@ def _sorted(path: Path) -> pd.DataFrame:
 def test_spark_engine_matches_the_local_engine(
     spark: Any, use_champion: Champion, incoming: pd.DataFrame, tmp_path: Path
 ) -> None:
-    from inferloop.spark import score_with_spark
+    from inferloop.scoring.spark import score_with_spark
 
     _csv_with_defects(incoming, tmp_path / "in.csv")
     contract = ContractParams()
@@ -89,7 +89,7 @@ def test_spark_engine_matches_the_local_engine(
 def test_spark_flags_duplicates_across_files_and_is_idempotent(
     spark: Any, use_champion: Champion, incoming: pd.DataFrame, tmp_path: Path
 ) -> None:
-    from inferloop.spark import score_with_spark
+    from inferloop.scoring.spark import score_with_spark
 
     inbox = tmp_path / "in"
     inbox.mkdir()

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from scoring_support import CHAMPION_URI, Champion
 
-from inferloop import schema as s
-from inferloop.scoring import load_scoring_model
+from inferloop.core import schema as s
+from inferloop.scoring.live import load_scoring_model
 
 pytestmark = pytest.mark.integration
 INFERLOOP = str(Path(sys.executable).parent / "inferloop")
@@ -226,10 +226,10 @@ def test_context_and_background_folds_keep_features_exact(incoming: pd.DataFrame
 
     from scoring_support import SCORING_SIM
 
-    from inferloop.features import FeatureParams, featurize_frame
+    from inferloop.data.features import FeatureParams, featurize_frame
+    from inferloop.data.simulate import simulate_transactions
     from inferloop.model import FraudModel
-    from inferloop.simulate import simulate_transactions
-    from inferloop.stream import StreamScorer
+    from inferloop.scoring.stream import StreamScorer
 
     _, featurizer = featurize_frame(
         simulate_transactions(SCORING_SIM), FeatureParams(label_delay="3D")

@@ -9,12 +9,12 @@ from pathlib import Path
 import lightgbm as lgb
 import pytest
 
-from inferloop import schema as s
-from inferloop.datasets import SimulatedSplits, simulated_splits
-from inferloop.features import FeatureParams
+from inferloop.core import schema as s
+from inferloop.data.features import FeatureParams
+from inferloop.data.samples import SimulatedSplits, simulated_splits
+from inferloop.data.simulate import SimulateParams
+from inferloop.data.split import SplitParams
 from inferloop.model import FraudModel
-from inferloop.simulate import SimulateParams
-from inferloop.split import SplitParams
 
 MODEL_SIM = SimulateParams(n_customers=1200, n_terminals=800, n_days=42, seed=21)
 MODEL_SPLIT = SplitParams(train_days=21, validation_days=4, test_days=4, gap_days=3)
@@ -75,7 +75,7 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     (tmp_path / "params.yaml").write_text("{}\n")
-    from inferloop.tracking import configure_mlflow
+    from inferloop.core.tracking import configure_mlflow
 
     uri = configure_mlflow(tmp_path)
     yield uri

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inferloop import schema as s
-from inferloop.datasets import SimulatedSplits
+from inferloop.core import schema as s
+from inferloop.data.samples import SimulatedSplits
 from inferloop.model import FraudModel, InvalidInput, coerce_input
 
 

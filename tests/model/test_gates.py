@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from inferloop import schema as s
-from inferloop.datasets import SimulatedSplits
-from inferloop.evaluate import Decision, Gate, GateParams, decide
-from inferloop.fairness import fairness_report
-from inferloop.metrics import ClassificationMetrics, compute_metrics
+from inferloop.core import schema as s
+from inferloop.data.samples import SimulatedSplits
+from inferloop.evaluation.fairness import fairness_report
+from inferloop.evaluation.gates import Decision, Gate, GateParams, decide
+from inferloop.evaluation.metrics import ClassificationMetrics, compute_metrics
 
 GATES = GateParams(
     min_average_precision=0.3,

@@ -5,10 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from inferloop import schema as s
-from inferloop.datasets import SimulatedSplits
-from inferloop.model import FraudModel, input_example, log_fraud_model
-from inferloop.registry import (
+from inferloop.core import schema as s
+from inferloop.core.registry import (
     CHALLENGER,
     CHAMPION,
     FULL_MODEL,
@@ -21,6 +19,8 @@ from inferloop.registry import (
     resolve,
     rollback,
 )
+from inferloop.data.samples import SimulatedSplits
+from inferloop.model import FraudModel, input_example, log_fraud_model
 
 
 def _register(model: FraudModel, rows: pd.DataFrame, passed: bool) -> str:

@@ -1,4 +1,4 @@
-"""Unit tests for inferloop.compiled: forests (lleaves) and MLPs (LLVM) called via ctypes.
+"""Unit tests for inferloop.edge.runtime.compiled: forests (lleaves) and MLPs (LLVM) called via ctypes.
 
 Tolerances: the compiled forest evaluates the same trees in float64, so its raw scores equal
 LightGBM's to rounding (max |Δ| ≤ 1e-9, in practice ~1e-15). The compiled MLP computes in
@@ -17,9 +17,17 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from inferloop import optimize as o
-from inferloop.compiled import MLP_ENTRY, CompiledModel, _logistic, compile_forest, compile_mlp
-from inferloop.edge import CompiledClassifier, OnnxClassifier
+from inferloop.edge.builders.compile import compile_forest, compile_mlp
+from inferloop.edge.builders.optimize import compile_mlp_student
+from inferloop.edge.builders.params import StudentMLPParams
+from inferloop.edge.builders.students import (
+    StudentMLP,
+    build_student_mlp,
+    mlp_predict,
+    train_soft_targets,
+)
+from inferloop.edge.runtime.classifiers import CompiledClassifier, OnnxClassifier
+from inferloop.edge.runtime.compiled import MLP_ENTRY, CompiledModel, _logistic
 from inferloop.model import runtime_requirements
 
 
@@ -130,22 +138,22 @@ def test_compiled_forest_scores_without_lightgbm_or_torch(
 
 
 @pytest.fixture(scope="module")
-def student() -> tuple[o.StudentMLP, np.ndarray]:
+def student() -> tuple[StudentMLP, np.ndarray]:
     rng = np.random.default_rng(5)
     X = np.column_stack([rng.exponential(100.0, 3000), rng.normal(size=(3000, 4))])
     X = X.astype(np.float32)
     soft = 1.0 / (1.0 + np.exp(-(0.02 * X[:, 0] - 2.0 + X[:, 1])))
-    net = o.build_student_mlp(X, o.MlpParams(hidden=(16, 8), temperature=2.0))
-    o.train_soft_targets(net, X, soft.astype(np.float32), epochs=3, learning_rate=0.01)
+    net = build_student_mlp(X, StudentMLPParams(hidden=(16, 8), temperature=2.0))
+    train_soft_targets(net, X, soft.astype(np.float32), epochs=3, learning_rate=0.01)
     return net, X
 
 
 def test_compiled_mlp_equals_torch_in_batch_and_one_row(student: tuple) -> None:
     net, X = student
     assert net.log_mask.tolist()[0]  # the heavy-tailed column goes through log1p
-    compiled = o.compile_mlp_student(net)
+    compiled = compile_mlp_student(net)
     assert compiled.entry == MLP_ENTRY and compiled.n_features == X.shape[1]
-    expected = o.mlp_predict(net, X)
+    expected = mlp_predict(net, X)
     np.testing.assert_allclose(compiled.predict_scores(X), expected, rtol=0, atol=1e-5)
     one = np.array([compiled.predict_scores(X[i : i + 1])[0] for i in range(100)])
     np.testing.assert_allclose(one, expected[:100], rtol=0, atol=1e-5)
@@ -172,16 +180,16 @@ def test_compiled_mlp_keeps_nan_like_torch(student: tuple) -> None:
     net, X = student
     rows = X[:3].copy()
     rows[1, 2] = np.nan
-    scores = o.compile_mlp_student(net).predict_scores(rows)
+    scores = compile_mlp_student(net).predict_scores(rows)
     assert np.isnan(scores[1]) and np.isfinite(scores[[0, 2]]).all()
-    assert np.isnan(o.mlp_predict(net, rows)[1])
+    assert np.isnan(mlp_predict(net, rows)[1])
 
 
 def test_compiled_mlp_scores_without_torch(
     student: tuple, tmp_path: Path, scores_in_a_child: Callable
 ) -> None:
     net, X = student
-    compiled = o.compile_mlp_student(net)
+    compiled = compile_mlp_student(net)
     got = scores_in_a_child(CompiledClassifier(compiled), X[:20], tmp_path)
     np.testing.assert_array_equal(got, compiled.predict_scores(X[:20]))
 

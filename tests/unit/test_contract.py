@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inferloop import schema
-from inferloop.config import load_section
-from inferloop.contract import (
+from inferloop.core import schema
+from inferloop.core.config import load_section
+from inferloop.data.contract import (
     ContractError,
     ContractParams,
     ContractResult,

@@ -10,8 +10,16 @@ import pandas as pd
 import pytest
 from scipy.stats import wasserstein_distance
 
-from inferloop import schema as s
-from inferloop.drift import (
+from inferloop.core import schema as s
+from inferloop.data.simulate import (
+    CustomerMixDrift,
+    DriftParams,
+    MerchantShiftDrift,
+    SeasonalAmountDrift,
+    SimulateParams,
+    simulate_transactions,
+)
+from inferloop.monitoring.drift import (
     MISSING,
     OTHER,
     DriftThresholds,
@@ -19,14 +27,6 @@ from inferloop.drift import (
     jensen_shannon,
     psi,
     split_column_kinds,
-)
-from inferloop.simulate import (
-    CustomerMixDrift,
-    DriftParams,
-    MerchantShiftDrift,
-    SeasonalAmountDrift,
-    SimulateParams,
-    simulate_transactions,
 )
 
 SMALL = SimulateParams(n_customers=400, n_terminals=250, n_days=21, seed=3)

@@ -1,4 +1,4 @@
-"""Unit tests for inferloop.fairness on constructed groups with hand-computed gaps."""
+"""Unit tests for inferloop.evaluation.fairness on constructed groups with hand-computed gaps."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fairlearn.metrics import equalized_odds_difference
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from inferloop.fairness import (
+from inferloop.evaluation.fairness import (
     GROUP_COLUMNS,
     GroupFairness,
     fairness_report,

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inferloop import schema as s
-from inferloop.features import FeatureParams, TransactionFeaturizer, featurize_frame
-from inferloop.simulate import SimulateParams, simulate_transactions
+from inferloop.core import schema as s
+from inferloop.data.features import FeatureParams, TransactionFeaturizer, featurize_frame
+from inferloop.data.simulate import SimulateParams, simulate_transactions
 
 PARAMS = FeatureParams(
     customer_windows=("1h", "1D", "7D"),
@@ -150,7 +150,7 @@ def test_ids_and_sensitive_columns_are_not_features() -> None:
 
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_sorted_search_answers_exactly_like_searchsorted(side: str) -> None:
-    from inferloop.features import _SORTED_SEARCH_MIN, _search
+    from inferloop.data.features import _SORTED_SEARCH_MIN, _search
 
     rng = np.random.default_rng(3)
     keys = np.sort(rng.integers(0, 10_000, 50_000))  # repeated keys: sides differ

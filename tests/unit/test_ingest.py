@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inferloop import schema
-from inferloop.config import load_section
-from inferloop.contract import ContractParams, validate_transactions
-from inferloop.ingest import (
+from inferloop.core import schema
+from inferloop.core.config import load_section
+from inferloop.data.contract import ContractParams, validate_transactions
+from inferloop.data.ingest import (
     DataSourceParams,
     IngestError,
     apply_column_map,

@@ -1,4 +1,4 @@
-"""Unit tests for inferloop.metrics on tiny hand-computed data."""
+"""Unit tests for inferloop.evaluation.metrics on tiny hand-computed data."""
 
 from __future__ import annotations
 
@@ -13,19 +13,17 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from inferloop.metrics import (
+from inferloop.evaluation.metrics import (
     ClassificationMetrics,
     ThresholdPolicy,
     calibration_table,
     card_precision_at_k,
     choose_threshold,
     compute_metrics,
-    plot_calibration,
-    plot_pr_roc,
-    plot_score_distribution,
     pr_curve_points,
     roc_curve_points,
 )
+from inferloop.evaluation.plots import plot_calibration, plot_pr_roc, plot_score_distribution
 
 # Ten transactions, four frauds, two days (five per day).
 SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
@@ -331,7 +329,7 @@ def test_plot_calibration_and_score_distribution_return_figures(tmp_path: object
 
 def test_import_leaves_pyplot_and_backend_alone() -> None:
     code = (
-        "import sys, inferloop.metrics, inferloop.fairness; "
+        "import sys, inferloop.evaluation.metrics, inferloop.evaluation.fairness; "
         "print('matplotlib.pyplot' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -15,35 +15,24 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from inferloop import schema as s
-from inferloop.datasets import SimulatedSplits, simulated_splits
-from inferloop.features import FeatureParams
-from inferloop.metrics import compute_metrics
-from inferloop.monitor import (
-    REPORT_FILE,
-    SUMMARY_FILE,
-    Action,
-    MonitorParams,
-    MonitorResult,
-    Policy,
-    add_to_workspace,
-    alert_payload,
-    decide_action,
-    infer_feature_columns,
-    labelled_rows,
-    load_history,
-    log_to_mlflow,
-    monitor_batch,
-    send_webhook,
-)
-from inferloop.simulate import DriftParams, SeasonalAmountDrift, SimulateParams
-from inferloop.split import SplitParams
+from inferloop.core import schema as s
+from inferloop.data.features import FeatureParams
+from inferloop.data.samples import SimulatedSplits, simulated_splits
+from inferloop.data.simulate import DriftParams, SeasonalAmountDrift, SimulateParams
+from inferloop.data.split import SplitParams
+from inferloop.evaluation.metrics import compute_metrics
+from inferloop.monitoring.evidently_adapter import add_to_workspace
+from inferloop.monitoring.measure import infer_feature_columns, labelled_rows
+from inferloop.monitoring.monitor import MonitorResult, monitor_batch
+from inferloop.monitoring.params import REPORT_FILE, SUMMARY_FILE, MonitorParams
+from inferloop.monitoring.policy import Action, Policy, decide_action, load_history
+from inferloop.monitoring.sinks import alert_payload, log_to_mlflow, send_webhook
 
 # Same sizes as the fairness fixtures of tests/model (a few hundred frauds in the batch).
 # Per-group TPRs of one such window are noisy: over seeds 21-23 the fair world's worst
 # equalized-odds gap ranged 0.10-0.53 and the biased world's age-band gap 0.25-0.57. Seed 23
 # is one where the default 0.45 maximum separates them; the policy's persistence rule is what
-# keeps that noise from retraining (see the module docstring of inferloop.monitor).
+# keeps that noise from retraining (see the module docstring of inferloop.monitoring).
 FAIR_SIM = SimulateParams(n_customers=2000, n_terminals=1300, n_days=45, seed=23)
 SPLIT = SplitParams(train_days=21, validation_days=4, test_days=7, gap_days=3)
 FEATURES = [s.AMOUNT, s.CHANNEL, s.MERCHANT_CATEGORY, s.AGE_BAND, "hour"]
@@ -193,7 +182,7 @@ def _without_evidently(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("evidently is down")
 
-    monkeypatch.setattr("inferloop.monitor.run_evidently", broken)
+    monkeypatch.setattr("inferloop.monitoring.monitor.run_evidently", broken)
 
 
 def test_seasonal_drift_after_deployment_breaches_the_drift_check(
@@ -393,7 +382,7 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """
     import mlflow
 
-    from inferloop.tracking import configure_mlflow
+    from inferloop.core.tracking import configure_mlflow
 
     root = tmp_path_factory.mktemp("mlflow")
     (root / "dvc.yaml").write_text("stages: {}\n")

@@ -1,4 +1,4 @@
-"""Unit tests for inferloop.optimize and inferloop.onnx_export on tiny simulated data.
+"""Unit tests for inferloop.edge.builders.optimize and inferloop.edge.builders.onnx_export on tiny simulated data.
 
 Tolerances (what "agrees" means here):
 
@@ -29,26 +29,55 @@ from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from inferloop import optimize as o
-from inferloop.datasets import build_processed, simulated_splits
-from inferloop.edge import OnnxClassifier
-from inferloop.features import FeatureParams
-from inferloop.onnx_export import (
-    OnnxScorer,
+from inferloop.data.features import FeatureParams
+from inferloop.data.processed import build_processed
+from inferloop.data.samples import simulated_splits
+from inferloop.data.simulate import SimulateParams
+from inferloop.data.split import SplitParams
+from inferloop.edge.builders.measure import (
+    EvalSet,
+    compile_teacher,
+    measure_variant,
+    plot_frontier,
+    select_variant,
+)
+from inferloop.edge.builders.onnx_export import (
     lightgbm_to_onnx,
     mlp_to_onnx,
     onnx_op_types,
     quantize_onnx_int8,
 )
-from inferloop.simulate import SimulateParams
-from inferloop.split import SplitParams
+from inferloop.edge.builders.optimize import OptimizeResult, optimize_teacher
+from inferloop.edge.builders.params import (
+    BenchParams,
+    DistilParams,
+    OptimizeParams,
+    PruneParams,
+    SelectionPolicy,
+    StudentMLPParams,
+)
+from inferloop.edge.builders.students import (
+    LightGBMScorer,
+    ProbabilityHead,
+    StudentMLP,
+    build_student_mlp,
+    distil_lightgbm,
+    mlp_predict,
+    n_tree_nodes,
+    neuron_importance,
+    prune_mlp_structured,
+    small_lightgbm_on_labels,
+    train_soft_targets,
+)
+from inferloop.edge.runtime.classifiers import OnnxClassifier
+from inferloop.edge.runtime.onnx_scorer import OnnxScorer
 
-TINY_BENCH = o.BenchParams(
+TINY_BENCH = BenchParams(
     latency_calls=50, warmup_calls=5, throughput_rows=2000, throughput_repeats=1
 )
-TINY_PARAMS = o.OptimizeParams(
-    mlp=o.MlpParams(epochs=3, batch_size=512),
-    prune=o.PruneParams(finetune_epochs=1),
+TINY_PARAMS = OptimizeParams(
+    mlp=StudentMLPParams(epochs=3, batch_size=512),
+    prune=PruneParams(finetune_epochs=1),
     bench=TINY_BENCH,
     compilers=(),
 )
@@ -81,14 +110,14 @@ def data() -> dict[str, object]:
         "X_train": train[features].to_numpy(np.float32),
         "y_train": train["is_fraud"].to_numpy(),
         "X_unlabelled": processed.loc[before_validation, features].to_numpy(np.float32),
-        "validation": o.EvalSet.from_frame(d.splits.validation, features),
-        "test": o.EvalSet.from_frame(d.splits.test, features),
+        "validation": EvalSet.from_frame(d.splits.validation, features),
+        "test": EvalSet.from_frame(d.splits.test, features),
     }
 
 
 @pytest.fixture(scope="module")
-def result(data: dict, tmp_path_factory: pytest.TempPathFactory) -> o.OptimizeResult:
-    return o.optimize_teacher(
+def result(data: dict, tmp_path_factory: pytest.TempPathFactory) -> OptimizeResult:
+    return optimize_teacher(
         data["teacher"],
         data["X_unlabelled"],
         data["validation"],
@@ -105,7 +134,7 @@ def result(data: dict, tmp_path_factory: pytest.TempPathFactory) -> o.OptimizeRe
 # --------------------------------------------------------------------------------------------
 
 
-def test_optimize_builds_measures_and_chooses(result: o.OptimizeResult) -> None:
+def test_optimize_builds_measures_and_chooses(result: OptimizeResult) -> None:
     table = result.table
     expected = {
         "teacher",
@@ -132,7 +161,7 @@ def test_optimize_builds_measures_and_chooses(result: o.OptimizeResult) -> None:
     assert teacher_row["ap_loss"] == 0 and teacher_row["size_ratio"] == 1
 
 
-def test_onnx_teacher_matches_lightgbm(data: dict, result: o.OptimizeResult) -> None:
+def test_onnx_teacher_matches_lightgbm(data: dict, result: OptimizeResult) -> None:
     X = data["test"].X
     native = data["teacher"].booster_.predict(X, num_threads=1)
     onnx_scores = OnnxScorer(result.onnx_paths["teacher_onnx"]).predict_scores(X)
@@ -140,7 +169,7 @@ def test_onnx_teacher_matches_lightgbm(data: dict, result: o.OptimizeResult) -> 
     assert result.table.set_index("name").loc["teacher_onnx", "decision_flips"] == 0
 
 
-def test_tree_int8_changes_nothing(data: dict, result: o.OptimizeResult) -> None:
+def test_tree_int8_changes_nothing(data: dict, result: OptimizeResult) -> None:
     X = data["test"].X
     plain = OnnxScorer(result.onnx_paths["teacher_onnx"]).predict_scores(X)
     int8 = OnnxScorer(result.onnx_paths["teacher_onnx_int8"]).predict_scores(X)
@@ -148,7 +177,7 @@ def test_tree_int8_changes_nothing(data: dict, result: o.OptimizeResult) -> None
     assert "MatMulInteger" not in onnx_op_types(result.onnx_paths["teacher_onnx_int8"].read_bytes())
 
 
-def test_students_agree_with_teacher(data: dict, result: o.OptimizeResult) -> None:
+def test_students_agree_with_teacher(data: dict, result: OptimizeResult) -> None:
     X = data["test"].X
     teacher = data["teacher"].booster_.predict(X, num_threads=1)
     for name in ("gbm_distilled_onnx", "mlp_onnx", "mlp_pruned_onnx"):
@@ -157,7 +186,7 @@ def test_students_agree_with_teacher(data: dict, result: o.OptimizeResult) -> No
 
 
 def test_onnx_scores_without_torch_or_lightgbm(
-    data: dict, result: o.OptimizeResult, tmp_path: Path, scores_in_a_child: Callable
+    data: dict, result: OptimizeResult, tmp_path: Path, scores_in_a_child: Callable
 ) -> None:
     X = data["test"].X[:20]
     expected = OnnxScorer(result.chosen_path).predict_scores(X)
@@ -171,28 +200,28 @@ def test_onnx_scores_without_torch_or_lightgbm(
 
 
 def test_distilled_lightgbm_is_small_and_follows_teacher(data: dict) -> None:
-    params = o.DistilParams(n_estimators=20, num_leaves=7, weight_power=0.0)
-    student = o.distil_lightgbm(data["teacher"], data["X_unlabelled"], params)
+    params = DistilParams(n_estimators=20, num_leaves=7, weight_power=0.0)
+    student = distil_lightgbm(data["teacher"], data["X_unlabelled"], params)
     assert student.booster_.num_trees() == 20
-    assert o.n_tree_nodes(student) <= 20 * (2 * 7 - 1)
+    assert n_tree_nodes(student) <= 20 * (2 * 7 - 1)
     X = data["test"].X
     teacher = data["teacher"].booster_.predict(X)
-    native = o.LightGBMScorer(student, sigmoid=True).predict_scores(X)
+    native = LightGBMScorer(student, sigmoid=True).predict_scores(X)
     assert spearmanr(native, teacher)[0] >= 0.6
     graph = OnnxScorer(lightgbm_to_onnx(student, X.shape[1], sigmoid=True))
     assert np.max(np.abs(graph.predict_scores(X) - native)) <= 1e-5
 
 
 def test_small_lightgbm_on_labels_has_student_size(data: dict) -> None:
-    params = o.DistilParams(n_estimators=10, num_leaves=5)
-    model = o.small_lightgbm_on_labels(data["X_train"], data["y_train"], params)
+    params = DistilParams(n_estimators=10, num_leaves=5)
+    model = small_lightgbm_on_labels(data["X_train"], data["y_train"], params)
     assert model.booster_.num_trees() == 10
-    assert o.n_tree_nodes(model) <= 10 * (2 * 5 - 1)
+    assert n_tree_nodes(model) <= 10 * (2 * 5 - 1)
 
 
 def test_distil_rejects_unknown_target(data: dict) -> None:
     with pytest.raises(ValueError, match="target"):
-        o.distil_lightgbm(data["teacher"], data["X_unlabelled"][:100], o.DistilParams(target="x"))
+        distil_lightgbm(data["teacher"], data["X_unlabelled"][:100], DistilParams(target="x"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,37 +238,37 @@ def synthetic() -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def mlp(synthetic: tuple[np.ndarray, np.ndarray]) -> o.StudentMLP:
+def mlp(synthetic: tuple[np.ndarray, np.ndarray]) -> StudentMLP:
     X, soft = synthetic
-    params = o.MlpParams(hidden=(16, 8), temperature=1.0)
-    net = o.build_student_mlp(X, params)
-    return o.train_soft_targets(net, X, soft, epochs=20, learning_rate=0.01, batch_size=256)
+    params = StudentMLPParams(hidden=(16, 8), temperature=1.0)
+    net = build_student_mlp(X, params)
+    return train_soft_targets(net, X, soft, epochs=20, learning_rate=0.01, batch_size=256)
 
 
-def test_mlp_preprocessing_lives_in_the_network(synthetic: tuple, mlp: o.StudentMLP) -> None:
+def test_mlp_preprocessing_lives_in_the_network(synthetic: tuple, mlp: StudentMLP) -> None:
     X, soft = synthetic
     assert mlp.log_mask.tolist() == [True, False, False, False, False, False]
-    scores = o.mlp_predict(mlp, X)  # raw features in
+    scores = mlp_predict(mlp, X)  # raw features in
     assert spearmanr(scores, soft)[0] >= 0.9
 
 
-def test_mlp_onnx_matches_torch_with_dynamic_batch(synthetic: tuple, mlp: o.StudentMLP) -> None:
+def test_mlp_onnx_matches_torch_with_dynamic_batch(synthetic: tuple, mlp: StudentMLP) -> None:
     X, _ = synthetic
-    scorer = OnnxScorer(mlp_to_onnx(o.ProbabilityHead(mlp), X.shape[1], exporter="torchscript"))
-    reference = o.mlp_predict(mlp, X)
+    scorer = OnnxScorer(mlp_to_onnx(ProbabilityHead(mlp), X.shape[1], exporter="torchscript"))
+    reference = mlp_predict(mlp, X)
     assert np.max(np.abs(scorer.predict_scores(X) - reference)) <= 1e-5
     assert scorer.predict_scores(X[0]).shape == (1,)
     assert scorer.predict_scores(X[:7]).shape == (7,)
 
 
 def test_one_row_calls_through_bound_buffers_equal_batch_scores_in_every_thread(
-    synthetic: tuple, mlp: o.StudentMLP
+    synthetic: tuple, mlp: StudentMLP
 ) -> None:
     """Single rows go through a per-thread IOBinding; results must not leak between calls."""
     from concurrent.futures import ThreadPoolExecutor
 
     X, _ = synthetic
-    scorer = OnnxScorer(mlp_to_onnx(o.ProbabilityHead(mlp), X.shape[1], exporter="torchscript"))
+    scorer = OnnxScorer(mlp_to_onnx(ProbabilityHead(mlp), X.shape[1], exporter="torchscript"))
     batch = scorer.predict_scores(X[:400])
 
     def one_by_one(start: int) -> np.ndarray:
@@ -254,54 +283,54 @@ def test_one_row_calls_through_bound_buffers_equal_batch_scores_in_every_thread(
     assert scorer.predict_scores(X[:1])[0] == pytest.approx(batch[0], abs=1e-6)
 
 
-def test_mlp_dynamo_export(synthetic: tuple, mlp: o.StudentMLP) -> None:
+def test_mlp_dynamo_export(synthetic: tuple, mlp: StudentMLP) -> None:
     pytest.importorskip("onnxscript")
     X, _ = synthetic
-    graph = mlp_to_onnx(o.ProbabilityHead(mlp), X.shape[1], exporter="dynamo")
+    graph = mlp_to_onnx(ProbabilityHead(mlp), X.shape[1], exporter="dynamo")
     scores = OnnxScorer(graph).predict_scores(X[:5])
-    assert np.max(np.abs(scores - o.mlp_predict(mlp, X[:5]))) <= 1e-5
+    assert np.max(np.abs(scores - mlp_predict(mlp, X[:5]))) <= 1e-5
 
 
-def test_int8_quantizes_mlp_matmuls(synthetic: tuple, mlp: o.StudentMLP) -> None:
+def test_int8_quantizes_mlp_matmuls(synthetic: tuple, mlp: StudentMLP) -> None:
     X, _ = synthetic
-    graph = mlp_to_onnx(o.ProbabilityHead(mlp), X.shape[1], exporter="torchscript")
+    graph = mlp_to_onnx(ProbabilityHead(mlp), X.shape[1], exporter="torchscript")
     quantized = quantize_onnx_int8(graph)
     assert "MatMulInteger" in onnx_op_types(quantized)
     delta = OnnxScorer(quantized).predict_scores(X) - OnnxScorer(graph).predict_scores(X)
     assert np.max(np.abs(delta)) <= 0.05
 
 
-def test_prune_rebuilds_smaller_layers(synthetic: tuple, mlp: o.StudentMLP) -> None:
+def test_prune_rebuilds_smaller_layers(synthetic: tuple, mlp: StudentMLP) -> None:
     X, soft = synthetic
-    pruned = o.prune_mlp_structured(mlp, X, 0.5, soft_targets=soft)
+    pruned = prune_mlp_structured(mlp, X, 0.5, soft_targets=soft)
     assert pruned.hidden_before == (16, 8) and pruned.hidden_after == (8, 4)
     widths = [(layer.in_features, layer.out_features) for layer in pruned.model.linears]
     assert widths == [(6, 8), (8, 4), (4, 1)]
     assert pruned.n_parameters_after == pruned.model.n_parameters() < pruned.n_parameters_before
     assert pruned.n_parameters_after == 6 * 8 + 8 + 8 * 4 + 4 + 4 + 1
-    assert spearmanr(o.mlp_predict(pruned.model, X), soft)[0] >= 0.8
+    assert spearmanr(mlp_predict(pruned.model, X), soft)[0] >= 0.8
     assert mlp.hidden_sizes == (16, 8)  # the input model is left unchanged
 
 
-def test_prune_nothing_is_exact(synthetic: tuple, mlp: o.StudentMLP) -> None:
+def test_prune_nothing_is_exact(synthetic: tuple, mlp: StudentMLP) -> None:
     X, _ = synthetic
-    same = o.prune_mlp_structured(mlp, X, 0.0)
+    same = prune_mlp_structured(mlp, X, 0.0)
     assert same.n_parameters_after == same.n_parameters_before
-    np.testing.assert_allclose(o.mlp_predict(same.model, X), o.mlp_predict(mlp, X), atol=1e-6)
+    np.testing.assert_allclose(mlp_predict(same.model, X), mlp_predict(mlp, X), atol=1e-6)
 
 
-def test_prune_keeps_the_important_neurons(synthetic: tuple, mlp: o.StudentMLP) -> None:
+def test_prune_keeps_the_important_neurons(synthetic: tuple, mlp: StudentMLP) -> None:
     X, _ = synthetic
-    importance = o.neuron_importance(mlp, X)
-    pruned = o.prune_mlp_structured(mlp, X, 0.75)
+    importance = neuron_importance(mlp, X)
+    pruned = prune_mlp_structured(mlp, X, 0.75)
     for scores, kept in zip(importance, pruned.kept, strict=True):
         top = set(np.argsort(-scores.numpy())[: len(kept)].tolist())
         assert set(kept) == top
 
 
-def test_prune_rejects_bad_amount(synthetic: tuple, mlp: o.StudentMLP) -> None:
+def test_prune_rejects_bad_amount(synthetic: tuple, mlp: StudentMLP) -> None:
     with pytest.raises(ValueError, match="amount"):
-        o.prune_mlp_structured(mlp, synthetic[0], 1.0)
+        prune_mlp_structured(mlp, synthetic[0], 1.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,13 +338,13 @@ def test_prune_rejects_bad_amount(synthetic: tuple, mlp: o.StudentMLP) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_measure_variant_reports_everything(synthetic: tuple, mlp: o.StudentMLP) -> None:
+def test_measure_variant_reports_everything(synthetic: tuple, mlp: StudentMLP) -> None:
     X, soft = synthetic
     y = (soft > 0.5).astype(int)
     customers = np.arange(len(X)) % 50
     times = pd.date_range("2026-01-01", periods=len(X), freq="min").to_numpy()
-    scorer = OnnxScorer(mlp_to_onnx(o.ProbabilityHead(mlp), X.shape[1], exporter="torchscript"))
-    row = o.measure_variant(
+    scorer = OnnxScorer(mlp_to_onnx(ProbabilityHead(mlp), X.shape[1], exporter="torchscript"))
+    row = measure_variant(
         "mlp", scorer, X, y, soft, customers, times, size_bytes=123, params=TINY_BENCH
     )
     assert row["name"] == "mlp" and row["size_bytes"] == 123
@@ -332,7 +361,7 @@ def test_optional_compilers_match_the_teacher(tmp_path: Path) -> None:
     model = lgb.LGBMClassifier(n_estimators=10, num_leaves=7, verbose=-1, n_jobs=1).fit(X, y)
     native = model.booster_.predict(X)
     for compiler in ("tl2cgen", "lleaves"):
-        compiled = o.compile_teacher(model, compiler, tmp_path)
+        compiled = compile_teacher(model, compiler, tmp_path)
         # lleaves is a dependency; tl2cgen is optional (it also needs a C compiler)
         if compiler == "tl2cgen" and importlib.util.find_spec(compiler) is None:
             assert isinstance(compiled, str) and compiler in compiled
@@ -342,15 +371,15 @@ def test_optional_compilers_match_the_teacher(tmp_path: Path) -> None:
         assert size > 0
         assert np.max(np.abs(scorer.predict_scores(X) - native)) <= 1e-5, compiler
     with pytest.raises(ValueError, match="unknown compiler"):
-        o.compile_teacher(model, "gcc", tmp_path)
+        compile_teacher(model, "gcc", tmp_path)
     bad = replace(TINY_PARAMS, compilers=("lleaves", "gcc"))
     with pytest.raises(ValueError, match=r"unknown optimize.compilers \['gcc'\]"):
-        o.optimize_teacher(model, X, None, None, bad, tmp_path)  # type: ignore[arg-type]
-    not_edge = replace(TINY_PARAMS, selection=o.SelectionPolicy(formats=("onnx", "tl2cgen")))
+        optimize_teacher(model, X, None, None, bad, tmp_path)  # type: ignore[arg-type]
+    not_edge = replace(TINY_PARAMS, selection=SelectionPolicy(formats=("onnx", "tl2cgen")))
     with pytest.raises(ValueError, match=r"\['tl2cgen'\] cannot be deployed at the edge"):
-        o.optimize_teacher(model, X, None, None, not_edge, tmp_path)  # type: ignore[arg-type]
+        optimize_teacher(model, X, None, None, not_edge, tmp_path)  # type: ignore[arg-type]
     regressor = lgb.LGBMRegressor(n_estimators=5, verbose=-1).fit(X, X[:, 0])
-    assert "binary with sigmoid 1" in str(o.compile_teacher(regressor, "lleaves", tmp_path))
+    assert "binary with sigmoid 1" in str(compile_teacher(regressor, "lleaves", tmp_path))
 
 
 def test_compiled_students_are_measured_chosen_and_deployable(data: dict, tmp_path: Path) -> None:
@@ -358,13 +387,13 @@ def test_compiled_students_are_measured_chosen_and_deployable(data: dict, tmp_pa
     their own scores, and the chosen variant becomes a classifier that pickles and scores."""
     teacher = lgb.LGBMClassifier(n_estimators=40, num_leaves=15, verbose=-1, n_jobs=1)
     teacher.fit(data["X_train"], data["y_train"])
-    loose = o.SelectionPolicy(
+    loose = SelectionPolicy(
         max_ap_loss=1.0, max_auc_loss=1.0, formats=("lleaves", "llvm"), latency_tolerance=0.0
     )
     params = replace(
         TINY_PARAMS, compilers=("lleaves", "llvm"), selection=loose, label_control=False
     )
-    result = o.optimize_teacher(
+    result = optimize_teacher(
         teacher,
         data["X_unlabelled"],
         data["validation"],
@@ -385,7 +414,7 @@ def test_compiled_students_are_measured_chosen_and_deployable(data: dict, tmp_pa
     assert table.loc["teacher_lleaves", "decision_flips"] == 0
     assert table.loc["teacher_lleaves", "max_abs_diff"] <= 1e-9
     X = data["test"].X
-    student = o.LightGBMScorer(
+    student = LightGBMScorer(
         lgb.Booster(model_file=str(tmp_path / "gbm_distilled.txt")), sigmoid=True
     ).predict_scores(X)
     compiled = result.compiled["gbm_distilled_lleaves"].predict_scores(X)
@@ -423,26 +452,26 @@ def test_select_fastest_within_budget() -> None:
         ("good", "onnx", 10.0, 40_000, 0.595, 0.877),
         ("good_slower", "onnx", 12.0, 20_000, 0.61, 0.885),
     )
-    assert o.select_variant(table, o.SelectionPolicy(latency_tolerance=0.0)) == "good"
+    assert select_variant(table, SelectionPolicy(latency_tolerance=0.0)) == "good"
 
 
 def test_select_ties_go_to_the_smaller() -> None:
     table = _table(
         *BASE, ("big", "onnx", 10.0, 40_000, 0.6, 0.88), ("small", "onnx", 10.3, 9, 0.6, 0.88)
     )
-    assert o.select_variant(table, o.SelectionPolicy(latency_tolerance=0.05)) == "small"
-    assert o.select_variant(table, o.SelectionPolicy(latency_tolerance=0.0)) == "big"
+    assert select_variant(table, SelectionPolicy(latency_tolerance=0.05)) == "small"
+    assert select_variant(table, SelectionPolicy(latency_tolerance=0.0)) == "big"
     exact = _table(
         *BASE, ("big", "onnx", 10.0, 40_000, 0.6, 0.88), ("small", "onnx", 10.0, 9, 0.6, 0.88)
     )
-    assert o.select_variant(exact, o.SelectionPolicy(latency_tolerance=0.0)) == "small"
+    assert select_variant(exact, SelectionPolicy(latency_tolerance=0.0)) == "small"
 
 
 def test_select_only_allowed_formats() -> None:
     table = _table(*BASE, ("compiled", "tl2cgen", 1.0, 100, 0.6, 0.88))
-    assert o.select_variant(table, o.SelectionPolicy()) == "teacher_onnx"
-    policy = o.SelectionPolicy(formats=("onnx", "tl2cgen"))
-    assert o.select_variant(table, policy) == "compiled"
+    assert select_variant(table, SelectionPolicy()) == "teacher_onnx"
+    policy = SelectionPolicy(formats=("onnx", "tl2cgen"))
+    assert select_variant(table, policy) == "compiled"
 
 
 def test_select_respects_the_size_budget() -> None:
@@ -451,9 +480,9 @@ def test_select_respects_the_size_budget() -> None:
         ("fast_but_big", "onnx", 5.0, 200_000, 0.6, 0.88),  # 5x smaller
         ("small", "onnx", 9.0, 50_000, 0.6, 0.88),  # 20x smaller
     )
-    assert o.select_variant(table, o.SelectionPolicy()) == "fast_but_big"
-    assert o.select_variant(table, o.SelectionPolicy(min_size_ratio=10)) == "small"
-    assert o.select_variant(table, o.SelectionPolicy(min_size_ratio=100)) == "teacher_onnx"
+    assert select_variant(table, SelectionPolicy()) == "fast_but_big"
+    assert select_variant(table, SelectionPolicy(min_size_ratio=10)) == "small"
+    assert select_variant(table, SelectionPolicy(min_size_ratio=100)) == "teacher_onnx"
 
 
 def test_select_none_qualifies_returns_the_teacher() -> None:
@@ -461,21 +490,21 @@ def test_select_none_qualifies_returns_the_teacher() -> None:
         ("teacher", "lightgbm", 50.0, 1_000_000, 0.60, 0.880),
         ("bad", "onnx", 5.0, 10_000, 0.50, 0.80),
     )
-    assert o.select_variant(table, o.SelectionPolicy()) == "teacher"
+    assert select_variant(table, SelectionPolicy()) == "teacher"
     with_onnx_teacher = _table(*BASE, ("bad", "onnx", 5.0, 10_000, 0.50, 0.80))
-    strict = o.SelectionPolicy(formats=("tflite",))
-    assert o.select_variant(with_onnx_teacher, strict) == "teacher_onnx"
+    strict = SelectionPolicy(formats=("tflite",))
+    assert select_variant(with_onnx_teacher, strict) == "teacher_onnx"
 
 
 def test_select_uses_validation_columns_by_default() -> None:
     table = _table(*BASE, ("student", "onnx", 5.0, 10_000, 0.60, 0.88))
     table.loc[table["name"] == "student", "val_ap"] = 0.3  # fails on validation only
-    assert o.select_variant(table, o.SelectionPolicy()) == "teacher_onnx"
-    assert o.select_variant(table, o.SelectionPolicy(losses_on="test")) == "student"
+    assert select_variant(table, SelectionPolicy()) == "teacher_onnx"
+    assert select_variant(table, SelectionPolicy(losses_on="test")) == "student"
     with pytest.raises(ValueError, match="losses_on"):
-        o.select_variant(table, o.SelectionPolicy(losses_on="train"))
+        select_variant(table, SelectionPolicy(losses_on="train"))
     with pytest.raises(ValueError, match="reference"):
-        o.select_variant(table, o.SelectionPolicy(reference="nope"))
+        select_variant(table, SelectionPolicy(reference="nope"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -485,12 +514,12 @@ def test_select_uses_validation_columns_by_default() -> None:
 
 def test_plot_frontier_is_log_latency() -> None:
     table = _table(*BASE, ("student", "onnx", 5.0, 10_000, 0.59, 0.88))
-    fig = o.plot_frontier(table, chosen="student")
+    fig = plot_frontier(table, chosen="student")
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
     assert {t.get_text() for t in ax.texts} == {"teacher", "teacher_onnx", "student"}
 
 
 def test_import_has_no_pyplot_side_effect() -> None:
-    code = "import sys, inferloop.optimize; assert 'matplotlib.pyplot' not in sys.modules"
+    code = "import sys, inferloop.edge.builders.optimize; assert 'matplotlib.pyplot' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

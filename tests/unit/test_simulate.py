@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inferloop import schema as s
-from inferloop.simulate import (
+from inferloop.core import schema as s
+from inferloop.data.simulate import (
     BiasParams,
     CustomerMixDrift,
     DriftParams,

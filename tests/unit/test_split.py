@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from inferloop import schema as s
-from inferloop.split import SplitParams, plan_windows, split_by_time
+from inferloop.core import schema as s
+from inferloop.data.split import SplitParams, plan_windows, split_by_time
 
 
 def _days(n: int) -> pd.DataFrame:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from inferloop.storage import jsonable, read_json, write_json
+from inferloop.core.storage import jsonable, read_json, write_json
 
 
 def test_jsonable_turns_numpy_nan_and_timestamps_into_plain_json(tmp_path: Path) -> None:

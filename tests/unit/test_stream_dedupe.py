@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inferloop.stream import SeenIds
+from inferloop.scoring.stream import SeenIds
 
 
 def test_seen_ids_flags_repeats_and_forgets_the_oldest_beyond_capacity() -> None:

@@ -1,4 +1,4 @@
-"""Unit tests for inferloop.train and inferloop.nn on a tiny simulated dataset."""
+"""Unit tests for inferloop.training.candidates and inferloop.training.nn on a tiny simulated dataset."""
 
 from __future__ import annotations
 
@@ -18,11 +18,10 @@ from matplotlib.figure import Figure
 from sklearn.base import clone
 from sklearn.metrics import average_precision_score
 
-from inferloop.datasets import SimulatedSplits, simulated_splits
-from inferloop.nn import TorchMLPClassifier
-from inferloop.simulate import SimulateParams
-from inferloop.split import SplitParams
-from inferloop.train import (
+from inferloop.data.samples import SimulatedSplits, simulated_splits
+from inferloop.data.simulate import SimulateParams
+from inferloop.data.split import SplitParams
+from inferloop.training.candidates import (
     LightGBMParams,
     MLPParams,
     SearchParams,
@@ -34,6 +33,7 @@ from inferloop.train import (
     train_candidate,
     train_candidates,
 )
+from inferloop.training.nn import TorchMLPClassifier
 
 FAST = TrainParams(
     seed=3,

@@ -1,0 +1,155 @@
+"""The model registry: register, move aliases, promote and roll back — by evidence.
+
+Aliases, never the deprecated stages: ``champion`` is what serves, ``challenger`` the newest
+candidate. Each version carries its gate results as tags; promotion of a version whose gates
+failed is refused unless forced, and every promotion records the previous champion so that
+:func:`rollback` is one call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "EDGE_MODEL",
+    "FULL_MODEL",
+    "TAG_FAILED_GATES",
+    "TAG_GATES_PASSED",
+    "TAG_PREVIOUS_CHAMPION",
+    "AliasMove",
+    "RegistryError",
+    "alias_version",
+    "promote",
+    "register_version",
+    "resolve",
+    "rollback",
+    "version_tags",
+]
+
+
+FULL_MODEL = "fraud-detector"
+EDGE_MODEL = "fraud-detector-edge"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+TAG_GATES_PASSED = "gates_passed"
+TAG_PREVIOUS_CHAMPION = "previous_champion"
+TAG_FAILED_GATES = "failed_gates"
+
+
+class RegistryError(RuntimeError):
+    """A registry operation was refused; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """What a promotion or rollback did."""
+
+    model: str
+    alias: str
+    version: str
+    previous: str | None
+    forced: bool = False
+
+    def describe(self) -> str:
+        """One line for the CLI and the notebooks."""
+        before = f"v{self.previous}" if self.previous else "none"
+        forced = " (forced)" if self.forced else ""
+        return f"{self.model}@{self.alias}: {before} -> v{self.version}{forced}"
+
+
+def _client() -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+def alias_version(name: str, alias: str) -> str | None:
+    """Version number behind ``name@alias``, or None if the alias (or model) does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(_client().get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def register_version(
+    model_uri: str, name: str, tags: dict[str, str], *, alias: str = CHALLENGER
+) -> str:
+    """Register ``model_uri`` as a new version of ``name`` with ``tags`` and point ``alias`` at it."""
+    import mlflow
+
+    version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
+    _client().set_registered_model_alias(name, alias, version.version)
+    return str(version.version)
+
+
+def version_tags(name: str, version: str) -> dict[str, str]:
+    """Tags of one model version."""
+    return dict(_client().get_model_version(name, version).tags)
+
+
+def promote(name: str, version: str, *, force: bool = False) -> AliasMove:
+    """Point ``name@champion`` at ``version``.
+
+    Refuses (:class:`RegistryError`) a version whose recorded gates failed unless ``force``;
+    records the previous champion on the promoted version for :func:`rollback`. The alias
+    move is a single registry write, so readers see either the old or the new champion.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    try:
+        tags = dict(client.get_model_version(name, version).tags)
+    except MlflowException as exc:
+        raise RegistryError(f"{name} has no version {version}") from exc
+    if tags.get(TAG_GATES_PASSED) != "true" and not force:
+        failed = tags.get(TAG_FAILED_GATES, "no gate results recorded")
+        raise RegistryError(
+            f"refusing to promote {name} v{version}: gates failed ({failed}); use --force to override"
+        )
+    previous = alias_version(name, CHAMPION)
+    if previous == str(version):
+        return AliasMove(name, CHAMPION, str(version), previous, force)
+    if previous is not None:
+        client.set_model_version_tag(name, version, TAG_PREVIOUS_CHAMPION, previous)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    return AliasMove(name, CHAMPION, str(version), previous, force)
+
+
+def rollback(name: str) -> AliasMove:
+    """Move ``name@champion`` back to the version it replaced."""
+    current = alias_version(name, CHAMPION)
+    if current is None:
+        raise RegistryError(f"{name} has no champion to roll back")
+    previous = version_tags(name, current).get(TAG_PREVIOUS_CHAMPION)
+    if not previous:
+        raise RegistryError(
+            f"{name} v{current} has no previous champion recorded: nothing to roll back to"
+        )
+    _client().set_registered_model_alias(name, CHAMPION, previous)
+    return AliasMove(name, CHAMPION, previous, current)
+
+
+def resolve(model_uri: str) -> tuple[str, str]:
+    """``(name, version)`` behind a ``models:/name@alias`` or ``models:/name/version`` URI.
+
+    Other URIs (``runs:/``, paths) resolve to ``(uri, "")``.
+    """
+    if not model_uri.startswith("models:/"):
+        return model_uri, ""
+    ref = model_uri.removeprefix("models:/")
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        version = alias_version(name, alias)
+        if version is None:
+            raise RegistryError(
+                f"{name}@{alias} does not exist: register and promote a model first (make run)"
+            )
+        return name, version
+    name, _, version = ref.partition("/")
+    return name, version

@@ -1,0 +1,588 @@
+"""Point-in-time transaction features, identical in batch and for one incoming transaction.
+
+:class:`TransactionFeaturizer` is a scikit-learn transformer whose fitted state is the recent
+event history (customer, terminal, time, amount, label). Features of a transaction at time
+``t`` use only:
+
+* the customer's transactions strictly before ``t`` (plus the transaction itself) inside
+  each customer window — count, mean amount, time since the previous one;
+* the terminal's transactions whose labels are known at ``t``: those at or before
+  ``t - label_delay`` — count and fraud rate inside each terminal window;
+* the transaction's own fields — amount, time of day, weekend, night, channel, category.
+
+Window statistics are sums over events, so they are computed separately over the fitted
+history and over the batch being transformed and added up. Each part is a pair of
+``searchsorted`` look-ups on arrays sorted by ``(entity, time)`` — vectorised for a batch,
+microseconds for a single row — which is why batch and online features agree exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from inferloop.core import schema as s
+
+__all__ = [
+    "FeatureParams",
+    "RawColumns",
+    "TransactionFeaturizer",
+    "concat_raw",
+    "featurize_frame",
+]
+
+
+_TIME_BITS = 36  # seconds since 1970 fit in 36 bits until the year 4147
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    """The ``featurize`` section of params.yaml."""
+
+    customer_windows: tuple[str, ...] = ("1h", "1D", "7D", "30D")
+    terminal_windows: tuple[str, ...] = ("1D", "7D", "30D")
+    label_delay: str = "7D"
+    night_hours: tuple[int, int] = (0, 6)
+    extra_history: str = "14D"
+
+
+def _seconds(window: str) -> int:
+    return int(pd.Timedelta(window).total_seconds())
+
+
+def _epoch_seconds(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    values = ts if _is_naive_datetime(ts) else pd.to_datetime(ts)
+    return values.to_numpy(dtype="datetime64[s]").astype(np.int64)
+
+
+def _is_naive_datetime(ts: pd.Series | pd.DatetimeIndex) -> bool:
+    return isinstance(ts.dtype, np.dtype) and ts.dtype.kind == "M"  # tz-aware: a pandas dtype
+
+
+def _wall_clock_seconds(ts: pd.Series, utc_seconds: np.ndarray) -> np.ndarray:
+    """Epoch seconds of the local wall-clock time (hour, weekday): UTC unless tz-aware."""
+    if _is_naive_datetime(ts):
+        return utc_seconds
+    parsed = pd.to_datetime(ts)
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        return _epoch_seconds(parsed.dt.tz_localize(None))
+    return utc_seconds
+
+
+def _as_text_values(values: pd.Series) -> np.ndarray:
+    """Values as an object array; ``==`` with a category name compares element by element."""
+    return np.asarray(values.to_numpy(), dtype=object)
+
+
+def _labels(X: pd.DataFrame, y: pd.Series | np.ndarray | None) -> np.ndarray | None:
+    """Labels from ``y`` or the ``is_fraud`` column as float64 (NaN where unknown), else None."""
+    if y is not None:
+        return pd.to_numeric(pd.Series(np.asarray(y)), errors="coerce").to_numpy(dtype=np.float64)
+    if s.TARGET in X:
+        return pd.to_numeric(X[s.TARGET], errors="coerce").to_numpy(dtype=np.float64)
+    return None
+
+
+@dataclass(frozen=True)
+class RawColumns:
+    """The raw transaction fields the featurizer reads, as numpy arrays.
+
+    Build it from a frame with :meth:`from_frame`, or directly from arrays that a caller has
+    already read and validated (the scoring path reads each column of a request once).
+
+    Parameters
+    ----------
+    seconds:
+        Epoch seconds (UTC) of each transaction, int64.
+    customer, terminal:
+        Customer and terminal keys.
+    amount:
+        Amounts, float64.
+    channel, merchant_category:
+        Category values (compared with the contract's category names).
+    label:
+        Fraud labels, float64 with NaN where unknown; None when no labels came with the rows.
+    wall_seconds:
+        Epoch seconds of the local wall-clock time for hour and weekday, when it differs from
+        ``seconds`` (tz-aware input); None means ``seconds``.
+    """
+
+    seconds: np.ndarray
+    customer: np.ndarray
+    terminal: np.ndarray
+    amount: np.ndarray
+    channel: np.ndarray
+    merchant_category: np.ndarray
+    label: np.ndarray | None = None
+    wall_seconds: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.seconds)
+
+    @classmethod
+    def from_frame(cls, X: pd.DataFrame, y: pd.Series | np.ndarray | None = None) -> RawColumns:
+        """Read the featurizer's columns (and labels from ``y`` or ``is_fraud``) from ``X``."""
+        ts = X[s.TIMESTAMP]
+        seconds = _epoch_seconds(ts)
+        wall = _wall_clock_seconds(ts, seconds)
+        return cls(
+            seconds=seconds,
+            customer=X[s.CUSTOMER_ID].to_numpy(),
+            terminal=X[s.TERMINAL_ID].to_numpy(),
+            amount=X[s.AMOUNT].to_numpy(dtype=np.float64),
+            channel=_as_text_values(X[s.CHANNEL]),
+            merchant_category=_as_text_values(X[s.MERCHANT_CATEGORY]),
+            label=_labels(X, y),
+            wall_seconds=None if wall is seconds else wall,
+        )
+
+
+def concat_raw(first: RawColumns, second: RawColumns) -> RawColumns:
+    """``first``'s transactions followed by ``second``'s (labels unknown where one has none)."""
+
+    def labels(raw: RawColumns) -> np.ndarray:
+        return raw.label if raw.label is not None else np.full(len(raw), np.nan)
+
+    def wall(raw: RawColumns) -> np.ndarray:
+        return raw.wall_seconds if raw.wall_seconds is not None else raw.seconds
+
+    has_labels = first.label is not None or second.label is not None
+    has_wall = first.wall_seconds is not None or second.wall_seconds is not None
+    return RawColumns(
+        seconds=np.concatenate([first.seconds, second.seconds]),
+        customer=np.concatenate([first.customer, second.customer]),
+        terminal=np.concatenate([first.terminal, second.terminal]),
+        amount=np.concatenate([first.amount, second.amount]),
+        channel=np.concatenate([first.channel, second.channel]),
+        merchant_category=np.concatenate([first.merchant_category, second.merchant_category]),
+        label=np.concatenate([labels(first), labels(second)]) if has_labels else None,
+        wall_seconds=np.concatenate([wall(first), wall(second)]) if has_wall else None,
+    )
+
+
+@dataclass
+class _SortedEvents:
+    """Events of one entity type sorted by ``(code, time)`` with prefix sums of their values."""
+
+    comp: np.ndarray  # code << _TIME_BITS | time
+    time: np.ndarray
+    cums: dict[str, np.ndarray]  # name -> prefix sums, length n + 1
+
+    @staticmethod
+    def build(codes: np.ndarray, times: np.ndarray, values: dict[str, np.ndarray]) -> _SortedEvents:
+        comp = (codes.astype(np.int64) << _TIME_BITS) | times
+        order = np.argsort(comp, kind="stable")
+        cums = {
+            k: np.concatenate([[0.0], np.cumsum(v[order], dtype=np.float64)])
+            for k, v in values.items()
+        }
+        return _SortedEvents(comp[order], times[order], cums)
+
+    def window(
+        self, codes: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, hi_inclusive: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Positions bounding events with ``lo < time < hi`` (or ``<= hi``) per query."""
+        key = codes.astype(np.int64) << _TIME_BITS
+        start = _search(self.comp, key | np.maximum(lo, 0), "right")
+        end = _search(self.comp, key | np.maximum(hi, 0), "right" if hi_inclusive else "left")
+        return start, np.maximum(end, start)
+
+    def sums(self, name: str, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        cum = self.cums[name]
+        return cum[end] - cum[start]
+
+    def last_time_before(self, codes: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Time of the entity's latest event strictly before ``t`` (``-1`` if none)."""
+        if len(self.comp) == 0:
+            return np.full(len(codes), -1, dtype=np.int64)
+        key = codes.astype(np.int64) << _TIME_BITS
+        pos = _search(self.comp, key | t, "left") - 1
+        ok = (pos >= 0) & ((self.comp[np.maximum(pos, 0)] >> _TIME_BITS) == codes)
+        return np.where(ok, self.time[np.maximum(pos, 0)], -1)
+
+
+#: Above this many queries, :func:`_search` sorts them first.
+_SORTED_SEARCH_MIN = 4096
+
+
+def _search(
+    sorted_keys: np.ndarray, queries: np.ndarray, side: Literal["left", "right"]
+) -> np.ndarray:
+    """``np.searchsorted`` of many queries, in sorted order when that is faster.
+
+    A batch's queries come in time order, so each lands somewhere else in the history's
+    ``(entity, time)`` order and the binary searches miss the cache; searched in sorted order
+    they walk the history once. For 300k queries into 3M events: 0.15 s unsorted, 0.07 s with
+    the sort included. The answers are the same either way.
+    """
+    if queries.size < _SORTED_SEARCH_MIN:
+        return np.searchsorted(sorted_keys, queries, side=side)
+    flat = queries.ravel()
+    order = np.argsort(flat)
+    found = np.empty(flat.shape, dtype=np.intp)
+    found[order] = np.searchsorted(sorted_keys, flat[order], side=side)
+    return found.reshape(queries.shape)
+
+
+_EVENT_FIELDS = ("customer", "terminal", "time", "amount", "label")
+
+
+class _History:
+    """Event history: raw event arrays plus two sorted views, built when first used."""
+
+    def __init__(
+        self,
+        customer: np.ndarray,
+        terminal: np.ndarray,
+        time: np.ndarray,
+        amount: np.ndarray,
+        label: np.ndarray,
+    ):
+        self.customer, self.terminal, self.time, self.amount, self.label = (
+            customer,
+            terminal,
+            time,
+            amount,
+            label,
+        )
+
+    @functools.cached_property
+    def by_customer(self) -> _SortedEvents:
+        """Events sorted by ``(customer, time)`` with prefix sums of amounts."""
+        amount = self.amount
+        return _SortedEvents.build(
+            self.customer, self.time, {"amount": amount, "one": np.ones_like(amount)}
+        )
+
+    @functools.cached_property
+    def by_terminal(self) -> _SortedEvents:
+        """Events sorted by ``(terminal, time)`` with prefix sums of known and fraud labels."""
+        known = ~np.isnan(self.label)
+        return _SortedEvents.build(
+            self.terminal,
+            self.time,
+            {"known": known.astype(np.float64), "fraud": np.where(known, self.label, 0.0)},
+        )
+
+    def __getstate__(self) -> dict[str, np.ndarray]:
+        # Pickle only the raw events; the sorted views are rebuilt on load (half the size).
+        return {f: getattr(self, f) for f in _EVENT_FIELDS}
+
+    def __setstate__(self, state: dict[str, np.ndarray]) -> None:
+        self.__init__(*(state[f] for f in _EVENT_FIELDS))  # type: ignore[misc]
+        # A loaded model is about to score: build the views now, not in the first request.
+        _ = self.by_customer, self.by_terminal
+
+    @functools.cached_property
+    def max_time(self) -> int:
+        return int(self.time.max()) if len(self.time) else -1
+
+    def before(self, t0: int) -> _History:
+        """The history restricted to events strictly before ``t0`` (point-in-time view)."""
+        keep = self.time < t0
+        return _History(
+            self.customer[keep],
+            self.terminal[keep],
+            self.time[keep],
+            self.amount[keep],
+            self.label[keep],
+        )
+
+    def appended(self, other: _History, horizon: int) -> _History:
+        """This history with ``other`` appended, dropping events older than ``horizon`` seconds."""
+        parts = [np.concatenate([getattr(self, f), getattr(other, f)]) for f in _EVENT_FIELDS]
+        keep = parts[2] > (parts[2].max() - horizon) if len(parts[2]) else np.ones(0, bool)
+        return _History(*(p[keep] for p in parts))
+
+
+class TransactionFeaturizer(TransformerMixin, BaseEstimator):
+    """Point-in-time features for card transactions (see the module docstring).
+
+    Parameters
+    ----------
+    customer_windows:
+        Pandas offset strings of the customer behaviour windows (count, mean amount).
+    terminal_windows:
+        Windows of the delayed terminal-risk features.
+    label_delay:
+        Labels become known this long after a transaction; terminal risk only uses
+        transactions at least this old.
+    night_hours:
+        ``(start, end)`` hours of the night flag, ``start <= hour < end``.
+    extra_history:
+        History kept beyond the longest window, so that a fitted model can re-score its most
+        recent days exactly as the batch features did (the evaluate stage re-scores the test
+        window through the deployed model).
+    """
+
+    def __init__(
+        self,
+        customer_windows: Sequence[str] = ("1h", "1D", "7D", "30D"),
+        terminal_windows: Sequence[str] = ("1D", "7D", "30D"),
+        label_delay: str = "7D",
+        night_hours: tuple[int, int] = (0, 6),
+        extra_history: str = "14D",
+    ) -> None:
+        self.customer_windows = customer_windows
+        self.terminal_windows = terminal_windows
+        self.label_delay = label_delay
+        self.night_hours = night_hours
+        self.extra_history = extra_history
+
+    @classmethod
+    def from_params(cls, params: FeatureParams) -> TransactionFeaturizer:
+        """Build from the ``featurize`` params section."""
+        return cls(
+            params.customer_windows,
+            params.terminal_windows,
+            params.label_delay,
+            params.night_hours,
+            params.extra_history,
+        )
+
+    # ------------------------------------------------------------------ fitting / state
+    def fit(self, X: pd.DataFrame, y: pd.Series | None = None) -> TransactionFeaturizer:
+        """Remember ``X`` (and its labels, from ``y`` or the ``is_fraud`` column) as history."""
+        self._check_input(X)
+        self.customer_windows_s_ = [_seconds(w) for w in self.customer_windows]
+        self.terminal_windows_s_ = [_seconds(w) for w in self.terminal_windows]
+        self.label_delay_s_ = _seconds(self.label_delay)
+        longest = max(
+            [*self.customer_windows_s_, self.label_delay_s_ + max(self.terminal_windows_s_)]
+        )
+        self.horizon_s_ = longest + _seconds(self.extra_history)
+        self.customer_index_ = pd.Index([])
+        self.terminal_index_ = pd.Index([])
+        self.feature_names_out_ = self._feature_names()
+        self.history_ = _History(
+            *(np.empty(0, dt) for dt in (np.int64, np.int64, np.int64, np.float64, np.float64))
+        )
+        return self.update(X, y)
+
+    def update(self, X: pd.DataFrame, y: pd.Series | None = None) -> TransactionFeaturizer:
+        """Append transactions to the history (online use: call after scoring each batch)."""
+        self._check_input(X)
+        raw = RawColumns.from_frame(X, y)
+        self.customer_index_ = _extend_index(self.customer_index_, raw.customer)
+        self.terminal_index_ = _extend_index(self.terminal_index_, raw.terminal)
+        self.history_ = self.history_.appended(self._events(raw), self.horizon_s_)
+        return self
+
+    # ------------------------------------------------------------------ transform
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Features for each row of ``X``, in ``X``'s order and index.
+
+        Uses the fitted history before the batch's first timestamp plus the batch itself
+        (earlier rows of the batch count as history for later ones). Labels in ``X`` are used
+        only when the label delay has passed, exactly as they would be online.
+        """
+        matrix = self.feature_matrix(X)
+        return pd.DataFrame(matrix, columns=self.feature_names_out_, index=X.index, copy=False)
+
+    def feature_matrix(self, X: pd.DataFrame) -> np.ndarray:
+        """The features of :meth:`transform` as a float64 matrix (rows of ``X``, feature order).
+
+        The scoring path uses this directly: for one transaction, building a 30-column
+        DataFrame costs more than computing the features.
+        """
+        self._check_input(X)
+        return self.features_of(RawColumns.from_frame(X))
+
+    def features_of(self, raw: RawColumns) -> np.ndarray:
+        """The feature matrix of transactions given as :class:`RawColumns`."""
+        if not hasattr(self, "history_"):
+            raise RuntimeError("TransactionFeaturizer is not fitted: call fit() first")
+        if len(raw) == 0:
+            return np.empty((0, len(self.feature_names_out_)), dtype=np.float64)
+        batch = self._events(raw)
+        columns = self._window_features(self._parts(batch.time, batch), batch)
+        columns.update(self._row_features(raw))
+        # Filling a preallocated matrix costs a fraction of ``np.column_stack`` on one row.
+        matrix = np.empty((len(raw), len(self.feature_names_out_)), dtype=np.float64)
+        for j, name in enumerate(self.feature_names_out_):
+            matrix[:, j] = columns[name]
+        return matrix
+
+    def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
+        """Names of the output columns (scikit-learn API)."""
+        return np.asarray(self.feature_names_out_, dtype=object)
+
+    # ------------------------------------------------------------------ internals
+    def _parts(self, times: np.ndarray, batch: _History) -> tuple[_History, ...]:
+        """The event sets a batch at ``times`` reads: history before its first time, and itself.
+
+        A row at time ``t`` only ever reads events strictly before ``t`` (customer windows end
+        before ``t``, terminal windows at ``t - label_delay``). So when every row shares the
+        first time -- one online transaction -- the batch adds nothing and the whole history
+        already is the point-in-time view: the rebuild in :meth:`_History.before` (a sort of
+        the history) and the batch's own sorted views are skipped.
+        """
+        t0 = int(times.min())
+        if self.label_delay_s_ > 0 and int(times.max()) == t0:
+            return (self.history_,)
+        history = self.history_ if self.history_.max_time < t0 else self.history_.before(t0)
+        return (history, batch)
+
+    def _feature_names(self) -> list[str]:
+        names = ["tx_amount", "log_amount", "hour", "is_weekend", "is_night"]
+        for w in self.customer_windows:
+            names += [f"cust_count_{w}", f"cust_mean_amount_{w}"]
+        names += ["amount_to_cust_mean", "cust_log_seconds_since_last"]
+        for w in self.terminal_windows:
+            names += [f"term_count_{w}", f"term_risk_{w}"]
+        names += [f"channel_{c}" for c in s.CHANNELS]
+        names += [f"category_{c}" for c in s.MERCHANT_CATEGORIES]
+        return names
+
+    @staticmethod
+    def _check_input(X: pd.DataFrame) -> None:
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError(
+                f"TransactionFeaturizer expects a pandas DataFrame, got {type(X).__name__}"
+            )
+        need = (s.TIMESTAMP, s.CUSTOMER_ID, s.TERMINAL_ID, s.AMOUNT, s.CHANNEL, s.MERCHANT_CATEGORY)
+        missing = [c for c in need if c not in X.columns]
+        if missing:
+            raise ValueError(f"missing columns for featurization: {missing}")
+
+    def _codes(self, index: pd.Index, keys: np.ndarray) -> np.ndarray:
+        """Integer codes of ``keys``; unseen keys get fresh codes after the known ones."""
+        if len(keys) == 1:
+            code = _code_of_one(index, keys[0])
+            if code is not None:
+                return np.array([code], dtype=np.int64)
+        codes = index.get_indexer(keys)
+        unseen = codes < 0
+        if unseen.any():
+            fresh, _ = pd.factorize(keys[unseen])
+            codes[unseen] = len(index) + fresh
+        return codes.astype(np.int64)
+
+    def _events(self, raw: RawColumns) -> _History:
+        labels = raw.label if raw.label is not None else np.full(len(raw), np.nan)
+        return _History(
+            self._codes(self.customer_index_, raw.customer),
+            self._codes(self.terminal_index_, raw.terminal),
+            raw.seconds,
+            raw.amount,
+            labels,
+        )
+
+    def _window_features(
+        self, parts: tuple[_History, ...], batch: _History
+    ) -> dict[str, np.ndarray]:
+        """Customer and terminal window statistics; all windows in one look-up per part."""
+        out = self._customer_features(parts, batch)
+        out.update(self._terminal_features(parts, batch))
+        return out
+
+    def _customer_features(
+        self, parts: tuple[_History, ...], batch: _History
+    ) -> dict[str, np.ndarray]:
+        t, amount = batch.time, batch.amount
+        windows = np.asarray(self.customer_windows_s_, dtype=np.int64)[:, None]
+        count = np.ones((len(windows), len(t)))  # the transaction itself
+        total = np.repeat(amount[None, :], len(windows), axis=0)
+        for part in parts:
+            start, end = part.by_customer.window(batch.customer, t - windows, t, hi_inclusive=False)
+            count += end - start
+            total += part.by_customer.sums("amount", start, end)
+        mean = total / count
+        out: dict[str, np.ndarray] = {}
+        for i, name in enumerate(self.customer_windows):
+            out[f"cust_count_{name}"] = count[i]
+            out[f"cust_mean_amount_{name}"] = mean[i]
+        longest = int(np.argmax(self.customer_windows_s_))
+        out["amount_to_cust_mean"] = amount / mean[longest]
+        last = functools.reduce(
+            np.maximum, (p.by_customer.last_time_before(batch.customer, t) for p in parts)
+        )
+        out["cust_log_seconds_since_last"] = np.where(last >= 0, np.log1p(t - last), -1.0)
+        return out
+
+    def _terminal_features(
+        self, parts: tuple[_History, ...], batch: _History
+    ) -> dict[str, np.ndarray]:
+        t, d = batch.time, self.label_delay_s_
+        windows = np.asarray(self.terminal_windows_s_, dtype=np.int64)[:, None]
+        known = np.zeros((len(windows), len(t)))
+        fraud = np.zeros_like(known)
+        for part in parts:
+            start, end = part.by_terminal.window(
+                batch.terminal, t - d - windows, t - d, hi_inclusive=True
+            )
+            known += part.by_terminal.sums("known", start, end)
+            fraud += part.by_terminal.sums("fraud", start, end)
+        risk = np.divide(fraud, known, out=np.zeros_like(fraud), where=known > 0)
+        out: dict[str, np.ndarray] = {}
+        for i, name in enumerate(self.terminal_windows):
+            out[f"term_count_{name}"] = known[i]
+            out[f"term_risk_{name}"] = risk[i]
+        return out
+
+    def _row_features(self, raw: RawColumns) -> dict[str, np.ndarray]:
+        """Features of the transaction's own fields."""
+        wall = raw.seconds if raw.wall_seconds is None else raw.wall_seconds
+        amount = raw.amount
+        hour = (wall // 3600) % 24
+        weekday = (wall // 86400 + 3) % 7  # 1970-01-01 was a Thursday; Monday is 0 as in pandas
+        start, end = self.night_hours
+        out = {
+            "tx_amount": amount,
+            "log_amount": np.log1p(np.maximum(amount, 0.0)),
+            "hour": hour.astype(np.float64),
+            "is_weekend": (weekday >= 5).astype(np.float64),
+            "is_night": ((hour >= start) & (hour < end)).astype(np.float64),
+        }
+        channel, category = raw.channel, raw.merchant_category
+        out.update({f"channel_{c}": (channel == c).astype(np.float64) for c in s.CHANNELS})
+        out.update(
+            {f"category_{c}": (category == c).astype(np.float64) for c in s.MERCHANT_CATEGORIES}
+        )
+        return out
+
+
+def _code_of_one(index: pd.Index, key: object) -> int | None:
+    """Code of a single int or text key (``len(index)`` if unseen), by a hash look-up.
+
+    ``Index.get_loc`` costs well under a microsecond where ``get_indexer`` costs tens; None
+    sends other key types to the general path.
+    """
+    if isinstance(key, (bool, np.bool_)) or not isinstance(key, (int, np.integer, str)):
+        return None
+    try:
+        loc = index.get_loc(key)
+    except KeyError:
+        return len(index)
+    return loc if isinstance(loc, int) else None
+
+
+def _extend_index(index: pd.Index, keys: np.ndarray) -> pd.Index:
+    """``index`` plus the keys it has not seen, in first-seen order (codes stay stable)."""
+    uniques = pd.unique(keys)
+    if len(index) == 0:
+        return pd.Index(uniques)
+    unseen = uniques[index.get_indexer(uniques) < 0]
+    return index.append(pd.Index(unseen)) if len(unseen) else index
+
+
+def featurize_frame(
+    df: pd.DataFrame, params: FeatureParams
+) -> tuple[pd.DataFrame, TransactionFeaturizer]:
+    """Point-in-time features for a whole history, and a featurizer fitted on it.
+
+    The features of every row are computed as the online path would have computed them at
+    that row's time; the returned featurizer holds the history for scoring later data.
+    """
+    featurizer = TransactionFeaturizer.from_params(params)
+    empty = df.iloc[:0]
+    featurizer.fit(empty)
+    features = featurizer.transform(df)
+    featurizer.update(df)
+    return features, featurizer

@@ -1,0 +1,231 @@
+"""Bring your own data: read a CSV or Parquet file and map its columns onto the contract.
+
+Reading does no type checking beyond what pandas infers: the data contract
+(:func:`inferloop.contract.validate_transactions`) parses timestamps and amounts and
+quarantines the rows it cannot use, so a column with a few bad values simply arrives as
+text. Identifier columns are read from CSV as text so that leading zeros survive; the
+contract turns them into ``int64`` when that is lossless. Timestamps are not parsed here:
+pass ``DataSourceParams.timestamp_format`` to the contract.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from inferloop.core import schema
+
+__all__ = [
+    "CONTRACT_COLUMNS",
+    "CSV_SUFFIXES",
+    "PARQUET_SUFFIXES",
+    "SOURCES",
+    "UNMAPPED_CHOICES",
+    "DataSourceParams",
+    "IngestError",
+    "apply_column_map",
+    "load_source",
+    "read_table",
+]
+
+
+#: Contract columns a user's column may be mapped to (the ``data.column_map`` targets).
+CONTRACT_COLUMNS: tuple[str, ...] = (
+    *schema.SCORING_COLUMNS,
+    *schema.SENSITIVE_COLUMNS,
+    schema.TARGET,
+    schema.LABEL_AVAILABLE_AT,
+)
+CSV_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz")
+PARQUET_SUFFIXES: tuple[str, ...] = (".parquet", ".pq")
+SOURCES: tuple[str, ...] = ("simulator", "file")
+UNMAPPED_CHOICES: tuple[str, ...] = ("keep", "drop")
+
+
+@dataclass(frozen=True)
+class DataSourceParams:
+    """The ``data`` section of ``params.yaml``."""
+
+    source: str = "simulator"
+    path: str = ""
+    column_map: dict[str, str] = field(default_factory=dict)
+    unmapped_columns: str = "keep"
+    timestamp_format: str | None = None
+
+
+class IngestError(ValueError):
+    """A data source cannot be read or mapped onto the contract."""
+
+
+def read_table(path: str | Path, *, text_columns: Iterable[str] = ()) -> pd.DataFrame:
+    """Read a CSV (``.csv``, ``.csv.gz``) or Parquet (``.parquet``, ``.pq``, a folder) table.
+
+    Parameters
+    ----------
+    path : str or Path
+        File, or folder of Parquet files (a partitioned dataset).
+    text_columns : iterable of str
+        CSV columns to read as text (identifiers); names absent from the file are ignored.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table as pandas infers it; at least one row.
+
+    Raises
+    ------
+    IngestError
+        Missing path, unsupported type, unreadable content, or no rows.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise IngestError(f"input not found: {p}")
+    if p.is_dir():
+        return _non_empty(_read_parquet_dir(p), p)
+    if not p.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES):
+        raise IngestError(
+            f"unsupported file type: {p}; accepted {', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}"
+        )
+    if p.stat().st_size == 0:
+        raise IngestError(f"input file is empty (0 bytes): {p}")
+    if p.name.lower().endswith(PARQUET_SUFFIXES):
+        return _non_empty(_read_parquet(p), p)
+    return _non_empty(_read_csv(p, text_columns), p)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise IngestError(f"not a valid Parquet file: {path} ({exc})") from exc
+
+
+def _read_parquet_dir(path: Path) -> pd.DataFrame:
+    files = [f for f in path.rglob("*") if f.name.lower().endswith(PARQUET_SUFFIXES)]
+    if not files:
+        raise IngestError(f"folder holds no Parquet files ({', '.join(PARQUET_SUFFIXES)}): {path}")
+    try:
+        return pd.read_parquet(path)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise IngestError(f"not a valid Parquet dataset: {path} ({exc})") from exc
+
+
+def _read_csv(path: Path, text_columns: Iterable[str]) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype={c: str for c in text_columns}, low_memory=False)
+    except pd.errors.EmptyDataError as exc:
+        raise IngestError(f"input file is empty (no columns): {path}") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
+        raise IngestError(f"not a valid CSV file: {path} ({exc})") from exc
+
+
+def _non_empty(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    if len(df) == 0:
+        raise IngestError(f"input file is empty (no rows): {path}")
+    return df
+
+
+def apply_column_map(
+    df: pd.DataFrame, column_map: dict[str, str], unmapped: str = "keep"
+) -> pd.DataFrame:
+    """Rename a user's columns to the contract's names.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The user's table.
+    column_map : dict of str to str
+        User column name -> contract column name (see :data:`CONTRACT_COLUMNS`).
+    unmapped : {"keep", "drop"}
+        What happens to columns that are neither mapped nor already named like a contract
+        column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A renamed copy.
+
+    Raises
+    ------
+    IngestError
+        Unknown target, two columns mapped to one target, a mapped column missing from the
+        table, a rename that collides with an existing column, or a bad ``unmapped`` value.
+    """
+    if unmapped not in UNMAPPED_CHOICES:
+        raise IngestError(
+            f"unmapped_columns must be one of {list(UNMAPPED_CHOICES)}, got {unmapped!r}"
+        )
+    _check_column_map(column_map, [str(c) for c in df.columns])
+    renamed = df.rename(columns=column_map)
+    if unmapped == "drop":
+        kept = [c for c in renamed.columns if c in CONTRACT_COLUMNS]
+        renamed = renamed[kept]
+    return renamed
+
+
+def _check_column_map(column_map: dict[str, str], columns: list[str]) -> None:
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in column_map.items()):
+        raise IngestError(f"column_map must map column names to column names, got {column_map!r}")
+    unknown = sorted(t for t in column_map.values() if t not in CONTRACT_COLUMNS)
+    if unknown:
+        raise IngestError(
+            f"column_map targets {unknown} are not contract columns; "
+            f"valid: {list(CONTRACT_COLUMNS)}"
+        )
+    shared = sorted(t for t, n in Counter(column_map.values()).items() if n > 1)
+    if shared:
+        sources = {t: sorted(s for s, u in column_map.items() if u == t) for t in shared}
+        raise IngestError(f"several columns map to the same contract column: {sources}")
+    missing = sorted(s for s in column_map if s not in columns)
+    if missing:
+        raise IngestError(
+            f"column_map names columns missing from the data: {missing}; has {columns}"
+        )
+    clashes = sorted(
+        t for s, t in column_map.items() if t != s and t in columns and t not in column_map
+    )
+    if clashes:
+        raise IngestError(
+            f"column_map would rename onto existing column(s) {clashes}: "
+            "map or rename those columns too"
+        )
+
+
+def load_source(params: DataSourceParams, *, base_dir: str | Path | None = None) -> pd.DataFrame:
+    """Read the user's file named by the ``data`` params and map it onto the contract.
+
+    Parameters
+    ----------
+    params : DataSourceParams
+        ``source`` must be ``"file"``; the simulator is a separate stage.
+    base_dir : str or Path, optional
+        Folder a relative ``params.path`` is resolved against (default: the working folder).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Raw rows with contract column names, ready for
+        ``validate_transactions(df, ..., timestamp_format=params.timestamp_format)``.
+
+    Raises
+    ------
+    IngestError
+        Wrong source, no path, or any error of :func:`read_table` / :func:`apply_column_map`.
+    """
+    if params.source not in SOURCES:
+        raise IngestError(f"data.source must be one of {list(SOURCES)}, got {params.source!r}")
+    if params.source != "file":
+        raise IngestError(f"load_source reads files; data.source is {params.source!r}")
+    if not params.path:
+        raise IngestError("data.source is 'file' but data.path is empty")
+    path = Path(params.path)
+    if base_dir is not None and not path.is_absolute():
+        path = Path(base_dir) / path
+    id_sources = [s for s, t in params.column_map.items() if t in schema.ID_COLUMNS]
+    df = read_table(path, text_columns=[*schema.ID_COLUMNS, *id_sources])
+    return apply_column_map(df, params.column_map, params.unmapped_columns)

@@ -1,0 +1,224 @@
+"""The ``optimize`` stage: variants of the registered teacher, measured, chosen, registered.
+
+Reads the model the register stage just registered (the teacher), builds every optimized
+variant with :func:`inferloop.edge.builders.optimize.optimize_teacher`, wraps the chosen variant (an ONNX
+graph, or a forest or MLP compiled to x86-64 code) as a :class:`~inferloop.model.FraudModel`
+(same raw-transaction input, same featurizer), and registers it as ``fraud-detector-edge``
+tagged with its teacher's version. The edge model gets ``champion`` when its teacher is the
+champion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from inferloop.core import schema as s
+from inferloop.core.config import load_section
+from inferloop.core.registry import (
+    CHALLENGER,
+    CHAMPION,
+    EDGE_MODEL,
+    FULL_MODEL,
+    alias_version,
+    register_version,
+)
+from inferloop.core.storage import read_json, write_json
+from inferloop.core.tracking import configure_mlflow, repo_root
+from inferloop.data.stage import load_processed
+from inferloop.edge.builders.measure import EvalSet
+from inferloop.edge.builders.optimize import OptimizeResult, optimize_teacher
+from inferloop.edge.builders.params import OptimizeParams
+from inferloop.evaluation.gates import EvaluateParams
+from inferloop.evaluation.metrics import ThresholdPolicy, choose_threshold
+from inferloop.model import FraudModel, input_example, log_fraud_model
+
+__all__ = [
+    "METRIC_COLUMNS",
+    "EdgeOutcome",
+    "run_optimize",
+]
+
+
+#: Columns of the variant table that go to DVC metrics for the teacher and the chosen variant.
+METRIC_COLUMNS = (
+    "size_bytes",
+    "p50_us",
+    "p99_us",
+    "rows_per_s",
+    "roc_auc",
+    "ap",
+    "card_precision_at_k",
+    "max_abs_diff",
+)
+
+
+@dataclass
+class EdgeOutcome:
+    """What the optimize stage produced."""
+
+    result: OptimizeResult
+    teacher_version: str
+    edge_version: str
+    edge_is_champion: bool
+    threshold: float
+
+
+def _teacher(candidates: dict[str, Any], register: dict[str, Any]) -> tuple[Any, str, str]:
+    """The LightGBM estimator to optimize, the registry version it serves, and its model URI.
+
+    The registered version is the teacher when it is a LightGBM model; otherwise (the MLP or
+    the baseline won) the pipeline's LightGBM candidate is distilled instead.
+    """
+    import mlflow
+
+    version = str(register["version"])
+    model = mlflow.pyfunc.load_model(f"models:/{FULL_MODEL}/{version}").unwrap_python_model()
+    if getattr(model.estimator, "booster_", None) is not None:
+        return model.estimator, version, f"models:/{FULL_MODEL}/{version}"
+    lgbm = candidates["candidates"]["lightgbm"]["model_uri"]
+    return mlflow.pyfunc.load_model(lgbm).unwrap_python_model().estimator, version, lgbm
+
+
+def run_optimize(
+    params_path: str | Path,
+    split_dir: str,
+    featurizer_path: str,
+    processed_path: str,
+    candidates_path: str,
+    register_path: str,
+    out_dir: str,
+    metrics_path: str,
+) -> EdgeOutcome:
+    """Build, measure and choose the edge variant; register it as ``fraud-detector-edge``."""
+    import mlflow
+
+    root = repo_root(Path(params_path).resolve().parent)
+    configure_mlflow(root)
+    params = load_section(OptimizeParams, "optimize", params_path)
+    policy = load_section(ThresholdPolicy, "threshold", params_path)
+    data = load_processed(split_dir, featurizer_path)
+    candidates, register = read_json(candidates_path), read_json(register_path)
+    teacher, teacher_version, teacher_uri = _teacher(candidates, register)
+    start = pd.to_datetime(data.validation[s.TIMESTAMP]).min()
+    history = pd.read_parquet(processed_path, columns=[s.TIMESTAMP, *data.features])
+    unlabelled = history.loc[pd.to_datetime(history[s.TIMESTAMP]) < start, data.features].to_numpy(
+        np.float32
+    )
+    result = optimize_teacher(
+        teacher,
+        unlabelled,
+        EvalSet.from_frame(data.validation, data.features),
+        EvalSet.from_frame(data.test, data.features),
+        params,
+        Path(out_dir) / "variants",
+        labelled=(data.train[data.features].to_numpy(np.float32), data.train[s.TARGET].to_numpy()),
+    )
+    classifier = result.edge_classifier()
+    val_scores = classifier.predict_scores(data.validation[data.features].to_numpy(np.float32))
+    choice = choose_threshold(
+        val_scores,
+        data.validation[s.TARGET].to_numpy(),
+        policy,
+        timestamps=data.validation[s.TIMESTAMP].to_numpy(),
+    )
+    edge = FraudModel(data.featurizer, classifier, choice.threshold, f"edge:{result.chosen}")
+    _write_reports(result, Path(out_dir), metrics_path)
+    with (
+        mlflow.start_run(run_id=candidates["parent_run_id"]),
+        mlflow.start_run(run_name="optimize", nested=True),
+    ):
+        edge_version = _log_and_register(
+            edge,
+            result,
+            teacher_version,
+            choice.threshold,
+            data.validation,
+            Path(out_dir),
+            teacher_uri,
+        )
+    is_champion = alias_version(FULL_MODEL, CHAMPION) == teacher_version
+    if is_champion:
+        from mlflow import MlflowClient
+
+        MlflowClient().set_registered_model_alias(EDGE_MODEL, CHAMPION, edge_version)
+    k = load_section(EvaluateParams, "evaluate", params_path).k
+    write_json(
+        {
+            **read_json(metrics_path),
+            "edge_version": edge_version,
+            "teacher_version": teacher_version,
+            "edge_is_champion": is_champion,
+            "k": k,
+        },
+        metrics_path,
+    )
+    return EdgeOutcome(result, teacher_version, edge_version, is_champion, choice.threshold)
+
+
+def _row_metrics(table: pd.DataFrame, name: str) -> dict[str, float]:
+    row = table.set_index("name").loc[name]
+    return {c: float(row[c]) for c in METRIC_COLUMNS if c in row.index and pd.notna(row[c])}
+
+
+def _write_reports(result: OptimizeResult, out: Path, metrics_path: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    table = result.table
+    table.to_csv(out / "variants.csv", index=False)
+    (out / "variants.md").write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n")
+    result.figure.savefig(out / "frontier.png", dpi=110, bbox_inches="tight")
+    teacher, edge = _row_metrics(table, "teacher"), _row_metrics(table, result.chosen)
+    metrics: dict[str, Any] = {"chosen": result.chosen, "teacher": teacher, "edge": edge}
+    if edge and teacher:
+        metrics["size_ratio"] = teacher["size_bytes"] / edge["size_bytes"]
+        metrics["p50_speedup"] = teacher["p50_us"] / edge["p50_us"]
+        metrics["ap_loss"] = teacher["ap"] - edge["ap"]
+        metrics["roc_auc_loss"] = teacher["roc_auc"] - edge["roc_auc"]
+    write_json(metrics, metrics_path)
+
+
+def _log_and_register(
+    edge: FraudModel,
+    result: OptimizeResult,
+    teacher_version: str,
+    threshold: float,
+    validation: pd.DataFrame,
+    out: Path,
+    teacher_uri: str,
+) -> str:
+    import mlflow
+
+    mlflow.log_params(
+        {
+            "chosen_variant": result.chosen,
+            "teacher_version": teacher_version,
+            "threshold": threshold,
+        }
+    )
+    mlflow.log_artifact(str(out / "variants.md"))
+    mlflow.log_artifact(str(out / "variants.csv"))
+    mlflow.log_figure(result.figure, "plots/latency_accuracy_frontier.png")
+    for variant, row in result.table.set_index("name").iterrows():
+        mlflow.log_metrics(
+            {
+                f"{variant}.{c}": float(row[c])
+                for c in METRIC_COLUMNS
+                if c in row.index and pd.notna(row[c])
+            }
+        )
+    info = log_fraud_model(edge, input_example(validation))
+    # teacher_version: the fraud-detector version this edge model stands in for;
+    # teacher_model: the LightGBM model actually distilled (the pipeline's LightGBM candidate
+    # when another candidate won the registered version).
+    tags = {
+        "teacher_version": teacher_version,
+        "teacher_model": teacher_uri,
+        "variant": result.chosen,
+        "threshold": str(threshold),
+    }
+    tags.update({f"edge.{k}": str(v) for k, v in _row_metrics(result.table, result.chosen).items()})
+    return register_version(info.model_uri, EDGE_MODEL, tags, alias=CHALLENGER)

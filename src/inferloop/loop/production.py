@@ -1,0 +1,300 @@
+"""The production simulation: weeks of traffic after training, through the whole loop.
+
+Each week the simulator produces the next seven days (continuing the training data exactly,
+with a drift scenario from a chosen week). The champion scores them with the live scorer;
+monitoring compares the last two weeks with the champion's reference window (labels of the
+older week have arrived by then); the policy decides; retraining runs the retrain DVC pipeline
+and the challenger is promoted only through the gates. The result is a timeline: week,
+champion version, drift share, AP, fairness gap, action.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from inferloop.core import schema as s
+from inferloop.core.config import load_section
+from inferloop.core.registry import CHAMPION, FULL_MODEL, alias_version, version_tags
+from inferloop.core.storage import write_parquet
+from inferloop.data.contract import ContractParams, validate_transactions
+from inferloop.data.simulate import SimulateParams, simulate_transactions
+from inferloop.evaluation.metrics import compute_metrics
+from inferloop.loop.retrain import RetrainParams, labelled_window, run_retrain
+from inferloop.model import FraudModel
+from inferloop.monitoring.drift import ReferenceProfile
+from inferloop.monitoring.monitor import MonitorResult, monitor_batch
+from inferloop.monitoring.params import MonitorParams
+from inferloop.monitoring.sinks import log_to_mlflow, send_webhook
+
+__all__ = [
+    "SCENARIOS",
+    "Champion",
+    "ProductionLoop",
+    "ProductionParams",
+    "ProductionRun",
+    "load_champion",
+    "scenario_params",
+    "score_week",
+]
+
+
+SCENARIOS = (
+    "none",
+    "new_fraud_pattern",
+    "customer_mix",
+    "seasonal_amount",
+    "merchant_shift",
+    "bias",
+)
+
+
+@dataclass(frozen=True)
+class ProductionParams:
+    """The ``production`` section of params.yaml."""
+
+    weeks: int = 6
+    scenario: str = "new_fraud_pattern"
+    drift_week: int = 1
+    out_dir: str = "reports/production"
+
+
+def scenario_params(sim: SimulateParams, scenario: str, start_day: int) -> SimulateParams:
+    """``sim`` with one drift (or bias) scenario switched on from ``start_day``."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose from {SCENARIOS}")
+    if scenario == "none":
+        return sim
+    if scenario == "bias":
+        return replace(sim, bias=replace(sim.bias, enabled=True, start_day=start_day))
+    drift = getattr(sim.drift, scenario)
+    return replace(
+        sim,
+        drift=replace(sim.drift, **{scenario: replace(drift, enabled=True, start_day=start_day)}),
+    )
+
+
+@dataclass
+class Champion:
+    """The serving model with its live feature history and what monitoring needs to know."""
+
+    version: str
+    model: FraudModel
+    validation: dict[str, float]
+    reference: pd.DataFrame
+    profile: ReferenceProfile
+
+    @property
+    def features(self) -> list[str]:
+        """Model input features."""
+        return self.model.feature_names
+
+
+def load_champion(reference_path: Path, params: MonitorParams) -> Champion:
+    """Load ``fraud-detector@champion`` and score its reference window once."""
+    import mlflow
+
+    version = alias_version(FULL_MODEL, CHAMPION)
+    if version is None:
+        raise RuntimeError("no champion registered: run `make run` (dvc repro) first")
+    model = copy.deepcopy(
+        mlflow.pyfunc.load_model(f"models:/{FULL_MODEL}@{CHAMPION}").unwrap_python_model()
+    )
+    tags = version_tags(FULL_MODEL, version)
+    validation = {
+        k.removeprefix("validation_"): float(v)
+        for k, v in tags.items()
+        if k.startswith("validation_")
+    }
+    validation["threshold"] = model.threshold
+    reference = pd.read_parquet(reference_path)
+    reference = reference.assign(**{s.SCORE: model.scores_for_features(reference)})
+    reference[s.DECISION] = (reference[s.SCORE] >= model.threshold).astype(np.int8)
+    profile = ReferenceProfile.fit(
+        reference, numeric_cols=model.feature_names, n_bins=params.n_bins, score_col=s.SCORE
+    )
+    return Champion(version, model, validation, reference, profile)
+
+
+def score_week(champion: Champion, valid: pd.DataFrame) -> pd.DataFrame:
+    """Score a week with the live history, then append the week to the history."""
+    features = champion.model.featurizer.transform(valid)
+    scores = champion.model.scores_for_features(features)
+    champion.model.featurizer.update(valid)  # labels are used only once the delay has passed
+    return pd.concat([valid, features], axis=1).assign(
+        **{
+            s.SCORE: scores,
+            s.DECISION: (scores >= champion.model.threshold).astype(np.int8),
+            s.MODEL_NAME: FULL_MODEL,
+            s.MODEL_VERSION: champion.version,
+            s.SCORED_AT: pd.Timestamp.now(tz="UTC").tz_localize(None),
+        }
+    )
+
+
+def _week_ap(scored: pd.DataFrame) -> tuple[float, float]:
+    m = compute_metrics(
+        scored[s.TARGET], scored[s.SCORE], 0.5, scored[s.CUSTOMER_ID], scored[s.TIMESTAMP]
+    )
+    return m.average_precision, m.roc_auc
+
+
+def _max_gap(result: MonitorResult) -> float:
+    gaps = [f.equalized_odds_difference for f in result.fairness.values()]
+    gaps = [g for g in gaps if np.isfinite(g)]
+    return max(gaps) if gaps else float("nan")
+
+
+@dataclass
+class ProductionRun:
+    """The timeline and where its files are."""
+
+    timeline: pd.DataFrame
+    out_dir: Path
+
+
+class ProductionLoop:
+    """State of one production simulation (kept in one place so each step stays small)."""
+
+    def __init__(
+        self, root: Path, params_path: str, scenario: str, weeks: int, drift_week: int
+    ) -> None:
+        self.root = root
+        self.params_path = params_path
+        self.sim = load_section(SimulateParams, "simulate", root / params_path)
+        self.monitor = load_section(MonitorParams, "monitor", root / params_path)
+        self.retrain = load_section(RetrainParams, "retrain", root / params_path)
+        self.contract = load_section(ContractParams, "validate", root / params_path)
+        self.prod = load_section(ProductionParams, "production", root / params_path)
+        self.out = root / self.prod.out_dir
+        self.first_day = self.sim.n_days
+        self.world = scenario_params(self.sim, scenario, self.first_day + 7 * drift_week)
+        self.weeks, self.scenario, self.drift_week = weeks, scenario, drift_week
+        self.history_raw = [pd.read_parquet(root / "data/validated/transactions.parquet")]
+        self.champion = load_champion(
+            root / "data/processed/split/validation.parquet", self.monitor
+        )
+        self.summaries: list[dict[str, Any]] = []
+        self.previous: pd.DataFrame | None = None
+        self.scored_weeks: list[pd.DataFrame] = []
+        self.rows: list[dict[str, Any]] = []
+
+    def week(self, w: int) -> None:
+        start = self.first_day + 7 * w
+        raw = simulate_transactions(self.world, start_day=start, n_days=7)
+        write_parquet(
+            raw.drop(columns=[s.TARGET, s.LABEL_AVAILABLE_AT, s.FRAUD_SCENARIO]),
+            self.root / f"data/incoming/week_{w:02d}.parquet",
+        )
+        valid = validate_transactions(raw, self.contract).valid
+        self.history_raw.append(valid)
+        # labels arrive over the next week; label_available_at says when (retraining filters on it)
+        write_parquet(valid, self.root / f"data/production/labelled/week_{w:02d}.parquet")
+        scored = score_week(self.champion, valid)
+        write_parquet(
+            scored.drop(columns=self.champion.features),
+            self.root / f"data/predictions/production/week_{w:02d}.parquet",
+        )
+        window = (
+            scored
+            if self.previous is None
+            else pd.concat([self.previous, scored], ignore_index=True)
+        )
+        as_of = pd.Timestamp(self.sim.start_date) + pd.Timedelta(days=start + 7)
+        result = self._monitor(window, w, as_of)
+        self.scored_weeks.append(scored)
+        self.previous = scored
+        row = self._row(w, start, scored, result)
+        if result.action.kind == "retrain" and w < self.weeks - 1:
+            row.update(self._retrain(result, as_of))
+        elif result.action.kind in ("alert", "retrain") and self.monitor.webhook_url:
+            send_webhook(
+                self.monitor.webhook_url,
+                {"week": w, "action": result.action.as_dict(), "summary": str(result.summary_path)},
+            )
+        self.rows.append(row)
+
+    def _monitor(self, window: pd.DataFrame, w: int, as_of: pd.Timestamp) -> MonitorResult:
+        c = self.champion
+        result = monitor_batch(
+            window,
+            c.reference,
+            params=self.monitor,
+            model_validation_metrics=c.validation,
+            feature_cols=[*c.features],
+            out_dir=self.out / "monitoring",
+            batch_name=f"week_{w:02d}",
+            as_of=as_of,
+            history=self.summaries,
+            profile=c.profile,
+            model_name=FULL_MODEL,
+            model_version=c.version,
+            workspace_dir=self.root / "reports/evidently",
+            project_name="production",
+        )
+        log_to_mlflow(result, FULL_MODEL, c.version)
+        self.summaries.append(result.summary)
+        return result
+
+    def _row(
+        self, w: int, start: int, scored: pd.DataFrame, result: MonitorResult
+    ) -> dict[str, Any]:
+        day0 = pd.Timestamp(self.sim.start_date) + pd.Timedelta(days=start)
+        return {
+            "week": w,
+            "start": str(day0.date()),
+            "drifted": self.scenario != "none" and w >= self.drift_week,
+            "champion": self.champion.version,
+            "rows": len(scored),
+            "fraud_rate": float(scored[s.TARGET].mean()),
+            "drift_share": float(result.drift.drift_share),
+            "score_psi": float(
+                result.summary["checks"].get("score_psi", {}).get("value") or np.nan
+            ),
+            "fairness_gap": _max_gap(result),
+            "status": result.status,
+            "action": result.action.kind,
+            "reasons": "; ".join(result.action.reasons),
+            "retrained": "",
+        }
+
+    def _retrain(self, result: MonitorResult, as_of: pd.Timestamp) -> dict[str, Any]:
+        window = labelled_window(
+            self.history_raw, as_of, self.retrain.window_days, self.sim.label_delay_days
+        )
+        outcome = run_retrain(
+            self.root,
+            window,
+            params_path=self.params_path,
+            trigger_report=str(result.report_path.relative_to(self.root)),
+            reason="; ".join(result.action.reasons),
+        )
+        if outcome.promoted:
+            self._switch_champion(as_of)
+        return {"retrained": f"v{outcome.version} {'promoted' if outcome.promoted else 'rejected'}"}
+
+    def _switch_champion(self, as_of: pd.Timestamp) -> None:
+        self.champion = load_champion(
+            self.root / "data/retrain/processed/split/validation.parquet", self.monitor
+        )
+        newest = int(self.champion.model.featurizer.history_.max_time)
+        recent = pd.concat(self.history_raw[1:], ignore_index=True)
+        recent = recent[
+            pd.to_datetime(recent[s.TIMESTAMP]).astype("datetime64[s]").astype(np.int64) > newest
+        ]
+        if len(recent):  # the new model's history ends a label delay ago: bring it up to now
+            self.champion.model.featurizer.update(recent)
+        self.summaries = []  # the policy judges the new champion on its own record
+        self.previous = None  # ...and on rows it scored itself, not on its predecessor's
+
+    def timeline(self) -> pd.DataFrame:
+        table = pd.DataFrame(self.rows)
+        ap_auc = [_week_ap(frame) for frame in self.scored_weeks]
+        table.insert(6, "ap", [a for a, _ in ap_auc])
+        table.insert(7, "roc_auc", [b for _, b in ap_auc])
+        return table

@@ -1,0 +1,154 @@
+"""Monitoring parameters (the ``monitor`` section of params.yaml) and the names of its outputs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, Literal
+
+from inferloop.core import schema as s
+from inferloop.monitoring.drift import (
+    DriftThresholds,
+)
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = [
+    "DEFAULT_PROJECT",
+    "FAMILIES",
+    "MONITORING_EXPERIMENT",
+    "NON_FEATURE_COLUMNS",
+    "REPORT_FILE",
+    "STATUS_OF_ACTION",
+    "SUMMARY_FILE",
+    "ActionKind",
+    "MonitorParams",
+    "Status",
+]
+
+
+logger = logging.getLogger(__name__)
+
+
+DEFAULT_PROJECT: Final = "inferloop monitoring"
+MONITORING_EXPERIMENT: Final = "monitoring"
+REPORT_FILE: Final = "report.html"
+SUMMARY_FILE: Final = "summary.json"
+
+#: Columns never monitored as features: identifiers, times, labels and model outputs.
+NON_FEATURE_COLUMNS: Final = frozenset(
+    {
+        *s.ID_COLUMNS,
+        s.TIMESTAMP,
+        s.TARGET,
+        s.LABEL_AVAILABLE_AT,
+        s.FRAUD_SCENARIO,
+        s.SCORE,
+        s.DECISION,
+        s.MODEL_NAME,
+        s.MODEL_VERSION,
+        s.SCORED_AT,
+        s.REJECT_REASON,
+    }
+)
+
+ActionKind = Literal["none", "alert", "retrain"]
+Status = Literal["ok", "alert", "retrain"]
+STATUS_OF_ACTION: Final[dict[str, Status]] = {"none": "ok", "alert": "alert", "retrain": "retrain"}
+FAMILIES: Final = ("data_drift", "score_drift", "performance", "fairness")
+
+
+# --------------------------------------------------------------------------------------------
+# parameters
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MonitorParams:
+    """The ``monitor`` section of params.yaml.
+
+    Attributes
+    ----------
+    psi_threshold : float
+        A feature column drifts when its PSI exceeds this.
+    column_psi_thresholds : dict of str to float
+        Per-column PSI thresholds overriding ``psi_threshold``.
+    jensen_shannon_threshold, wasserstein_threshold : float or None
+        Optional secondary per-column drift tests (off when None).
+    n_bins : int
+        Equal-count reference bins per numeric column.
+    drift_share_threshold : float
+        The data-drift check breaches when the share of drifted feature columns exceeds this.
+    score_psi_threshold : float
+        The score-drift check breaches when the score's PSI exceeds this.
+    max_ap_drop, max_roc_auc_drop : float
+        Largest allowed drop of AP / ROC-AUC below the model's validation figures.
+    min_labelled_rows, min_labelled_frauds : int
+        Performance and bias checks run only with at least this many labelled rows / frauds.
+    max_equalized_odds_difference, max_demographic_parity_difference : float
+        Fairness maxima per sensitive attribute.
+    min_group_size : int
+        Groups smaller than this are left out of the fairness gaps.
+    consecutive_windows : int
+        Windows in a row a check family must breach before retraining.
+    retrain_on_performance_at_once : bool
+        A performance breach triggers retraining in the window it is seen.
+    evidently_sample_size : int
+        Rows sampled from each dataset for the Evidently report.
+    evidently_max_columns : int
+        At most this many feature columns in the Evidently report, highest PSI first (0: all).
+        Evidently's cost is per column (a plotly figure each), and the verdict uses our PSI
+        over every column anyway.
+    seed : int
+        Seed of that sample.
+    k : int
+        Daily capacity of card precision@k.
+    feature_columns : tuple of str
+        Columns watched for drift; empty means :func:`infer_feature_columns`.
+    fairness_attributes : tuple of str
+        Sensitive attributes of the bias checks.
+    webhook_url : str
+        POST alerts here when a batch is not ``ok``; empty turns alerts off.
+    webhook_timeout : float
+        Seconds before a webhook call is abandoned.
+    """
+
+    psi_threshold: float = 0.1
+    column_psi_thresholds: dict[str, float] = field(default_factory=dict)
+    jensen_shannon_threshold: float | None = None
+    wasserstein_threshold: float | None = None
+    n_bins: int = 10
+    drift_share_threshold: float = 0.3
+    score_psi_threshold: float = 0.1
+    max_ap_drop: float = 0.1
+    max_roc_auc_drop: float = 0.05
+    min_labelled_rows: int = 1000
+    min_labelled_frauds: int = 20
+    max_equalized_odds_difference: float = 0.45
+    max_demographic_parity_difference: float = 0.05
+    min_group_size: int = 30
+    consecutive_windows: int = 3
+    retrain_on_performance_at_once: bool = True
+    evidently_sample_size: int = 20_000
+    evidently_max_columns: int = 0
+    seed: int = 0
+    k: int = 100
+    feature_columns: tuple[str, ...] = ()
+    fairness_attributes: tuple[str, ...] = s.SENSITIVE_COLUMNS
+    webhook_url: str = ""
+    webhook_timeout: float = 5.0
+
+    def drift_thresholds(self) -> DriftThresholds:
+        """The per-column drift thresholds for :meth:`ReferenceProfile.compare`."""
+        return DriftThresholds(
+            psi=self.psi_threshold,
+            per_column=dict(self.column_psi_thresholds),
+            jensen_shannon=self.jensen_shannon_threshold,
+            wasserstein=self.wasserstein_threshold,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# checks
+# --------------------------------------------------------------------------------------------

@@ -1,0 +1,190 @@
+"""The policy: from the history of verdicts to one action (none, alert, retrain).
+
+A family must breach in ``window`` consecutive batches before the policy acts, so noise in one
+batch does not retrain; the history is read back from earlier ``summary.json`` files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from inferloop.core.storage import read_json
+from inferloop.monitoring.checks import check_family
+from inferloop.monitoring.params import (
+    FAMILIES,
+    STATUS_OF_ACTION,
+    SUMMARY_FILE,
+    ActionKind,
+    MonitorParams,
+    Status,
+)
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = [
+    "Action",
+    "Policy",
+    "breached_checks",
+    "decide_action",
+    "load_history",
+]
+
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Action:
+    """What the policy asks for after the latest window.
+
+    Attributes
+    ----------
+    kind : {"none", "alert", "retrain"}
+    reasons : tuple of str
+        One human-readable line per breached check family.
+    families : tuple of str
+        Families that triggered ``retrain`` (or were breached, for ``alert``).
+    """
+
+    kind: ActionKind
+    reasons: tuple[str, ...] = ()
+    families: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> Status:
+        """``ok``, ``alert`` or ``retrain``."""
+        return STATUS_OF_ACTION[self.kind]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"kind": self.kind, "reasons": list(self.reasons), "families": list(self.families)}
+
+
+def _family_state(summary: Mapping[str, Any], family: str) -> bool | None:
+    """True/False if ``family`` breached/passed in this window; None if not evaluated."""
+    checks = [
+        c
+        for name, c in summary.get("checks", {}).items()
+        if check_family(name) == family and c.get("evaluated", True)
+    ]
+    if not checks:
+        return None
+    return any(bool(c.get("breached")) for c in checks)
+
+
+def breached_checks(summary: Mapping[str, Any]) -> list[str]:
+    """Names of the breached checks of one summary."""
+    return [name for name, c in summary.get("checks", {}).items() if c.get("breached")]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Turns a history of batch summaries into an :class:`Action`.
+
+    * ``retrain`` when one check family (data drift, score drift, performance, fairness) has
+      breached in each of the last ``consecutive_windows`` windows where it was evaluated.
+      Windows where the family could not be evaluated (labels not arrived yet) are skipped,
+      neither extending nor breaking the run. Drift and fairness estimates are noisy proxies
+      of harm, so they must persist.
+    * ``retrain`` at once on a performance breach when ``performance_at_once``: performance
+      is measured on ground truth that already lags by the label delay; waiting more windows
+      would leave a degraded model catching less fraud for weeks.
+    * ``alert`` when the latest window breached something that does not (yet) persist.
+    * ``none`` otherwise, including whenever the latest window breached nothing.
+    """
+
+    consecutive_windows: int = 3
+    performance_at_once: bool = True
+
+    @classmethod
+    def from_params(cls, params: MonitorParams) -> Policy:
+        """The policy configured by the ``monitor`` params."""
+        return cls(params.consecutive_windows, params.retrain_on_performance_at_once)
+
+    def trailing_breaches(self, history: Sequence[Mapping[str, Any]], family: str) -> int:
+        """Consecutive evaluated windows, newest first, in which ``family`` breached."""
+        run = 0
+        for summary in reversed(history):
+            state = _family_state(summary, family)
+            if state is None:
+                continue
+            if not state:
+                break
+            run += 1
+        return run
+
+    def _judge(self, history: Sequence[Mapping[str, Any]], family: str) -> tuple[bool, str]:
+        """Whether breached ``family`` asks for retraining, and the reason in words."""
+        names = ", ".join(n for n in breached_checks(history[-1]) if check_family(n) == family)
+        if family == "performance" and self.performance_at_once:
+            return True, f"{family}: {names} breached (retrain at once)"
+        run = self.trailing_breaches(history, family)
+        if run >= self.consecutive_windows:
+            return True, f"{family}: breached in {run} consecutive windows ({names})"
+        return False, f"{family}: {names} breached ({run}/{self.consecutive_windows} windows)"
+
+    def decide(self, history: Sequence[Mapping[str, Any]]) -> Action:
+        """The action after the last summary of ``history`` (oldest first)."""
+        breached = [f for f in FAMILIES if history and _family_state(history[-1], f)]
+        if not breached:
+            return Action("none")
+        verdicts = {family: self._judge(history, family) for family in breached}
+        reasons = tuple(reason for _, reason in verdicts.values())
+        retrain = tuple(family for family, (yes, _) in verdicts.items() if yes)
+        if retrain:
+            return Action("retrain", reasons, retrain)
+        return Action("alert", reasons, tuple(breached))
+
+
+def decide_action(history: Sequence[Mapping[str, Any]], params: MonitorParams) -> Action:
+    """:meth:`Policy.decide` with the policy configured by ``params``.
+
+    Parameters
+    ----------
+    history : sequence of dict
+        Batch summaries (``summary.json`` contents), oldest first, the latest window last.
+    params : MonitorParams
+
+    Returns
+    -------
+    Action
+    """
+    return Policy.from_params(params).decide(history)
+
+
+def load_history(out_dir: str | Path, model_version: str | None = None) -> list[dict[str, Any]]:
+    """Summaries written under ``out_dir/*/summary.json``, oldest first (by ``as_of``).
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The monitoring output folder.
+    model_version : str, optional
+        Keep only summaries of this model version (a retrained model starts a new history).
+
+    Returns
+    -------
+    list of dict
+    """
+    summaries = []
+    for path in sorted(Path(out_dir).glob(f"*/{SUMMARY_FILE}")):
+        try:
+            summary = read_json(path)
+        except (OSError, json.JSONDecodeError) as exc:
+            logger.warning("skipping unreadable monitoring summary %s: %s", path, exc)
+            continue
+        version = (summary.get("model") or {}).get("version")
+        if model_version is None or str(version) == str(model_version):
+            summaries.append(summary)
+    return sorted(summaries, key=lambda x: (str(x.get("as_of")), str(x.get("batch"))))
+
+
+# --------------------------------------------------------------------------------------------
+# data selection
+# --------------------------------------------------------------------------------------------

@@ -1,0 +1,684 @@
+"""Streaming scoring: JSON lines in, scored JSON lines out, in micro-batches of bounded latency.
+
+Records arrive on stdin (one JSON object per line) or as ``*.jsonl`` files landing in a watched
+folder. A micro-batch closes when it holds ``max_batch_rows`` records or ``max_wait_ms`` after
+its first record arrived, whichever comes first; it then goes through the same data contract
+and the same :meth:`FraudModel.score_frame` as batch scoring (:mod:`inferloop.scoring.batch`).
+
+Every accepted record ends up in exactly one place: a scored JSON line on the output, or a
+quarantine JSON line with its reason (``invalid_json``, ``not_a_json_object`` or a contract
+code; a transaction id already scored earlier in the run is a ``duplicate_transaction_id``).
+On end of input or SIGTERM the current batch is flushed and a final count line
+(``{"event": "stream_end", ...}``) goes to stderr; ``received == scored + quarantined``.
+
+Point-in-time features: scored rows stay in a small "context" that is featurized together
+with each new batch (its rows count as history for the new rows; only the new rows go to the
+trees), and are folded into the model's history in a background thread every ``fold_rows``
+rows, so no batch waits for the history rebuild (a sort of the whole history). Rows of the newest second are held back from a fold so that records arriving a little
+out of order are not "late"; a record older than the folded history is scored against the
+history before it and becomes visible to later records at the next fold.
+
+Watched folders: drop files atomically (write ``.name.tmp``, then rename to ``name.jsonl``).
+A file moves to ``<folder>/processed/`` once all its records are written out; a file in
+flight when the process is killed (SIGKILL) is read again on restart (at-least-once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+import json
+import os
+import select
+import signal
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
+from inferloop.core import schema as s
+from inferloop.data.contract import DUPLICATE_TRANSACTION_ID, ContractParams, validate_transactions
+from inferloop.scoring.live import ScoringModel, epoch_seconds, history_end
+
+__all__ = [
+    "INVALID_JSON",
+    "NOT_AN_OBJECT",
+    "BatchResult",
+    "Batcher",
+    "JsonLinesSink",
+    "Record",
+    "SeenIds",
+    "StdinSource",
+    "StreamParams",
+    "StreamRunner",
+    "StreamScorer",
+    "StreamStats",
+    "WatchSource",
+    "install_stop_handlers",
+    "load_stream_params",
+    "output_lines",
+    "parse_records",
+    "records_frame",
+    "score_batch",
+    "stream_records",
+]
+
+
+INVALID_JSON = "invalid_json"
+NOT_AN_OBJECT = "not_a_json_object"
+_POS = "__stream_pos"
+_POLL_S = 0.1
+_CONTEXT_COLUMNS = (*s.SCORING_COLUMNS, s.TARGET)
+
+
+@dataclass(frozen=True)
+class StreamParams:
+    """The ``stream`` section of ``params.yaml``."""
+
+    max_batch_rows: int = 500
+    max_wait_ms: int = 50
+    fold_rows: int = 2000
+    poll_ms: int = 200
+    dedupe_ids: int = 1_000_000
+
+
+@dataclass
+class Record:
+    """One input line and when it was read (``time.monotonic``)."""
+
+    line: str
+    arrived: float
+    source: Path | None = None
+    last_of_source: bool = False
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class StdinSource:
+    """Complete lines from a file descriptor (stdin), read without blocking the loop."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.eof = False
+        self._partial = b""
+
+    def poll(self, timeout: float) -> list[Record]:
+        """Lines that arrived within ``timeout`` seconds (possibly none)."""
+        if self.eof:
+            return []
+        ready, _, _ = select.select([self.fd], [], [], max(timeout, 0.0))
+        if not ready:
+            return []
+        data = os.read(self.fd, 1 << 16)
+        now = time.monotonic()
+        if not data:
+            self.eof = True
+            rest, self._partial = self._partial, b""
+            return [Record(rest.decode("utf-8", "replace"), now)] if rest.strip() else []
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        return [Record(x.decode("utf-8", "replace"), now) for x in lines if x.strip()]
+
+    def acknowledge(self, records: Iterable[Record]) -> None:
+        """Nothing to do: stdin records need no acknowledgement."""
+
+
+class WatchSource:
+    """Records of ``*.jsonl`` files landing in a folder, oldest name first.
+
+    Parameters
+    ----------
+    folder:
+        The watched folder; finished files move to ``folder/processed``.
+    poll_s:
+        Seconds between listings of the folder.
+    once:
+        End (``eof``) when a listing finds nothing new and no file is in flight.
+    """
+
+    def __init__(self, folder: Path, poll_s: float, *, once: bool = False) -> None:
+        self.folder = folder
+        self.done_dir = folder / "processed"
+        self.poll_s = poll_s
+        self.once = once
+        self.eof = False
+        self._in_flight: set[Path] = set()
+        self._next_listing = 0.0
+
+    def poll(self, timeout: float) -> list[Record]:
+        """Records of files that landed since the last listing (waits up to ``timeout``)."""
+        wait = self._next_listing - time.monotonic()
+        if wait > 0:
+            time.sleep(min(wait, max(timeout, 0.0)))
+            if self._next_listing > time.monotonic():
+                return []
+        self._next_listing = time.monotonic() + self.poll_s
+        new = [p for p in self._landed() if p not in self._in_flight]
+        records = [r for path in new for r in self._read(path)]
+        if self.once and not new and not self._in_flight:
+            self.eof = True
+        return records
+
+    def _landed(self) -> list[Path]:
+        if not self.folder.is_dir():
+            return []
+        return sorted(
+            p
+            for p in self.folder.iterdir()
+            if p.is_file() and p.suffix == ".jsonl" and not p.name.startswith(".")
+        )
+
+    def _read(self, path: Path) -> list[Record]:
+        now = time.monotonic()
+        lines = [
+            x for x in path.read_text(encoding="utf-8", errors="replace").splitlines() if x.strip()
+        ]
+        if not lines:
+            self._finish(path)
+            return []
+        self._in_flight.add(path)
+        records = [Record(x, now, path) for x in lines]
+        records[-1].last_of_source = True
+        return records
+
+    def acknowledge(self, records: Iterable[Record]) -> None:
+        """Move files whose last record has been written out to ``processed/``."""
+        for record in records:
+            if record.last_of_source and record.source is not None:
+                self._in_flight.discard(record.source)
+                self._finish(record.source)
+
+    def _finish(self, path: Path) -> None:
+        self.done_dir.mkdir(parents=True, exist_ok=True)
+        os.replace(path, self.done_dir / path.name)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+class StreamScorer:
+    """Scores micro-batches with recent rows as context; folds them into the history async.
+
+    Parameters
+    ----------
+    model:
+        The unwrapped :class:`~inferloop.model.FraudModel`; its ``featurizer`` is replaced by
+        an advanced copy after each fold (the copy is built off the scoring thread).
+    fold_rows:
+        Context size that triggers a fold.
+    """
+
+    def __init__(self, model: Any, fold_rows: int) -> None:
+        self.model = model
+        self.fold_rows = fold_rows
+        self.late_rows = 0
+        self._context = pd.DataFrame()
+        self._late: list[pd.DataFrame] = []
+        self._seq = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-fold")
+        self._fold: Future[Any] | None = None
+        self._folding = pd.Index([])
+
+    def score(self, valid: pd.DataFrame) -> pd.DataFrame:
+        """``transaction_id``, ``score``, ``decision`` of ``valid`` (same order and index)."""
+        self._collect_fold(wait=False)
+        rows = self._context_rows(valid)
+        late = epoch_seconds(rows[s.TIMESTAMP]) <= history_end(self.model.featurizer)
+        on_time = self._with_context(rows[~late])
+        if late.any():
+            self.late_rows += int(late.sum())
+            self._late.append(rows[late])
+            on_time = pd.concat([on_time, self._with_context(rows[late])]).loc[rows.index]
+        self._context = (
+            pd.concat([self._context, rows[~late]]) if len(self._context) else rows[~late]
+        )
+        self._maybe_fold()
+        return on_time.set_axis(valid.index)
+
+    def _context_rows(self, valid: pd.DataFrame) -> pd.DataFrame:
+        """The featurizer's columns of ``valid``, indexed by a running sequence number."""
+        columns = [c for c in _CONTEXT_COLUMNS if c in valid.columns]
+        rows = valid[columns].set_axis(pd.RangeIndex(self._seq, self._seq + len(valid)))
+        self._seq += len(valid)
+        return rows
+
+    def _with_context(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Scores of ``rows`` with the context rows as history before them (not rescored)."""
+        if rows.empty:
+            return _no_scores()
+        return self.model.score_frame(rows, context=self._context)
+
+    def _maybe_fold(self) -> None:
+        """Start folding late rows and all but the newest second of the context, if enough."""
+        pending = len(self._context) + sum(map(len, self._late))
+        if self._fold is not None or pending < self.fold_rows:
+            return
+        ready = self._fold_ready()
+        parts = [self._context[ready], *self._late] if ready.any() else list(self._late)
+        if not parts:
+            return
+        self._late = []
+        self._folding = self._context.index[ready]
+        snapshot = pd.concat(parts)
+        self._fold = self._pool.submit(_advanced, copy.copy(self.model.featurizer), snapshot)
+
+    def _fold_ready(self) -> np.ndarray:
+        """Context rows older than its newest second (those can join the history)."""
+        if self._context.empty:
+            return np.zeros(len(self._context), dtype=bool)
+        seconds = epoch_seconds(self._context[s.TIMESTAMP])
+        return np.asarray(seconds < seconds.max())
+
+    def _collect_fold(self, *, wait: bool) -> None:
+        """Swap in the advanced featurizer once its fold has finished."""
+        if self._fold is None or not (wait or self._fold.done()):
+            return
+        self.model.featurizer = self._fold.result()
+        context = self._context.drop(index=self._folding)
+        # rows scored during the fold that the new history already covers wait for the next
+        # fold (kept as context they would make every batch rebuild the history)
+        if len(context):
+            stale = epoch_seconds(context[s.TIMESTAMP]) <= history_end(self.model.featurizer)
+            if stale.any():
+                self._late.append(context[stale])
+            context = context[~stale]
+        self._context = context
+        self._fold = None
+
+    def close(self) -> None:
+        """Finish a running fold and stop the fold thread."""
+        self._collect_fold(wait=True)
+        self._pool.shutdown(wait=True)
+
+
+def _advanced(featurizer: Any, rows: pd.DataFrame) -> Any:
+    """``featurizer`` (a shallow copy) with ``rows`` appended to its history.
+
+    ``update`` rebinds the history and index attributes instead of mutating them, so the copy
+    never touches the arrays the scoring thread is reading.
+    """
+    advanced = featurizer.update(rows)
+    history = advanced.history_
+    for view in ("by_customer", "by_terminal"):  # sorted views are built lazily: build them here
+        getattr(history, view, None)
+    return advanced
+
+
+def _no_scores() -> pd.DataFrame:
+    return pd.DataFrame({s.TRANSACTION_ID: [], s.SCORE: [], s.DECISION: []})
+
+
+# --------------------------------------------------------------------------- one batch
+
+
+@dataclass
+class StreamStats:
+    """Counts of one stream run (the final stderr line)."""
+
+    received: int = 0
+    scored: int = 0
+    quarantined: int = 0
+    batches: int = 0
+    late_rows: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+    ended_by: str = "eof"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready counts."""
+        return {
+            "event": "stream_end",
+            "ended_by": self.ended_by,
+            "received": self.received,
+            "scored": self.scored,
+            "quarantined": self.quarantined,
+            "by_reason": dict(sorted(self.by_reason.items())),
+            "batches": self.batches,
+            "late_rows": self.late_rows,
+        }
+
+
+@dataclass
+class BatchResult:
+    """Output lines of one micro-batch."""
+
+    scored_lines: list[str]
+    quarantine_lines: list[str]
+    by_reason: Counter[str]
+
+
+def parse_records(batch: list[Record]) -> tuple[list[dict[str, Any]], list[tuple[Any, str]]]:
+    """JSON objects of the batch, and ``(raw line, reason)`` of lines that are not objects."""
+    objects: list[dict[str, Any]] = []
+    bad: list[tuple[Any, str]] = []
+    for record in batch:
+        try:
+            value = json.loads(record.line)
+        except ValueError:
+            bad.append((record.line, INVALID_JSON))
+            continue
+        if isinstance(value, dict):
+            objects.append(value)
+        else:
+            bad.append((record.line, NOT_AN_OBJECT))
+    return objects, bad
+
+
+def records_frame(objects: list[dict[str, Any]]) -> pd.DataFrame:
+    """A frame of the objects with every scoring column present (missing keys are nulls)."""
+    frame = pd.DataFrame.from_records(objects)
+    for column in s.SCORING_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = None
+    frame[_POS] = np.arange(len(frame))
+    return frame
+
+
+class SeenIds:
+    """Transaction ids already scored in this run: the newest ``capacity`` of them.
+
+    The contract rejects a repeated id within one micro-batch; this catches a record sent
+    again in a later batch (a client retry, a file dropped twice), which would otherwise be
+    scored -- and alerted on -- twice. The memory is bounded: about 100 bytes per id.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 0:
+            raise ValueError(f"stream.dedupe_ids must be >= 0, got {capacity}")
+        self.capacity = capacity
+        self._order: deque[Any] = deque()
+        self._ids: set[Any] = set()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def seen(self, ids: list[Any]) -> np.ndarray:
+        """Which of ``ids`` (canonical, as the contract writes them) were scored before."""
+        return np.fromiter((i in self._ids for i in ids), dtype=bool, count=len(ids))
+
+    def add(self, ids: list[Any]) -> None:
+        """Remember ``ids``, forgetting the oldest beyond the capacity."""
+        if self.capacity == 0:
+            return
+        for i in ids:
+            if i not in self._ids:
+                self._ids.add(i)
+                self._order.append(i)
+        while len(self._order) > self.capacity:
+            self._ids.discard(self._order.popleft())
+
+
+def score_batch(
+    batch: list[Record],
+    scorer: StreamScorer,
+    model: ScoringModel,
+    contract: ContractParams,
+    timestamp_format: str | None = None,
+    seen: SeenIds | None = None,
+) -> BatchResult:
+    """Parse, validate and score one micro-batch into output and quarantine lines.
+
+    With ``seen``, rows whose transaction id was scored in an earlier batch are quarantined
+    as ``duplicate_transaction_id`` (the contract's code for repeats within a batch).
+    """
+    now = pd.Timestamp.now(tz="UTC")
+    objects, bad = parse_records(batch)
+    quarantine = [_quarantine_line(raw, reason, now) for raw, reason in bad]
+    by_reason = Counter(reason for _, reason in bad)
+    scored: list[str] = []
+    if objects:
+        result = validate_transactions(
+            records_frame(objects),
+            contract,
+            require_target=False,
+            timestamp_format=timestamp_format,
+        )
+        rejected: Iterable[tuple[Any, Any]] = zip(
+            result.quarantine[_POS], result.quarantine[s.REJECT_REASON], strict=True
+        )
+        valid = result.valid
+        if seen is not None and len(valid):
+            again = seen.seen(valid[s.TRANSACTION_ID].tolist())
+            repeats = ((pos, DUPLICATE_TRANSACTION_ID) for pos in valid.loc[again, _POS])
+            rejected = itertools.chain(rejected, repeats)
+            valid = valid[~again]
+        for pos, reason in rejected:
+            quarantine.append(_quarantine_line(objects[int(pos)], str(reason), now))
+            by_reason[str(reason)] += 1
+        if len(valid):
+            scored = output_lines(valid, scorer.score(valid), model, now)
+            if seen is not None:
+                seen.add(valid[s.TRANSACTION_ID].tolist())
+    return BatchResult(scored, quarantine, by_reason)
+
+
+def output_lines(
+    valid: pd.DataFrame, scored: pd.DataFrame, model: ScoringModel, scored_at: pd.Timestamp
+) -> list[str]:
+    """One JSON object per scored row: id, event time, score, decision, model, scoring time."""
+    times = np.datetime_as_string(
+        valid[s.TIMESTAMP].to_numpy(dtype="datetime64[us]"), unit="us", timezone="UTC"
+    )
+    at = scored_at.isoformat().replace("+00:00", "Z")
+    rows = zip(
+        scored[s.TRANSACTION_ID].tolist(),
+        times.tolist(),
+        scored[s.SCORE].tolist(),
+        scored[s.DECISION].tolist(),
+        strict=True,
+    )
+    return [
+        json.dumps(
+            {
+                s.TRANSACTION_ID: tx,
+                s.TIMESTAMP: ts,
+                s.SCORE: score,
+                s.DECISION: int(decision),
+                s.MODEL_NAME: model.name,
+                s.MODEL_VERSION: model.version,
+                s.SCORED_AT: at,
+            }
+        )
+        for tx, ts, score, decision in rows
+    ]
+
+
+def _quarantine_line(record: Any, reason: str, at: pd.Timestamp) -> str:
+    payload = {"record": record, s.REJECT_REASON: reason, "received_at": at.isoformat()}
+    return json.dumps(payload, default=str)
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class Batcher:
+    """Cuts the record flow into micro-batches of at most N rows or T seconds."""
+
+    def __init__(
+        self, source: Any, max_rows: int, max_wait_s: float, stop: threading.Event
+    ) -> None:
+        self.source = source
+        self.max_rows = max_rows
+        self.max_wait_s = max_wait_s
+        self.stop = stop
+        self._buffer: deque[Record] = deque()
+
+    @property
+    def finished(self) -> bool:
+        """True when no record is buffered and no more will be read."""
+        return not self._buffer and (self.source.eof or self.stop.is_set())
+
+    def next_batch(self) -> list[Record]:
+        """The next micro-batch (may be empty when input ended or a stop was requested)."""
+        while not self.stop.is_set() and not self.source.eof and len(self._buffer) < self.max_rows:
+            wait = _POLL_S
+            if self._buffer:
+                wait = self._buffer[0].arrived + self.max_wait_s - time.monotonic()
+                if wait <= 0:
+                    break
+            self._buffer.extend(self.source.poll(min(wait, _POLL_S)))
+        take = min(self.max_rows, len(self._buffer))
+        return [self._buffer.popleft() for _ in range(take)]
+
+
+class JsonLinesSink:
+    """Appends lines to a text stream and flushes after every batch."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, lines: list[str]) -> None:
+        """Write the lines (each gets a newline) and flush."""
+        if lines:
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+
+
+@dataclass
+class StreamRunner:
+    """Everything a stream run needs: where records go and how they are scored."""
+
+    scorer: StreamScorer
+    model: ScoringModel
+    contract: ContractParams
+    out: JsonLinesSink
+    quarantine: JsonLinesSink
+    timestamp_format: str | None = None
+    seen: SeenIds = field(default_factory=lambda: SeenIds(StreamParams().dedupe_ids))
+
+    def run(self, batcher: Batcher) -> StreamStats:
+        """Score micro-batches until the input ends or a stop is requested; drop no record."""
+        stats = StreamStats()
+        try:
+            while not batcher.finished:
+                batch = batcher.next_batch()
+                if batch:
+                    self._handle(batch, stats)
+                    batcher.source.acknowledge(batch)
+        finally:
+            self.scorer.close()
+        stats.late_rows = self.scorer.late_rows
+        stats.ended_by = "signal" if batcher.stop.is_set() else "eof"
+        return stats
+
+    def _handle(self, batch: list[Record], stats: StreamStats) -> None:
+        result = score_batch(
+            batch, self.scorer, self.model, self.contract, self.timestamp_format, self.seen
+        )
+        self.out.write(result.scored_lines)
+        self.quarantine.write(result.quarantine_lines)
+        stats.received += len(batch)
+        stats.scored += len(result.scored_lines)
+        stats.quarantined += len(result.quarantine_lines)
+        stats.by_reason.update(result.by_reason)
+        stats.batches += 1
+        if stats.received != stats.scored + stats.quarantined:
+            raise AssertionError(f"stream lost records: {stats.as_dict()}")
+
+
+def install_stop_handlers(stop: threading.Event) -> Callable[[], None]:
+    """Make SIGTERM and SIGINT request a clean stop; returns a function restoring the old ones."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stop.set()
+
+    for sig in previous:
+        signal.signal(sig, request_stop)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+def load_stream_params(params_path: str | Path) -> StreamParams:
+    """The ``stream`` section of ``params.yaml``."""
+    from inferloop.core.config import load_section
+
+    return load_section(StreamParams, "stream", params_path)
+
+
+def stream_records(
+    model_uri: str,
+    params: StreamParams,
+    contract: ContractParams,
+    *,
+    stop: threading.Event,
+    watch_dir: str | Path | None = None,
+    once: bool = False,
+    output_path: str | Path | None = None,
+    quarantine_path: str | Path = "data/quarantine/stream.jsonl",
+    timestamp_format: str | None = None,
+    on_ready: Callable[[ScoringModel], None] | None = None,
+) -> StreamStats:
+    """Load the model, then score records from stdin or ``watch_dir`` until EOF or ``stop``.
+
+    Parameters
+    ----------
+    model_uri : str
+        Resolved once to ``models:/name/version``: every output line names that version.
+    params : StreamParams
+        Micro-batch limits and the history fold size.
+    contract : ContractParams
+        Limits of the data contract (applied with ``require_target=False``).
+    stop : threading.Event
+        Set it (e.g. from a SIGTERM handler) to flush and end.
+    watch_dir : str or Path, optional
+        Read ``*.jsonl`` files landing here instead of stdin.
+    once : bool
+        With ``watch_dir``: end when no file is left.
+    output_path : str or Path, optional
+        Append scored lines to this file instead of stdout.
+    quarantine_path : str or Path
+        Append rejected records (JSON lines with ``reject_reason``) here.
+    timestamp_format : str, optional
+        ``strftime`` format of text timestamps (ISO 8601 by default).
+    on_ready : callable, optional
+        Called with the loaded model before the first record is read.
+
+    Returns
+    -------
+    StreamStats
+        ``received == scored + quarantined``.
+    """
+    import sys
+
+    from inferloop.scoring.live import load_scoring_model
+
+    model = load_scoring_model(model_uri)
+    source: Any = (
+        WatchSource(Path(watch_dir), params.poll_ms / 1000, once=once)
+        if watch_dir is not None
+        else StdinSource(sys.stdin.fileno())
+    )
+    batcher = Batcher(source, params.max_batch_rows, params.max_wait_ms / 1000, stop)
+    Path(quarantine_path).parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as files:
+        out = sys.stdout if output_path is None else files.enter_context(_append(output_path))
+        rejected = files.enter_context(_append(quarantine_path))
+        runner = StreamRunner(
+            StreamScorer(model.model, params.fold_rows),
+            model,
+            contract,
+            JsonLinesSink(out),
+            JsonLinesSink(rejected),
+            timestamp_format,
+            SeenIds(params.dedupe_ids),
+        )
+        if on_ready is not None:
+            on_ready(model)
+        return runner.run(batcher)
+
+
+def _append(path: str | Path) -> IO[str]:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return Path(path).open("a", encoding="utf-8")

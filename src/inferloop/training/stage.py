@@ -1,0 +1,508 @@
+"""Model stages of the DVC pipeline: train, evaluate, register — tracked in MLflow.
+
+One parent MLflow run per pipeline run (opened by ``train``, reused by ``evaluate`` and
+``register``), one child run per candidate. Stage outputs that DVC tracks are small JSON and
+CSV files under ``reports/``; models live in the MLflow store.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from inferloop.core import schema as s
+from inferloop.core.config import load_section, read_params
+from inferloop.core.lineage import dvc_out_hash, git_commit, params_hash
+from inferloop.core.registry import (
+    CHAMPION,
+    FULL_MODEL,
+    TAG_FAILED_GATES,
+    TAG_GATES_PASSED,
+    AliasMove,
+    alias_version,
+    promote,
+    register_version,
+)
+from inferloop.core.storage import jsonable, read_json, write_json
+from inferloop.core.tracking import configure_mlflow, ensure_experiment, repo_root
+from inferloop.data.features import TransactionFeaturizer
+from inferloop.data.stage import ProcessedData, load_processed
+from inferloop.evaluation.fairness import (
+    GroupFairness,
+    fairness_report,
+    fairness_table,
+    plot_group_metrics,
+)
+from inferloop.evaluation.gates import Decision, EvaluateParams, decide, model_card
+from inferloop.evaluation.metrics import (
+    ClassificationMetrics,
+    ThresholdPolicy,
+    choose_threshold,
+    compute_metrics,
+    pr_curve_points,
+    roc_curve_points,
+)
+from inferloop.evaluation.plots import plot_calibration, plot_pr_roc, plot_score_distribution
+from inferloop.model import FraudModel, input_example, log_fraud_model
+from inferloop.training.candidates import (
+    TrainedCandidate,
+    TrainParams,
+    feature_importance,
+    plot_feature_importance,
+    train_candidates,
+)
+
+__all__ = [
+    "EXPERIMENT",
+    "LINEAGE_TAGS",
+    "EvaluateOutcome",
+    "RegisterOutcome",
+    "TrainOutcome",
+    "run_evaluate",
+    "run_register",
+    "run_train",
+    "score_with",
+]
+
+
+EXPERIMENT = "fraud-detector"
+#: Run tags copied onto registered versions: data, code and params lineage, and what triggered a retrain.
+LINEAGE_TAGS = ("data_dvc_md5", "git_commit", "params_hash", "trigger_report", "retrain_reason")
+
+
+def _metrics_for(
+    frame: pd.DataFrame, scores: np.ndarray, threshold: float, k: int
+) -> ClassificationMetrics:
+    return compute_metrics(
+        frame[s.TARGET].to_numpy(),
+        scores,
+        threshold,
+        frame[s.CUSTOMER_ID].to_numpy(),
+        frame[s.TIMESTAMP].to_numpy(),
+        k=k,
+    )
+
+
+def _lineage(root: Path, params_path: str | Path, split_dir: str) -> dict[str, str]:
+    params = read_params(params_path)
+    used = {
+        k: params.get(k) for k in ("data", "simulate", "featurize", "split", "train", "threshold")
+    }
+    tags = {
+        "data_dvc_md5": dvc_out_hash(root, split_dir),
+        "git_commit": git_commit(root),
+        "params_hash": params_hash(used),
+    }
+    trigger = params.get("retrain") or {}
+    if trigger.get("trigger_report"):  # set by `inferloop retrain`
+        tags["trigger_report"] = str(trigger["trigger_report"])
+        tags["retrain_reason"] = str(trigger.get("reason", ""))
+    return tags
+
+
+def _log_candidate_plots(
+    candidate: TrainedCandidate, frame: pd.DataFrame, features: list[str]
+) -> None:
+    import mlflow
+
+    y = frame[s.TARGET].to_numpy()
+    scores = candidate.validation_scores
+    for fig, name in (
+        (plot_pr_roc(y, {candidate.name: scores}), "validation_pr_roc.png"),
+        (plot_calibration(y, scores), "validation_calibration.png"),
+        (plot_score_distribution(y, scores), "validation_score_distribution.png"),
+        (
+            plot_feature_importance(feature_importance(candidate, features)),
+            "feature_importance.png",
+        ),
+    ):
+        mlflow.log_figure(fig, f"plots/{name}")
+
+
+@dataclass
+class TrainOutcome:
+    """What the train stage produced (also written to ``candidates.json``)."""
+
+    parent_run_id: str
+    best: str
+    candidates: dict[str, dict[str, Any]]
+
+
+def run_train(
+    params_path: str | Path,
+    split_dir: str,
+    featurizer_path: str,
+    candidates_path: str | Path,
+    metrics_path: str | Path,
+) -> TrainOutcome:
+    """Train every candidate, log each as a deployable model in a child run, pick the best.
+
+    The best candidate is the one with the highest validation average precision (the test
+    window is kept for the evaluate stage, so it never influences the choice).
+    """
+    import mlflow
+
+    root = repo_root(Path(params_path).resolve().parent)
+    configure_mlflow(root)
+    experiment_id = ensure_experiment(EXPERIMENT, root)
+    train_params = load_section(TrainParams, "train", params_path)
+    policy = load_section(ThresholdPolicy, "threshold", params_path)
+    k = load_section(EvaluateParams, "evaluate", params_path).k
+    data = load_processed(split_dir, featurizer_path)
+    lineage = _lineage(root, params_path, split_dir)
+    example = input_example(data.validation)
+    summary: dict[str, dict[str, Any]] = {}
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}"
+    ) as parent:
+        mlflow.set_tags({**lineage, "stage": "pipeline"})
+        mlflow.log_params({f"split.{k2}": v for k2, v in _split_windows(data).items()})
+        trained = train_candidates(data.train, data.validation, data.features, train_params)
+        for name, candidate in trained.items():
+            with mlflow.start_run(experiment_id=experiment_id, run_name=name, nested=True) as child:
+                summary[name] = _log_candidate(candidate, data, policy, k, example, lineage)
+                summary[name]["run_id"] = child.info.run_id
+        best = max(summary, key=lambda n: summary[n]["validation"]["average_precision"])
+        mlflow.set_tag("best_candidate", best)
+    outcome = TrainOutcome(parent.info.run_id, best, summary)
+    write_json(
+        {"parent_run_id": outcome.parent_run_id, "best": best, "candidates": summary},
+        candidates_path,
+    )
+    write_json(
+        {n: {**c["validation"], "train_seconds": c["train_seconds"]} for n, c in summary.items()},
+        metrics_path,
+    )
+    return outcome
+
+
+def _split_windows(data: ProcessedData) -> dict[str, str]:
+    """Flat ``<window>_start`` / ``<window>_end`` dates, for MLflow params."""
+    return {
+        f"{name}_{edge}": w[edge] for name, w in _windows(data).items() for edge in ("start", "end")
+    }
+
+
+def _log_candidate(
+    candidate: TrainedCandidate,
+    data: Any,
+    policy: ThresholdPolicy,
+    k: int,
+    example: pd.DataFrame,
+    lineage: dict[str, str],
+) -> dict[str, Any]:
+    import mlflow
+
+    val = data.validation
+    choice = choose_threshold(
+        candidate.validation_scores,
+        val[s.TARGET].to_numpy(),
+        policy,
+        timestamps=val[s.TIMESTAMP].to_numpy(),
+    )
+    metrics = _metrics_for(val, candidate.validation_scores, choice.threshold, k)
+    mlflow.set_tags(
+        {**lineage, "candidate": candidate.name, "threshold_fell_back": str(choice.fell_back)}
+    )
+    mlflow.log_params(
+        {**candidate.params, "threshold_policy": policy.kind, "threshold": choice.threshold}
+    )
+    mlflow.log_metrics({**metrics.as_dict("validation_"), "train_seconds": candidate.train_seconds})
+    _log_candidate_plots(candidate, val, data.features)
+    model = FraudModel(data.featurizer, candidate.estimator, choice.threshold, candidate.name)
+    info = log_fraud_model(model, example)
+    return {
+        "model_uri": info.model_uri,
+        "threshold": choice.threshold,
+        "train_seconds": candidate.train_seconds,
+        "validation": jsonable(metrics.as_dict()),
+    }
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+@dataclass
+class EvaluateOutcome:
+    """Results of the evaluate stage for notebooks."""
+
+    decision: Decision
+    metrics: dict[str, ClassificationMetrics]
+    fairness: dict[str, GroupFairness]
+    scores: dict[str, np.ndarray]
+    card: str
+
+
+def score_with(
+    model_uri: str, frame: pd.DataFrame, history: TransactionFeaturizer | None = None
+) -> np.ndarray:
+    """Scores of a logged/registered model on raw rows, through ``mlflow.pyfunc`` (the deploy path).
+
+    With ``history``, the model's own (possibly older) feature history is replaced by it when
+    both compute the same features: the champion is then compared on exactly the features
+    the challenger sees, as it would be in production where the history is live.
+    """
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(model_uri)
+    raw = frame[list(s.SCORING_COLUMNS)]
+    if history is not None:
+        live = copy.copy(model.unwrap_python_model())
+        if list(live.featurizer.feature_names_out_) == list(history.feature_names_out_):
+            live.featurizer = history
+            return live.score_frame(raw)[s.SCORE].to_numpy()
+    return model.predict(raw)[s.SCORE].to_numpy()
+
+
+def run_evaluate(
+    params_path: str | Path,
+    split_dir: str,
+    featurizer_path: str,
+    candidates_path: str | Path,
+    decision_path: str | Path,
+    metrics_path: str | Path,
+    plots_dir: str | Path,
+    card_path: str | Path,
+) -> EvaluateOutcome:
+    """Score every candidate and the champion on the test window; apply the gates to the best."""
+    import mlflow
+
+    root = repo_root(Path(params_path).resolve().parent)
+    configure_mlflow(root)
+    params = load_section(EvaluateParams, "evaluate", params_path)
+    trained = read_json(candidates_path)
+    processed = load_processed(split_dir, featurizer_path)
+    test = processed.test
+    best = trained["best"]
+    scores = {name: score_with(c["model_uri"], test) for name, c in trained["candidates"].items()}
+    thresholds = {name: c["threshold"] for name, c in trained["candidates"].items()}
+    champion_version = alias_version(FULL_MODEL, CHAMPION)
+    if champion_version is not None:
+        champ_uri = f"models:/{FULL_MODEL}@{CHAMPION}"
+        scores["champion"] = score_with(champ_uri, test, history=processed.featurizer)
+        thresholds["champion"] = mlflow.pyfunc.load_model(champ_uri).unwrap_python_model().threshold
+    metrics = {n: _metrics_for(test, sc, thresholds[n], params.k) for n, sc in scores.items()}
+    decisions = (scores[best] >= thresholds[best]).astype(int)
+    scored = test.assign(**{s.SCORE: scores[best], s.DECISION: decisions})
+    attributes = [a for a in params.fairness_attributes if a in test.columns]
+    fairness = fairness_report(
+        scored,
+        y_col=s.TARGET,
+        pred_col=s.DECISION,
+        score_col=s.SCORE,
+        attributes=attributes,
+        min_group_size=params.min_group_size,
+    )
+    decision = decide(
+        best, metrics[best], fairness, params.gates, metrics.get("champion"), champion_version
+    )
+    windows = _windows(processed)
+    card = model_card(
+        candidate=best,
+        windows=windows,
+        metrics=metrics,
+        fairness=fairness,
+        decision=decision,
+        lineage={
+            k: v
+            for k, v in mlflow.get_run(trained["candidates"][best]["run_id"]).data.tags.items()
+            if k in ("data_dvc_md5", "git_commit", "params_hash")
+        },
+        train_seconds={n: c["train_seconds"] for n, c in trained["candidates"].items()},
+    )
+    _write_evaluation(
+        decision,
+        metrics,
+        fairness,
+        scores,
+        test,
+        best,
+        decision_path,
+        metrics_path,
+        plots_dir,
+        card_path,
+        card,
+    )
+    _log_evaluation(
+        trained, best, decision, metrics, fairness, scores, test, card_path, decision_path
+    )
+    return EvaluateOutcome(decision, metrics, fairness, scores, card)
+
+
+def _windows(data: ProcessedData) -> dict[str, dict[str, Any]]:
+    """First and last day, rows and frauds of each split window (model card, MLflow params)."""
+    out = {}
+    for name in ("train", "validation", "test"):
+        frame = getattr(data, name)
+        ts = pd.to_datetime(frame[s.TIMESTAMP])
+        out[name] = {
+            "start": str(ts.min().date()),
+            "end": str(ts.max().date()),
+            "rows": len(frame),
+            "frauds": int(frame[s.TARGET].sum()),
+        }
+    return out
+
+
+def _write_evaluation(
+    decision: Decision,
+    metrics: dict[str, ClassificationMetrics],
+    fairness: dict[str, GroupFairness],
+    scores: dict[str, np.ndarray],
+    test: pd.DataFrame,
+    best: str,
+    decision_path: str | Path,
+    metrics_path: str | Path,
+    plots_dir: str | Path,
+    card_path: str | Path,
+    card: str,
+) -> None:
+    write_json(decision.as_dict(), decision_path)
+    flat: dict[str, Any] = {"chosen": best, "gates_passed": decision.passed}
+    for name, m in metrics.items():
+        flat[name] = jsonable(
+            {
+                k: m.as_dict()[k]
+                for k in (
+                    "roc_auc",
+                    "average_precision",
+                    "card_precision_at_k",
+                    "precision",
+                    "recall",
+                    "brier",
+                )
+            }
+        )
+    flat["fairness"] = {
+        a: jsonable({k: v for k, v in f.as_dict(prefix="").items()}) for a, f in fairness.items()
+    }
+    write_json(flat, metrics_path)
+    plots = Path(plots_dir)
+    plots.mkdir(parents=True, exist_ok=True)
+    y = test[s.TARGET].to_numpy()
+    pr = pd.concat([pr_curve_points(y, sc).assign(model=n) for n, sc in scores.items()])
+    roc = pd.concat([roc_curve_points(y, sc).assign(model=n) for n, sc in scores.items()])
+    pr.to_csv(plots / "test_pr.csv", index=False)
+    roc.to_csv(plots / "test_roc.csv", index=False)
+    Path(card_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(card_path).write_text(card)
+
+
+def _log_evaluation(
+    trained: dict[str, Any],
+    best: str,
+    decision: Decision,
+    metrics: dict[str, ClassificationMetrics],
+    fairness: dict[str, GroupFairness],
+    scores: dict[str, np.ndarray],
+    test: pd.DataFrame,
+    card_path: str | Path,
+    decision_path: str | Path,
+) -> None:
+    import mlflow
+
+    y = test[s.TARGET].to_numpy()
+    for name, cand in trained["candidates"].items():
+        with mlflow.start_run(run_id=cand["run_id"]):
+            mlflow.log_metrics(_finite_only(metrics[name].as_dict("test_")))
+            if name == best:
+                for report in fairness.values():
+                    mlflow.log_metrics(
+                        _finite_only(report.as_dict(prefix="test_fairness/", per_group=True))
+                    )
+                mlflow.log_artifact(str(card_path))
+                mlflow.log_artifact(str(decision_path))
+                mlflow.log_text(
+                    fairness_table(fairness).to_csv(index=False), "fairness_by_group.csv"
+                )
+                mlflow.log_figure(plot_pr_roc(y, scores), "plots/test_pr_roc_vs_champion.png")
+                mlflow.log_figure(plot_group_metrics(fairness), "plots/test_fairness_by_group.png")
+                mlflow.set_tags(
+                    {
+                        TAG_GATES_PASSED: str(decision.passed).lower(),
+                        TAG_FAILED_GATES: ",".join(decision.failed) or "none",
+                    }
+                )
+    with mlflow.start_run(run_id=trained["parent_run_id"]):
+        mlflow.log_metrics(_finite_only(metrics[best].as_dict("test_")))
+        mlflow.set_tag(TAG_GATES_PASSED, str(decision.passed).lower())
+
+
+def _finite_only(d: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in d.items() if np.isfinite(v)}
+
+
+# --------------------------------------------------------------------------- register
+
+
+@dataclass
+class RegisterOutcome:
+    """What the register stage did."""
+
+    version: str
+    promoted: bool
+    move: AliasMove | None
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            "version": self.version,
+            "promoted": self.promoted,
+            "reason": self.reason,
+            "champion": self.move.version if self.move else alias_version(FULL_MODEL, CHAMPION),
+            "previous_champion": self.move.previous if self.move else None,
+        }
+
+
+def run_register(
+    candidates_path: str | Path, decision_path: str | Path, out_path: str | Path
+) -> RegisterOutcome:
+    """Register the evaluated candidate as ``challenger``; promote it if every gate passed."""
+    import mlflow
+
+    configure_mlflow(repo_root(Path(candidates_path).resolve().parent))
+    trained = read_json(candidates_path)
+    decision = read_json(decision_path)
+    best = trained["candidates"][decision["candidate"]]
+    run_tags = mlflow.get_run(best["run_id"]).data.tags
+    tags: dict[str, str] = {
+        **{k: run_tags[k] for k in LINEAGE_TAGS if k in run_tags},
+        "candidate": decision["candidate"],
+        "run_id": best["run_id"],
+        "threshold": str(best["threshold"]),
+        TAG_GATES_PASSED: str(decision["passed"]).lower(),
+        TAG_FAILED_GATES: ",".join(decision["failed"]) or "none",
+        **{
+            f"validation_{k}": str(v)
+            for k, v in best["validation"].items()
+            if k in ("average_precision", "roc_auc", "card_precision_at_k")
+        },
+        **{
+            f"gate.{name}": f"{g['value']:.4f} ({'pass' if g['passed'] else 'FAIL'})"
+            for name, g in decision["gates"].items()
+            if g["value"] is not None
+        },
+    }
+    version = register_version(best["model_uri"], FULL_MODEL, tags)
+    if decision["passed"]:
+        move = promote(FULL_MODEL, version)
+        outcome = RegisterOutcome(version, True, move, f"all gates passed: {move.describe()}")
+    else:
+        champion = alias_version(FULL_MODEL, CHAMPION)
+        reason = (
+            f"gates failed ({', '.join(decision['failed'])}); champion stays v{champion}"
+            if champion
+            else f"gates failed ({', '.join(decision['failed'])}); no champion yet"
+        )
+        outcome = RegisterOutcome(version, False, None, reason)
+    with mlflow.start_run(run_id=trained["parent_run_id"]):
+        mlflow.set_tags({"registered_version": version, "promoted": str(outcome.promoted).lower()})
+    write_json(outcome.as_dict(), out_path)
+    return outcome
