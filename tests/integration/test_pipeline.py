@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -75,6 +80,30 @@ def _run(cmd: list[str], repo: Path) -> subprocess.CompletedProcess[str]:
     return proc
 
 
+@contextlib.contextmanager
+def _webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A local HTTP server that keeps the JSON body of every POST it receives."""
+    received: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/alerts", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh git + DVC repo holding the project's pipeline, run once with tiny params."""
@@ -130,6 +159,34 @@ def test_second_repro_does_nothing_quickly(repo: Path) -> None:
     elapsed = time.perf_counter() - start
     assert "Running stage" not in proc.stdout
     print(f"no-op dvc repro: {elapsed:.2f} s")  # measured, not asserted: shared machines are noisy
+
+
+# one module of the import closure of each stage (tests/unit/test_dvc_deps.py checks all of it)
+STAGE_MODULES = {
+    "simulate": "src/inferloop/data/simulate.py",
+    "validate": "src/inferloop/data/contract.py",
+    "featurize": "src/inferloop/data/features.py",
+    "split": "src/inferloop/data/split.py",
+    "train": "src/inferloop/training/candidates.py",
+    "evaluate": "src/inferloop/evaluation/metrics.py",
+    "register": "src/inferloop/core/registry.py",
+    "optimize": "src/inferloop/edge/builders/compile.py",
+}
+
+
+def test_a_code_change_marks_the_stage_that_runs_it_as_changed(repo: Path) -> None:
+    dvc = str(Path(sys.executable).parent / "dvc")
+    assert "changed" not in _run([dvc, "status", "dvc.yaml"], repo).stdout
+    for stage, module in STAGE_MODULES.items():
+        path = repo / module
+        original = path.read_bytes()
+        try:
+            path.write_bytes(original + b"\n# an edit\n")
+            status = json.loads(_run([dvc, "status", "--json", stage], repo).stdout)
+        finally:
+            path.write_bytes(original)
+        assert any(name.endswith(f":{stage}") or name == stage for name in status), (stage, status)
+    assert "changed" not in _run([dvc, "status", "dvc.yaml"], repo).stdout
 
 
 def test_a_failing_stage_exits_non_zero_and_keeps_the_executed_notebook(
@@ -318,15 +375,25 @@ def test_daily_monitoring_schedule_scores_and_monitors_incoming_files(repo: Path
         repo,
     )
     script = repo / "pipelines/schedules/daily_monitoring.sh"
-    proc = subprocess.run(
-        [str(script)], cwd=repo, env=_env(repo), capture_output=True, text=True, timeout=900
-    )
+    with _webhook() as (url, received):
+        proc = subprocess.run(
+            [str(script)],
+            cwd=repo,
+            env={**_env(repo), "WEBHOOK": url},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
     assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 1 = a check breached (scheduler alerts)
     summaries = list((repo / "reports/monitoring").glob("daily-*/summary.json"))
     assert summaries, proc.stdout + proc.stderr
     summary = json.loads(summaries[0].read_text())
     assert summary["model"]["version"] and "drift_share" in summary["checks"]
     assert (summaries[0].parent / "report.html").stat().st_size > 10_000
+    # one alert path: a breach is one POST with the documented body; an ok batch sends none
+    assert len(received) == (0 if summary["status"] == "ok" else 1), received
+    for body in received:
+        assert body["batch"] == summary["batch"] and body["status"] == summary["status"]
 
 
 def test_production_simulation_runs_the_whole_loop(repo: Path) -> None:

@@ -18,7 +18,7 @@ from inferloop.core import schema as s
 from inferloop.data.contract import ContractParams
 from inferloop.scoring.batch import score_files
 from inferloop.scoring.inputs import iter_chunks
-from inferloop.scoring.live import load_scoring_model
+from inferloop.scoring.loading import load_scoring_model
 
 pytestmark = pytest.mark.integration
 RUN_DIR = "fraud-detector-v1"
@@ -328,7 +328,7 @@ class _CountProbe:
         return np.c_[-x, x]
 
 
-def test_history_scorer_is_exact_across_a_split_timestamp_tie(incoming: pd.DataFrame) -> None:
+def test_live_scorer_is_exact_across_a_split_timestamp_tie(incoming: pd.DataFrame) -> None:
     """Row 410 must count the tied rows 395..399 of the previous chunk, as in the whole file.
 
     Without scoring the tied ("late") rows of the next chunk first, the featurizer would drop
@@ -340,15 +340,49 @@ def test_history_scorer_is_exact_across_a_split_timestamp_tie(incoming: pd.DataF
 
     from inferloop.data.features import FeatureParams, featurize_frame
     from inferloop.data.simulate import simulate_transactions
-    from inferloop.model import FraudModel
-    from inferloop.scoring.live import HistoryScorer
+    from inferloop.model import FraudModel, LiveScorer
 
     _, featurizer = featurize_frame(
         simulate_transactions(SCORING_SIM), FeatureParams(label_delay="3D")
     )
     data = _with_tied_boundary(incoming, at=400)
     whole = FraudModel(copy.deepcopy(featurizer), _CountProbe(), 0.5, "probe").score_frame(data)
-    scorer = HistoryScorer(FraudModel(copy.deepcopy(featurizer), _CountProbe(), 0.5, "probe"))
+    scorer = LiveScorer(FraudModel(copy.deepcopy(featurizer), _CountProbe(), 0.5, "probe"))
     chunked = pd.concat([scorer.score(data.iloc[i : i + 400]) for i in range(0, len(data), 400)])
     assert scorer.late_rows == 6
     np.testing.assert_array_equal(chunked[s.SCORE].to_numpy(), whole[s.SCORE].to_numpy())
+
+
+def test_production_weeks_go_through_the_live_scorer(incoming: pd.DataFrame) -> None:
+    """The production simulation scores a week exactly as the live scorer does, late rows too.
+
+    It used to featurize and score the week itself, skipping the late-row rule: a row tied
+    with the newest event of the history then lost the tied events from its counts.
+    """
+    import copy
+
+    from scoring_support import SCORING_SIM
+
+    from inferloop.data.features import FeatureParams, featurize_frame
+    from inferloop.data.simulate import simulate_transactions
+    from inferloop.loop.production import Champion, score_week
+    from inferloop.model import FraudModel, LiveScorer
+    from inferloop.monitoring.drift import ReferenceProfile
+
+    _, featurizer = featurize_frame(
+        simulate_transactions(SCORING_SIM), FeatureParams(label_delay="3D")
+    )
+    data = _with_tied_boundary(incoming, at=400)
+    first, second = data.iloc[:400], data.iloc[400:]
+    model = FraudModel(copy.deepcopy(featurizer), _CountProbe(), 0.5, "probe")
+    reference = data.head(50).assign(**{s.SCORE: 0.5})
+    profile = ReferenceProfile.fit(reference, numeric_cols=[], n_bins=5, score_col=s.SCORE)
+    champion = Champion("7", model, {}, reference, profile)
+    weeks = [score_week(champion, first), score_week(champion, second)]
+    live = LiveScorer(FraudModel(copy.deepcopy(featurizer), _CountProbe(), 0.5, "probe"))
+    expected = pd.concat([live.score(first), live.score(second)])
+    got = pd.concat(weeks)
+    assert champion.scorer.late_rows == live.late_rows == 6
+    np.testing.assert_array_equal(got[s.SCORE].to_numpy(), expected[s.SCORE].to_numpy())
+    assert set(model.feature_names) <= set(got.columns)  # monitoring profiles the features
+    assert (got[s.MODEL_VERSION] == "7").all() and (got[s.MODEL_NAME] == "fraud-detector").all()

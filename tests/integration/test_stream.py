@@ -17,7 +17,7 @@ import yaml
 from scoring_support import CHAMPION_URI, Champion
 
 from inferloop.core import schema as s
-from inferloop.scoring.live import load_scoring_model
+from inferloop.scoring.loading import load_scoring_model
 
 pytestmark = pytest.mark.integration
 INFERLOOP = str(Path(sys.executable).parent / "inferloop")

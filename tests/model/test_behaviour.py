@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from inferloop.core import schema as s
+from inferloop.data.rows import InvalidInput, coerce_input
 from inferloop.data.samples import SimulatedSplits
-from inferloop.model import FraudModel, InvalidInput, coerce_input
+from inferloop.model import FraudModel
 
 
 def _raw(frame: pd.DataFrame) -> pd.DataFrame:
@@ -134,7 +135,7 @@ def _request_frames(rows: pd.DataFrame) -> list[pd.DataFrame]:
 def test_the_plain_request_path_reads_what_the_general_path_reads(
     model_data: SimulatedSplits, n_rows: int
 ) -> None:
-    from inferloop.model import _read_columns, _read_plain
+    from inferloop.data.rows import _read_columns, _read_plain
 
     rows = model_data.splits.test.sample(n_rows, random_state=n_rows)
     frames = _request_frames(rows)
@@ -168,7 +169,7 @@ def test_anything_not_plain_goes_to_the_general_path(
     model_data: SimulatedSplits, column: str, value: object
 ) -> None:
     """The plain path never decides on odd values: the general path accepts or names them."""
-    from inferloop.model import _read_plain, read_transactions
+    from inferloop.data.rows import _read_plain, read_transactions
 
     frame = _request_frames(model_data.splits.test.head(2))[1]
     frame[column] = frame[column].astype(object)

@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.exceptions import NotFittedError
 
 from inferloop.core import schema as s
 from inferloop.data.features import FeatureParams, TransactionFeaturizer, featurize_frame
@@ -135,8 +136,11 @@ def test_missing_columns_are_named(raw: pd.DataFrame) -> None:
 
 
 def test_transform_before_fit_is_a_clear_error(raw: pd.DataFrame) -> None:
-    with pytest.raises(RuntimeError, match="not fitted"):
+    # scikit-learn's own error, so sklearn tooling (pipelines, check_is_fitted) understands it
+    with pytest.raises(NotFittedError, match="not fitted"):
         TransactionFeaturizer().transform(raw.head(3))
+    with pytest.raises(NotFittedError, match="not fitted"):
+        TransactionFeaturizer().update(raw.head(3))
 
 
 def test_ids_and_sensitive_columns_are_not_features() -> None:

@@ -26,7 +26,7 @@ from inferloop.monitoring.measure import infer_feature_columns, labelled_rows
 from inferloop.monitoring.monitor import MonitorResult, monitor_batch
 from inferloop.monitoring.params import REPORT_FILE, SUMMARY_FILE, MonitorParams
 from inferloop.monitoring.policy import Action, Policy, decide_action, load_history
-from inferloop.monitoring.sinks import alert_payload, log_to_mlflow, send_webhook
+from inferloop.monitoring.sinks import alert_payload, log_to_mlflow, notify_breach, send_webhook
 
 # Same sizes as the fairness fixtures of tests/model (a few hundred frauds in the batch).
 # Per-group TPRs of one such window are noisy: over seeds 21-23 the fair world's worst
@@ -368,7 +368,27 @@ def test_monitor_batch_fires_the_webhook_on_a_breach(
     url, handler = hook
     result = _monitor(biased, tmp_path, params=replace(PARAMS, webhook_url=url))
     assert result.summary["webhook_sent"] is True
-    assert handler.received[0]["status"] == result.status == "alert"
+    (body,) = handler.received  # one breach, one POST
+    assert body["status"] == result.status == "alert"
+    assert set(body) == {
+        "text",
+        "batch",
+        "as_of",
+        "status",
+        "model",
+        "breached",
+        "action",
+        "checks",
+    }
+
+
+def test_an_ok_batch_sends_nothing(
+    fair_result: MonitorResult, hook: tuple[str, type[_Hook]]
+) -> None:
+    url, handler = hook
+    assert fair_result.status == "ok"
+    assert notify_breach(fair_result.summary, replace(PARAMS, webhook_url=url)) is None
+    assert handler.received == []
 
 
 # --------------------------------------------------------------------------- MLflow, workspace

@@ -57,7 +57,7 @@ from inferloop.edge.builders.params import (
     StudentMLPParams,
 )
 from inferloop.edge.builders.students import (
-    LightGBMScorer,
+    LightGBMPredictor,
     ProbabilityHead,
     StudentMLP,
     build_student_mlp,
@@ -70,7 +70,7 @@ from inferloop.edge.builders.students import (
     train_soft_targets,
 )
 from inferloop.edge.runtime.classifiers import OnnxClassifier
-from inferloop.edge.runtime.onnx_scorer import OnnxScorer
+from inferloop.edge.runtime.onnx_predictor import OnnxPredictor
 
 TINY_BENCH = BenchParams(
     latency_calls=50, warmup_calls=5, throughput_rows=2000, throughput_repeats=1
@@ -164,15 +164,15 @@ def test_optimize_builds_measures_and_chooses(result: OptimizeResult) -> None:
 def test_onnx_teacher_matches_lightgbm(data: dict, result: OptimizeResult) -> None:
     X = data["test"].X
     native = data["teacher"].booster_.predict(X, num_threads=1)
-    onnx_scores = OnnxScorer(result.onnx_paths["teacher_onnx"]).predict_scores(X)
+    onnx_scores = OnnxPredictor(result.onnx_paths["teacher_onnx"]).predict_scores(X)
     assert np.max(np.abs(onnx_scores - native)) <= 1e-5
     assert result.table.set_index("name").loc["teacher_onnx", "decision_flips"] == 0
 
 
 def test_tree_int8_changes_nothing(data: dict, result: OptimizeResult) -> None:
     X = data["test"].X
-    plain = OnnxScorer(result.onnx_paths["teacher_onnx"]).predict_scores(X)
-    int8 = OnnxScorer(result.onnx_paths["teacher_onnx_int8"]).predict_scores(X)
+    plain = OnnxPredictor(result.onnx_paths["teacher_onnx"]).predict_scores(X)
+    int8 = OnnxPredictor(result.onnx_paths["teacher_onnx_int8"]).predict_scores(X)
     np.testing.assert_allclose(int8, plain, atol=1e-7)
     assert "MatMulInteger" not in onnx_op_types(result.onnx_paths["teacher_onnx_int8"].read_bytes())
 
@@ -181,7 +181,7 @@ def test_students_agree_with_teacher(data: dict, result: OptimizeResult) -> None
     X = data["test"].X
     teacher = data["teacher"].booster_.predict(X, num_threads=1)
     for name in ("gbm_distilled_onnx", "mlp_onnx", "mlp_pruned_onnx"):
-        student = OnnxScorer(result.onnx_paths[name]).predict_scores(X)
+        student = OnnxPredictor(result.onnx_paths[name]).predict_scores(X)
         assert _teacher_alert_auc(student, teacher) >= 0.9, name
 
 
@@ -189,7 +189,7 @@ def test_onnx_scores_without_torch_or_lightgbm(
     data: dict, result: OptimizeResult, tmp_path: Path, scores_in_a_child: Callable
 ) -> None:
     X = data["test"].X[:20]
-    expected = OnnxScorer(result.chosen_path).predict_scores(X)
+    expected = OnnxPredictor(result.chosen_path).predict_scores(X)
     edge = OnnxClassifier(result.chosen_path.read_bytes(), result.chosen)
     np.testing.assert_allclose(scores_in_a_child(edge, X, tmp_path), expected, atol=1e-7)
 
@@ -206,9 +206,9 @@ def test_distilled_lightgbm_is_small_and_follows_teacher(data: dict) -> None:
     assert n_tree_nodes(student) <= 20 * (2 * 7 - 1)
     X = data["test"].X
     teacher = data["teacher"].booster_.predict(X)
-    native = LightGBMScorer(student, sigmoid=True).predict_scores(X)
+    native = LightGBMPredictor(student, sigmoid=True).predict_scores(X)
     assert spearmanr(native, teacher)[0] >= 0.6
-    graph = OnnxScorer(lightgbm_to_onnx(student, X.shape[1], sigmoid=True))
+    graph = OnnxPredictor(lightgbm_to_onnx(student, X.shape[1], sigmoid=True))
     assert np.max(np.abs(graph.predict_scores(X) - native)) <= 1e-5
 
 
@@ -254,7 +254,7 @@ def test_mlp_preprocessing_lives_in_the_network(synthetic: tuple, mlp: StudentML
 
 def test_mlp_onnx_matches_torch_with_dynamic_batch(synthetic: tuple, mlp: StudentMLP) -> None:
     X, _ = synthetic
-    scorer = OnnxScorer(mlp_to_onnx(ProbabilityHead(mlp), X.shape[1], exporter="torchscript"))
+    scorer = OnnxPredictor(mlp_to_onnx(ProbabilityHead(mlp), X.shape[1], exporter="torchscript"))
     reference = mlp_predict(mlp, X)
     assert np.max(np.abs(scorer.predict_scores(X) - reference)) <= 1e-5
     assert scorer.predict_scores(X[0]).shape == (1,)
@@ -268,7 +268,7 @@ def test_one_row_calls_through_bound_buffers_equal_batch_scores_in_every_thread(
     from concurrent.futures import ThreadPoolExecutor
 
     X, _ = synthetic
-    scorer = OnnxScorer(mlp_to_onnx(ProbabilityHead(mlp), X.shape[1], exporter="torchscript"))
+    scorer = OnnxPredictor(mlp_to_onnx(ProbabilityHead(mlp), X.shape[1], exporter="torchscript"))
     batch = scorer.predict_scores(X[:400])
 
     def one_by_one(start: int) -> np.ndarray:
@@ -287,7 +287,7 @@ def test_mlp_dynamo_export(synthetic: tuple, mlp: StudentMLP) -> None:
     pytest.importorskip("onnxscript")
     X, _ = synthetic
     graph = mlp_to_onnx(ProbabilityHead(mlp), X.shape[1], exporter="dynamo")
-    scores = OnnxScorer(graph).predict_scores(X[:5])
+    scores = OnnxPredictor(graph).predict_scores(X[:5])
     assert np.max(np.abs(scores - mlp_predict(mlp, X[:5]))) <= 1e-5
 
 
@@ -296,7 +296,7 @@ def test_int8_quantizes_mlp_matmuls(synthetic: tuple, mlp: StudentMLP) -> None:
     graph = mlp_to_onnx(ProbabilityHead(mlp), X.shape[1], exporter="torchscript")
     quantized = quantize_onnx_int8(graph)
     assert "MatMulInteger" in onnx_op_types(quantized)
-    delta = OnnxScorer(quantized).predict_scores(X) - OnnxScorer(graph).predict_scores(X)
+    delta = OnnxPredictor(quantized).predict_scores(X) - OnnxPredictor(graph).predict_scores(X)
     assert np.max(np.abs(delta)) <= 0.05
 
 
@@ -343,7 +343,7 @@ def test_measure_variant_reports_everything(synthetic: tuple, mlp: StudentMLP) -
     y = (soft > 0.5).astype(int)
     customers = np.arange(len(X)) % 50
     times = pd.date_range("2026-01-01", periods=len(X), freq="min").to_numpy()
-    scorer = OnnxScorer(mlp_to_onnx(ProbabilityHead(mlp), X.shape[1], exporter="torchscript"))
+    scorer = OnnxPredictor(mlp_to_onnx(ProbabilityHead(mlp), X.shape[1], exporter="torchscript"))
     row = measure_variant(
         "mlp", scorer, X, y, soft, customers, times, size_bytes=123, params=TINY_BENCH
     )
@@ -408,13 +408,13 @@ def test_compiled_students_are_measured_chosen_and_deployable(data: dict, tmp_pa
     assert table.loc["gbm_distilled_lleaves", "format"] == "lleaves"
     assert table.loc["mlp_pruned_llvm", "format"] == "llvm"
     for name in ("mlp", "mlp_pruned"):
-        graph = OnnxScorer(result.onnx_paths[f"{name}_onnx"]).predict_scores(data["test"].X)
+        graph = OnnxPredictor(result.onnx_paths[f"{name}_onnx"]).predict_scores(data["test"].X)
         native = result.compiled[f"{name}_llvm"].predict_scores(data["test"].X)
         np.testing.assert_allclose(native, graph, rtol=0, atol=1e-5)
     assert table.loc["teacher_lleaves", "decision_flips"] == 0
     assert table.loc["teacher_lleaves", "max_abs_diff"] <= 1e-9
     X = data["test"].X
-    student = LightGBMScorer(
+    student = LightGBMPredictor(
         lgb.Booster(model_file=str(tmp_path / "gbm_distilled.txt")), sigmoid=True
     ).predict_scores(X)
     compiled = result.compiled["gbm_distilled_lleaves"].predict_scores(X)

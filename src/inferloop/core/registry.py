@@ -93,6 +93,24 @@ def version_tags(name: str, version: str) -> dict[str, str]:
     return dict(_client().get_model_version(name, version).tags)
 
 
+def validation_figures(name: str, version: str) -> dict[str, float]:
+    """A registered version's validation figures, from the tags the register stage writes.
+
+    Every ``validation_<metric>`` tag becomes ``<metric>`` (``average_precision``,
+    ``roc_auc``, ...) and the ``threshold`` tag stays ``threshold``; tags that are missing or
+    not numbers are left out. This is the one reader of these figures (monitoring, the daily
+    job and the production simulation all call it).
+    """
+    figures: dict[str, float] = {}
+    for key, value in version_tags(name, version).items():
+        if key.startswith("validation_") or key == "threshold":
+            try:
+                figures[key.removeprefix("validation_")] = float(value)
+            except ValueError:
+                continue
+    return figures
+
+
 def promote(name: str, version: str, *, force: bool = False) -> AliasMove:
     """Point ``name@champion`` at ``version``.
 

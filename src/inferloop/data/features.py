@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
 
 from inferloop.core import schema as s
 
@@ -365,8 +366,13 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
         )
         return self.update(X, y)
 
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "history_"):
+            raise NotFittedError("TransactionFeaturizer is not fitted: call fit() first")
+
     def update(self, X: pd.DataFrame, y: pd.Series | None = None) -> TransactionFeaturizer:
         """Append transactions to the history (online use: call after scoring each batch)."""
+        self._check_fitted()
         self._check_input(X)
         raw = RawColumns.from_frame(X, y)
         self.customer_index_ = _extend_index(self.customer_index_, raw.customer)
@@ -396,8 +402,7 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
 
     def features_of(self, raw: RawColumns) -> np.ndarray:
         """The feature matrix of transactions given as :class:`RawColumns`."""
-        if not hasattr(self, "history_"):
-            raise RuntimeError("TransactionFeaturizer is not fitted: call fit() first")
+        self._check_fitted()
         if len(raw) == 0:
             return np.empty((0, len(self.feature_names_out_)), dtype=np.float64)
         batch = self._events(raw)

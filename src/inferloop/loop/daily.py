@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -11,9 +12,9 @@ from inferloop.core.config import load_section
 from inferloop.core.registry import FULL_MODEL
 from inferloop.data.contract import ContractParams, validate_transactions
 from inferloop.loop.production import load_champion, score_week
-from inferloop.monitoring.monitor import MonitorResult, monitor_batch
 from inferloop.monitoring.params import MonitorParams
-from inferloop.monitoring.sinks import log_to_mlflow, send_webhook
+from inferloop.monitoring.result import MonitorResult
+from inferloop.monitoring.stage import monitor_scored
 
 __all__ = [
     "monitor_incoming",
@@ -29,20 +30,22 @@ def monitor_incoming(
     batch_name: str | None = None,
     webhook_url: str | None = None,
 ) -> MonitorResult:
-    """The scheduled daily check: score new transaction files with the champion and monitor them.
+    """The scheduled daily check: score new transaction files with the champion, then monitor.
 
     Reads raw transaction files (labels, where they have arrived, are used for performance and
-    bias), applies the data contract, scores with ``fraud-detector@champion`` (features
-    included, so every feature's drift is measured), monitors against the champion's reference
-    window, logs to MLflow and posts alerts to the webhook.
+    bias), applies the data contract, scores with ``fraud-detector@champion``'s live scorer
+    (features included, so every feature's drift is measured), then runs the core of
+    ``inferloop monitor`` (:func:`~inferloop.monitoring.stage.monitor_scored`): the verdict,
+    the MLflow log, and at most one alert to ``webhook_url`` (default ``monitor.webhook_url``).
     """
     from inferloop.core.tracking import configure_mlflow
-    from inferloop.monitoring.policy import load_history
 
     configure_mlflow(root)
     if not incoming:
         raise FileNotFoundError("no incoming transaction files to monitor")
     params = load_section(MonitorParams, "monitor", root / params_path)
+    if webhook_url is not None:
+        params = replace(params, webhook_url=webhook_url)
     contract = load_section(ContractParams, "validate", root / params_path)
     champion = load_champion(root / "data/processed/split/validation.parquet", params)
     raw = pd.concat([pd.read_parquet(p) for p in incoming], ignore_index=True)
@@ -50,31 +53,15 @@ def monitor_incoming(
     scored = score_week(
         champion, valid.sort_values(s.TIMESTAMP, kind="stable").reset_index(drop=True)
     )
-    out = root / out_dir
-    result = monitor_batch(
+    return monitor_scored(
         scored,
         champion.reference,
         params=params,
-        model_validation_metrics=champion.validation,
-        feature_cols=champion.features,
-        out_dir=out,
-        batch_name=batch_name,
-        history=load_history(out, champion.version),
-        profile=champion.profile,
         model_name=FULL_MODEL,
         model_version=champion.version,
+        out_dir=root / out_dir,
         workspace_dir=root / "reports/evidently",
+        batch_name=batch_name,
+        feature_cols=champion.features,
+        profile=champion.profile,
     )
-    log_to_mlflow(result, FULL_MODEL, champion.version)
-    url = webhook_url if webhook_url is not None else params.webhook_url
-    if url and result.action.kind != "none":
-        send_webhook(
-            url,
-            {
-                "batch": result.batch,
-                "status": result.status,
-                "action": result.action.as_dict(),
-                "report": str(result.report_path),
-            },
-        )
-    return result

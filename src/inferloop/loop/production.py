@@ -11,7 +11,7 @@ champion version, drift share, AP, fairness gap, action.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +20,17 @@ import pandas as pd
 
 from inferloop.core import schema as s
 from inferloop.core.config import load_section
-from inferloop.core.registry import CHAMPION, FULL_MODEL, alias_version, version_tags
+from inferloop.core.registry import CHAMPION, FULL_MODEL, alias_version, validation_figures
 from inferloop.core.storage import write_parquet
 from inferloop.data.contract import ContractParams, validate_transactions
 from inferloop.data.simulate import SimulateParams, simulate_transactions
 from inferloop.evaluation.metrics import compute_metrics
 from inferloop.loop.retrain import RetrainParams, labelled_window, run_retrain
-from inferloop.model import FraudModel
+from inferloop.model import FraudModel, LiveScorer
 from inferloop.monitoring.drift import ReferenceProfile
 from inferloop.monitoring.monitor import MonitorResult, monitor_batch
 from inferloop.monitoring.params import MonitorParams
-from inferloop.monitoring.sinks import log_to_mlflow, send_webhook
+from inferloop.monitoring.sinks import log_to_mlflow
 
 __all__ = [
     "SCENARIOS",
@@ -89,6 +89,11 @@ class Champion:
     reference: pd.DataFrame
     profile: ReferenceProfile
 
+    scorer: LiveScorer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scorer = LiveScorer(self.model)
+
     @property
     def features(self) -> list[str]:
         """Model input features."""
@@ -105,13 +110,8 @@ def load_champion(reference_path: Path, params: MonitorParams) -> Champion:
     model = copy.deepcopy(
         mlflow.pyfunc.load_model(f"models:/{FULL_MODEL}@{CHAMPION}").unwrap_python_model()
     )
-    tags = version_tags(FULL_MODEL, version)
-    validation = {
-        k.removeprefix("validation_"): float(v)
-        for k, v in tags.items()
-        if k.startswith("validation_")
-    }
-    validation["threshold"] = model.threshold
+    # the threshold the model applies is the one monitoring judges it by
+    validation = {**validation_figures(FULL_MODEL, version), "threshold": model.threshold}
     reference = pd.read_parquet(reference_path)
     reference = reference.assign(**{s.SCORE: model.scores_for_features(reference)})
     reference[s.DECISION] = (reference[s.SCORE] >= model.threshold).astype(np.int8)
@@ -122,14 +122,14 @@ def load_champion(reference_path: Path, params: MonitorParams) -> Champion:
 
 
 def score_week(champion: Champion, valid: pd.DataFrame) -> pd.DataFrame:
-    """Score a week with the live history, then append the week to the history."""
-    features = champion.model.featurizer.transform(valid)
-    scores = champion.model.scores_for_features(features)
-    champion.model.featurizer.update(valid)  # labels are used only once the delay has passed
-    return pd.concat([valid, features], axis=1).assign(
+    """Score validated rows with the champion's live scorer; the rows then join its history.
+
+    Returns the rows with their features (monitoring profiles them), score, decision and the
+    model that made them. Labels in the history are used only once their delay has passed.
+    """
+    scored = champion.scorer.score(valid, with_features=True)
+    return pd.concat([valid, scored.drop(columns=[s.TRANSACTION_ID])], axis=1).assign(
         **{
-            s.SCORE: scores,
-            s.DECISION: (scores >= champion.model.threshold).astype(np.int8),
             s.MODEL_NAME: FULL_MODEL,
             s.MODEL_VERSION: champion.version,
             s.SCORED_AT: pd.Timestamp.now(tz="UTC").tz_localize(None),
@@ -212,11 +212,6 @@ class ProductionLoop:
         row = self._row(w, start, scored, result)
         if result.action.kind == "retrain" and w < self.weeks - 1:
             row.update(self._retrain(result, as_of))
-        elif result.action.kind in ("alert", "retrain") and self.monitor.webhook_url:
-            send_webhook(
-                self.monitor.webhook_url,
-                {"week": w, "action": result.action.as_dict(), "summary": str(result.summary_path)},
-            )
         self.rows.append(row)
 
     def _monitor(self, window: pd.DataFrame, w: int, as_of: pd.Timestamp) -> MonitorResult:

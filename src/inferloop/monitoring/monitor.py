@@ -61,7 +61,7 @@ from inferloop.monitoring.params import (
 from inferloop.monitoring.policy import Action, breached_checks, decide_action
 from inferloop.monitoring.report import compose_report, render_section
 from inferloop.monitoring.result import MonitorResult
-from inferloop.monitoring.sinks import alert_payload, send_webhook
+from inferloop.monitoring.sinks import notify_breach
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
@@ -342,10 +342,9 @@ def _write_outputs(
         except Exception as exc:  # a broken workspace must not lose the verdict
             logger.warning("could not add %s to the Evidently workspace: %s", batch, exc)
             summary["evidently"]["workspace_error"] = f"{type(exc).__name__}: {exc}"
-    if params.webhook_url and action.kind != "none":
-        summary["webhook_sent"] = send_webhook(
-            params.webhook_url, alert_payload(summary), timeout=params.webhook_timeout
-        )
+    sent = notify_breach(summary, params)
+    if sent is not None:
+        summary["webhook_sent"] = sent
     summary = jsonable(summary)
     evidently_html = snapshot.get_html_str(as_iframe=False) if snapshot is not None else None
     report_path = folder / REPORT_FILE

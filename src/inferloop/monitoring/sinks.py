@@ -18,7 +18,7 @@ import pandas as pd
 
 from inferloop.core import schema as s
 from inferloop.core.storage import jsonable
-from inferloop.monitoring.params import MONITORING_EXPERIMENT
+from inferloop.monitoring.params import MONITORING_EXPERIMENT, MonitorParams
 from inferloop.monitoring.policy import breached_checks
 from inferloop.monitoring.result import MonitorResult
 
@@ -29,9 +29,9 @@ __all__ = [
     "alert_payload",
     "log_to_mlflow",
     "model_of",
+    "notify_breach",
     "registry_figures",
     "send_webhook",
-    "validation_metrics_from_registry",
 ]
 
 
@@ -59,6 +59,17 @@ def alert_payload(summary: Mapping[str, Any]) -> dict[str, Any]:
             "checks": {name: summary["checks"][name] for name in breached},
         }
     )
+
+
+def notify_breach(summary: Mapping[str, Any], params: MonitorParams) -> bool | None:
+    """POST :func:`alert_payload` to ``monitor.webhook_url`` when the verdict is not ``ok``.
+
+    The only place an alert is sent: one monitored batch, at most one POST. Returns whether it
+    was delivered, or None when there was nothing to send (no URL, or status ``ok``).
+    """
+    if not params.webhook_url or summary.get("status", "ok") == "ok":
+        return None
+    return send_webhook(params.webhook_url, alert_payload(summary), timeout=params.webhook_timeout)
 
 
 def send_webhook(url: str, payload: Mapping[str, Any], timeout: float = 5.0) -> bool:
@@ -168,28 +179,6 @@ def log_to_mlflow(
     return str(run.info.run_id)
 
 
-def validation_metrics_from_registry(model_name: str, model_version: str) -> dict[str, float]:
-    """A registered version's validation AP, ROC-AUC and threshold from its tags.
-
-    The register stage tags every version with ``validation_average_precision``,
-    ``validation_roc_auc`` and ``threshold``; missing tags are left out.
-    """
-    from inferloop.core.registry import version_tags
-
-    tags = version_tags(model_name, model_version)
-    out = {}
-    for key, tag in (
-        ("average_precision", "validation_average_precision"),
-        ("roc_auc", "validation_roc_auc"),
-        ("threshold", "threshold"),
-    ):
-        try:
-            out[key] = float(tags[tag])
-        except (KeyError, ValueError):
-            continue
-    return out
-
-
 def model_of(scored: pd.DataFrame) -> tuple[str | None, str | None]:
     """``(name, version)`` of the model that scored a batch, from its output columns.
 
@@ -211,7 +200,9 @@ def registry_figures(model_name: str | None, model_version: str | None) -> dict[
     if not model_name or not model_version:
         return {}
     try:
-        return validation_metrics_from_registry(model_name, model_version)
+        from inferloop.core.registry import validation_figures
+
+        return validation_figures(model_name, model_version)
     except Exception as exc:  # an unreachable registry must not stop monitoring
         logger.warning("no validation figures for %s v%s: %s", model_name, model_version, exc)
         return {}

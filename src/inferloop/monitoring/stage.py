@@ -1,25 +1,28 @@
-"""Monitoring entry point: score files are read, judged against the model's reference, logged.
+"""Monitoring entry points: judge a scored batch against the model's reference, keep, log.
 
-:func:`monitor_files` is what ``inferloop monitor`` and the daily job call.
+:func:`monitor_files` is ``inferloop monitor`` on files; :func:`monitor_scored` is its core,
+which the daily job (:mod:`inferloop.loop.daily`) calls after scoring.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pandas as pd
+
+from inferloop.monitoring.drift import ReferenceProfile
 from inferloop.monitoring.monitor import monitor_batch
 from inferloop.monitoring.params import MonitorParams
 from inferloop.monitoring.policy import load_history
 from inferloop.monitoring.result import MonitorResult
 from inferloop.monitoring.sinks import log_to_mlflow, model_of, registry_figures
 
-if TYPE_CHECKING:
-    pass
-
 __all__ = [
     "monitor_files",
+    "monitor_scored",
 ]
 
 
@@ -39,27 +42,19 @@ def monitor_files(
     as_of: Any = None,
     log_mlflow: bool = True,
 ) -> MonitorResult:
-    """The ``inferloop monitor`` command: read files, monitor, keep history, log to MLflow.
+    """The ``inferloop monitor`` command: read a scored batch and its reference, then monitor.
 
     The model name and version default to the batch's ``model_name`` / ``model_version``
-    columns. With a version, its validation figures come from the registry's tags, the
-    policy sees that version's earlier summaries in ``out_dir``, and the result is logged to
-    MLflow (experiment ``monitoring``). Registry or MLflow failures are logged and skipped.
-    The caller configures MLflow first (:func:`inferloop.tracking.configure_mlflow`).
+    columns. See :func:`monitor_scored` for the rest.
 
     Parameters
     ----------
     scored_path, reference_path : str or Path
         CSV or Parquet files (or Parquet folders) of the scored batch and the reference.
-    params : MonitorParams
-    out_dir, workspace_dir : str or Path
-        Monitoring outputs and the Evidently workspace (None: no workspace).
+    params, out_dir, workspace_dir, batch_name, as_of, log_mlflow
+        See :func:`monitor_scored`.
     model_name, model_version : str, optional
         Override the values read from the batch.
-    batch_name, as_of : optional
-        See :func:`monitor_batch`.
-    log_mlflow : bool, default True
-        Log the result to MLflow when the model version is known.
 
     Returns
     -------
@@ -69,23 +64,75 @@ def monitor_files(
 
     scored, reference = read_table(scored_path), read_table(reference_path)
     found_name, found_version = model_of(scored)
-    name, version = model_name or found_name, model_version or found_version
+    return monitor_scored(
+        scored,
+        reference,
+        params=params,
+        model_name=model_name or found_name,
+        model_version=model_version or found_version,
+        out_dir=out_dir,
+        workspace_dir=workspace_dir,
+        batch_name=batch_name,
+        as_of=as_of,
+        log_mlflow=log_mlflow,
+    )
+
+
+def monitor_scored(
+    scored: pd.DataFrame,
+    reference: pd.DataFrame,
+    *,
+    params: MonitorParams,
+    model_name: str | None,
+    model_version: str | None,
+    out_dir: str | Path = "reports/monitoring",
+    workspace_dir: str | Path | None = "reports/evidently",
+    batch_name: str | None = None,
+    as_of: Any = None,
+    log_mlflow: bool = True,
+    feature_cols: Sequence[str] | None = None,
+    profile: ReferenceProfile | None = None,
+) -> MonitorResult:
+    """Monitor one scored batch of a model version, keep its history, log it to MLflow.
+
+    The core of ``inferloop monitor`` and of the daily job. With a version, its validation
+    figures come from the registry's tags, the policy sees that version's earlier summaries
+    in ``out_dir``, and the result is logged to MLflow (experiment ``monitoring``). Registry
+    or MLflow failures are logged and skipped: the verdict is on disk already. Alerts go out
+    from :func:`~inferloop.monitoring.monitor.monitor_batch`, once. The caller configures
+    MLflow first (:func:`inferloop.core.tracking.configure_mlflow`).
+
+    Parameters
+    ----------
+    scored, reference : DataFrame
+        The scored batch and the model's reference window (scored too).
+    params : MonitorParams
+    model_name, model_version : str or None
+    out_dir, workspace_dir : str or Path
+        Monitoring outputs and the Evidently workspace (None: no workspace).
+    batch_name, as_of, feature_cols, profile : optional
+        See :func:`~inferloop.monitoring.monitor.monitor_batch`.
+    log_mlflow : bool, default True
+        Log the result to MLflow when the model version is known.
+    """
     result = monitor_batch(
         scored,
         reference,
         params=params,
-        model_validation_metrics=registry_figures(name, version),
+        model_validation_metrics=registry_figures(model_name, model_version),
+        feature_cols=feature_cols,
         out_dir=out_dir,
         batch_name=batch_name,
         as_of=as_of,
-        history=load_history(out_dir, version) if version else (),
-        model_name=name,
-        model_version=version,
+        history=load_history(out_dir, model_version) if model_version else (),
+        profile=profile,
+        model_name=model_name,
+        model_version=model_version,
         workspace_dir=workspace_dir,
     )
-    if log_mlflow and name and version:
+    if log_mlflow and model_name and model_version:
         try:
-            result.mlflow_run_id = log_to_mlflow(result, name, version)
+            result.mlflow_run_id = log_to_mlflow(result, model_name, model_version)
         except Exception as exc:  # the verdict is on disk already; MLflow is a copy
             logger.warning("could not log %s to MLflow: %s", result.batch, exc)
     return result

@@ -51,6 +51,7 @@ import pandas as pd
 from inferloop.core import schema as s
 from inferloop.core.storage import read_json, read_pickle, write_json, write_parquet, write_pickle
 from inferloop.data.contract import ContractParams, validate_transactions
+from inferloop.model import LiveScorer
 from inferloop.scoring.inputs import (
     MALFORMED_CSV_ROW,
     MANIFEST_NAME,
@@ -64,8 +65,7 @@ from inferloop.scoring.inputs import (
     iter_chunks,
     list_inputs,
 )
-from inferloop.scoring.live import (
-    HistoryScorer,
+from inferloop.scoring.loading import (
     ScoringModel,
     load_scoring_model,
     partition_name,
@@ -145,7 +145,7 @@ def apply_contract(
 
 def score_chunk(
     chunk: RawChunk,
-    scorer: HistoryScorer,
+    scorer: LiveScorer,
     model: ScoringModel,
     contract: ContractParams,
     timestamp_format: str | None = None,
@@ -330,7 +330,7 @@ class _RunContext:
     """Everything one run's chunk loop needs."""
 
     model: ScoringModel
-    scorer: HistoryScorer
+    scorer: LiveScorer
     manifest: Manifest
     contract: ContractParams
     timestamp_format: str | None
@@ -417,7 +417,7 @@ def score_files(
     with _progress_bar(total, progress) as bar:
         ctx = _RunContext(
             model,
-            HistoryScorer(model.model),
+            LiveScorer(model.model),
             manifest,
             contract,
             timestamp_format,

@@ -39,7 +39,7 @@ from inferloop.core.storage import write_json
 from inferloop.data.contract import ContractParams, validate_transactions
 from inferloop.scoring.batch import ScoreRun
 from inferloop.scoring.inputs import MANIFEST_NAME, ScoringInputError, check_inputs, list_inputs
-from inferloop.scoring.live import partition_name, resolve_model
+from inferloop.scoring.loading import partition_name, resolve_model
 
 __all__ = [
     "RESULT_TYPE",

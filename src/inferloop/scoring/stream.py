@@ -46,7 +46,8 @@ import pandas as pd
 
 from inferloop.core import schema as s
 from inferloop.data.contract import DUPLICATE_TRANSACTION_ID, ContractParams, validate_transactions
-from inferloop.scoring.live import ScoringModel, epoch_seconds, history_end
+from inferloop.model import LiveScorer, epoch_seconds, history_end
+from inferloop.scoring.loading import ScoringModel
 
 __all__ = [
     "INVALID_JSON",
@@ -204,8 +205,13 @@ class WatchSource:
 # --------------------------------------------------------------------------- scoring
 
 
-class StreamScorer:
-    """Scores micro-batches with recent rows as context; folds them into the history async.
+class StreamScorer(LiveScorer):
+    """The live scorer of the stream: recent rows are context; folding happens off-thread.
+
+    Folding the history after every micro-batch would cost more than scoring it, so scored
+    rows stay as context of later batches (history that is not yet folded in) and are folded
+    into an advanced copy of the featurizer on a background thread once ``fold_rows`` are
+    pending. Late rows follow :meth:`LiveScorer.late_mask`.
 
     Parameters
     ----------
@@ -217,9 +223,8 @@ class StreamScorer:
     """
 
     def __init__(self, model: Any, fold_rows: int) -> None:
-        self.model = model
+        super().__init__(model)
         self.fold_rows = fold_rows
-        self.late_rows = 0
         self._context = pd.DataFrame()
         self._late: list[pd.DataFrame] = []
         self._seq = 0
@@ -227,14 +232,15 @@ class StreamScorer:
         self._fold: Future[Any] | None = None
         self._folding = pd.Index([])
 
-    def score(self, valid: pd.DataFrame) -> pd.DataFrame:
+    def score(self, valid: pd.DataFrame, *, with_features: bool = False) -> pd.DataFrame:
         """``transaction_id``, ``score``, ``decision`` of ``valid`` (same order and index)."""
+        if with_features:
+            raise ValueError("the stream writes scores only: with_features is not supported")
         self._collect_fold(wait=False)
         rows = self._context_rows(valid)
-        late = epoch_seconds(rows[s.TIMESTAMP]) <= history_end(self.model.featurizer)
+        late = self.late_mask(rows)
         on_time = self._with_context(rows[~late])
         if late.any():
-            self.late_rows += int(late.sum())
             self._late.append(rows[late])
             on_time = pd.concat([on_time, self._with_context(rows[late])]).loc[rows.index]
         self._context = (
@@ -652,7 +658,7 @@ def stream_records(
     """
     import sys
 
-    from inferloop.scoring.live import load_scoring_model
+    from inferloop.scoring.loading import load_scoring_model
 
     model = load_scoring_model(model_uri)
     source: Any = (

@@ -49,7 +49,7 @@ from inferloop.evaluation.metrics import (
     roc_curve_points,
 )
 from inferloop.evaluation.plots import plot_calibration, plot_pr_roc, plot_score_distribution
-from inferloop.model import FraudModel, input_example, log_fraud_model
+from inferloop.model import FraudModel, LiveScorer, input_example, log_fraud_model
 from inferloop.training.candidates import (
     TrainedCandidate,
     TrainParams,
@@ -244,9 +244,10 @@ def score_with(
 ) -> np.ndarray:
     """Scores of a logged/registered model on raw rows, through ``mlflow.pyfunc`` (the deploy path).
 
-    With ``history``, the model's own (possibly older) feature history is replaced by it when
-    both compute the same features: the champion is then compared on exactly the features
-    the challenger sees, as it would be in production where the history is live.
+    With ``history``, the model's own (possibly older) feature history is replaced by a copy of
+    it when both compute the same features, and the rows go through the live scorer: the
+    champion is then compared on exactly the features the challenger sees, as it would be in
+    production where the history is live. ``history`` itself is left as it is.
     """
     import mlflow
 
@@ -255,8 +256,8 @@ def score_with(
     if history is not None:
         live = copy.copy(model.unwrap_python_model())
         if list(live.featurizer.feature_names_out_) == list(history.feature_names_out_):
-            live.featurizer = history
-            return live.score_frame(raw)[s.SCORE].to_numpy()
+            live.featurizer = copy.copy(history)  # the live scorer advances its featurizer
+            return LiveScorer(live).score(raw)[s.SCORE].to_numpy()
     return model.predict(raw)[s.SCORE].to_numpy()
 
 

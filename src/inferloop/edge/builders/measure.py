@@ -23,7 +23,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from inferloop.core import schema as s
 from inferloop.edge.builders.compile import compile_forest
 from inferloop.edge.builders.params import BenchParams, SelectionPolicy
-from inferloop.edge.builders.students import Scorer, booster_of
+from inferloop.edge.builders.students import Predictor, booster_of
 from inferloop.edge.runtime.compiled import CompiledModel
 from inferloop.evaluation.metrics import card_precision_at_k
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EvalSet",
-    "Tl2cgenScorer",
+    "Tl2cgenPredictor",
     "add_relative_columns",
     "compile_lleaves",
     "compile_teacher",
@@ -50,7 +50,7 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-class Tl2cgenScorer:
+class Tl2cgenPredictor:
     """A LightGBM model compiled to a shared library by tl2cgen (treelite), one thread."""
 
     def __init__(self, model: Any, libpath: Path, compile_threads: int = 2) -> None:
@@ -96,7 +96,7 @@ def _check_binary_logistic(model: Any) -> None:
         raise ValueError(f"the teacher must be binary with sigmoid 1, got {objective!r}")
 
 
-def compile_teacher(model: Any, compiler: str, workdir: Path) -> tuple[Scorer, int] | str:
+def compile_teacher(model: Any, compiler: str, workdir: Path) -> tuple[Predictor, int] | str:
     """Compile the teacher with ``compiler`` ("tl2cgen" or "lleaves").
 
     Returns
@@ -107,7 +107,7 @@ def compile_teacher(model: Any, compiler: str, workdir: Path) -> tuple[Scorer, i
     """
     try:
         if compiler == "tl2cgen":
-            scorer = Tl2cgenScorer(model, compiled_path(workdir, "teacher_tl2cgen"))
+            scorer = Tl2cgenPredictor(model, compiled_path(workdir, "teacher_tl2cgen"))
             return scorer, scorer.libpath.stat().st_size
         if compiler == "lleaves":
             _check_binary_logistic(model)
@@ -144,7 +144,7 @@ class EvalSet:
 
 
 def measure_speed(
-    scorers: dict[str, Scorer], X: np.ndarray, params: BenchParams, rounds: int = 10
+    scorers: dict[str, Predictor], X: np.ndarray, params: BenchParams, rounds: int = 10
 ) -> dict[str, dict[str, float]]:
     """Single-row p50/p99 (µs) and batch rows/s of several scorers, measured interleaved.
 
@@ -187,7 +187,7 @@ def measure_speed(
     return out
 
 
-def _time_rows(scorer: Scorer, rows: list[np.ndarray], start: int, calls: int) -> np.ndarray:
+def _time_rows(scorer: Predictor, rows: list[np.ndarray], start: int, calls: int) -> np.ndarray:
     times = np.empty(calls, dtype=np.float64)
     for i in range(calls):
         row = rows[(start + i) % len(rows)]
@@ -232,7 +232,7 @@ def quality_metrics(
 
 def measure_variant(
     name: str,
-    scorer: Scorer,
+    scorer: Predictor,
     X_test: np.ndarray,
     y_test: np.ndarray,
     teacher_scores: np.ndarray,
@@ -248,7 +248,7 @@ def measure_variant(
     ----------
     name : str
         Variant name (a row label of the table).
-    scorer : Scorer
+    scorer : Predictor
         Called with float32 feature rows.
     X_test, y_test, customer_ids, timestamps : numpy.ndarray
         The evaluation rows.

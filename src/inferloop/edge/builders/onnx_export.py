@@ -1,6 +1,6 @@
 """ONNX export of tree and MLP scorers, and int8 quantization.
 
-Every graph written here follows the contract of :mod:`inferloop.edge.runtime.onnx_scorer`
+Every graph written here follows the contract of :mod:`inferloop.edge.runtime.onnx_predictor`
 (input ``input`` ``[N, n_features]`` float32, output ``score`` ``[N]``). The exporters import
 their libraries inside the function that needs them.
 """
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inferloop.edge.runtime.onnx_scorer import INPUT_NAME, OUTPUT_NAME, TORCH_EXPORTERS
+from inferloop.edge.runtime.onnx_predictor import INPUT_NAME, OUTPUT_NAME, TORCH_EXPORTERS
 
 if TYPE_CHECKING:
     import onnx

@@ -44,10 +44,10 @@ from inferloop.edge.builders.params import (
     OptimizeParams,
 )
 from inferloop.edge.builders.students import (
-    LightGBMScorer,
+    LightGBMPredictor,
+    Predictor,
     ProbabilityHead,
     PruneResult,
-    Scorer,
     StudentMLP,
     booster_of,
     distil_lightgbm,
@@ -60,7 +60,7 @@ from inferloop.edge.builders.students import (
 )
 from inferloop.edge.runtime.classifiers import CompiledClassifier, OnnxClassifier
 from inferloop.edge.runtime.compiled import MLP_ENTRY, CompiledModel
-from inferloop.edge.runtime.onnx_scorer import OnnxScorer
+from inferloop.edge.runtime.onnx_predictor import OnnxPredictor
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -85,7 +85,7 @@ class Variant:
     name: str
     family: str
     format: str
-    scorer: Scorer
+    scorer: Predictor
     size_bytes: int
     path: Path | None = None
     n_params: int = 0
@@ -137,13 +137,13 @@ def _write(path: Path, data: bytes) -> Path:
 
 def _onnx_variant(name: str, family: str, model: bytes, workdir: Path, **kw: Any) -> Variant:
     path = _write(workdir / f"{name}.onnx", model)
-    return Variant(name, family, "onnx", OnnxScorer(path), len(model), path, **kw)
+    return Variant(name, family, "onnx", OnnxPredictor(path), len(model), path, **kw)
 
 
 def _native_variant(name: str, family: str, model: Any, workdir: Path, sigmoid: bool) -> Variant:
     path = workdir / f"{name}.txt"
     booster_of(model).save_model(path)
-    scorer = LightGBMScorer(model, sigmoid)
+    scorer = LightGBMPredictor(model, sigmoid)
     return Variant(name, family, "lightgbm", scorer, path.stat().st_size, path, n_tree_nodes(model))
 
 
@@ -334,14 +334,14 @@ def optimize_teacher(
         )
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    teacher_test = LightGBMScorer(teacher).predict_scores(test.X)
-    teacher_val = LightGBMScorer(teacher).predict_scores(validation.X)
+    teacher_test = LightGBMPredictor(teacher).predict_scores(test.X)
+    teacher_val = LightGBMPredictor(teacher).predict_scores(validation.X)
     rows: list[dict[str, Any]] = []
     paths: dict[str, Path] = {}
     compiled: dict[str, CompiledModel] = {}
     skipped: dict[str, str] = {}
     holder: list[PruneResult] = []
-    scorers: dict[str, Scorer] = {}
+    scorers: dict[str, Predictor] = {}
     sources: list[Iterator[Variant | tuple[str, str]]] = [
         _teacher_variants(teacher, X_unlabelled.shape[1], params, workdir),
         _tree_student_variants(teacher, X_unlabelled, labelled, params, workdir),

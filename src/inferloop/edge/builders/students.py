@@ -30,10 +30,10 @@ if TYPE_CHECKING:
     pass
 
 __all__ = [
-    "LightGBMScorer",
+    "LightGBMPredictor",
+    "Predictor",
     "ProbabilityHead",
     "PruneResult",
-    "Scorer",
     "StudentMLP",
     "booster_of",
     "build_student_mlp",
@@ -56,7 +56,7 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-class Scorer(Protocol):
+class Predictor(Protocol):
     """Anything that maps a float32 feature matrix to fraud probabilities."""
 
     def predict_scores(self, X: np.ndarray) -> np.ndarray:
@@ -68,7 +68,7 @@ def booster_of(model: Any) -> lgb.Booster:
     return model if isinstance(model, lgb.Booster) else model.booster_
 
 
-class LightGBMScorer:
+class LightGBMPredictor:
     """Native LightGBM prediction with one thread.
 
     Parameters

@@ -52,9 +52,9 @@ class OnnxClassifier(_ScoreClassifier):
 
     def _session(self) -> Any:
         if self._scorer is None:
-            from inferloop.edge.runtime.onnx_scorer import OnnxScorer
+            from inferloop.edge.runtime.onnx_predictor import OnnxPredictor
 
-            self._scorer = OnnxScorer(self.model)
+            self._scorer = OnnxPredictor(self.model)
         return self._scorer
 
     def predict_scores(self, X: Any) -> np.ndarray:

@@ -3,7 +3,7 @@
 Every graph that :mod:`inferloop.edge.builders.onnx_export` writes takes one float32 input
 ``input`` of shape ``[N, n_features]`` (the featurizer's output) and has one float32 output
 ``score`` of shape ``[N]`` holding the fraud probability. That single contract is what
-:class:`OnnxScorer` and the edge deployment rely on. An edge process that imports it never
+:class:`OnnxPredictor` and the edge deployment rely on. An edge process that imports it never
 loads torch, LightGBM or the converters.
 """
 
@@ -24,7 +24,7 @@ __all__ = [
     "INPUT_NAME",
     "OUTPUT_NAME",
     "TORCH_EXPORTERS",
-    "OnnxScorer",
+    "OnnxPredictor",
 ]
 
 
@@ -39,7 +39,7 @@ TORCH_EXPORTERS = ("auto", "dynamo", "torchscript")
 # --------------------------------------------------------------------------------------------
 
 
-class OnnxScorer:
+class OnnxPredictor:
     """Score feature rows with an ONNX graph through onnxruntime, one thread, sequentially.
 
     Parameters
@@ -116,7 +116,7 @@ class OnnxScorer:
 class _BoundRow:
     """Input and output buffers of one row, bound to a session's ``IOBinding``."""
 
-    def __init__(self, scorer: OnnxScorer, shape: tuple[int, ...], output: np.ndarray) -> None:
+    def __init__(self, scorer: OnnxPredictor, shape: tuple[int, ...], output: np.ndarray) -> None:
         self.x = np.zeros(shape, dtype=np.float32)
         self.y = np.zeros_like(output)
         self.binding = scorer.session_.io_binding()

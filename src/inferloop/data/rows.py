@@ -1,0 +1,339 @@
+"""Read raw transaction rows into typed, checked columns: the model's input rules.
+
+:func:`read_transactions` is what every scoring path applies to the rows it is given (batch,
+stream, ``mlflow models serve``): ids, timestamps, amounts, keys and categories are checked
+and converted once, and a row that breaks a rule raises :class:`InvalidInput` naming it. Small
+requests take a plain-value path that skips pandas (:func:`_read_plain`); both paths give the
+same result. :func:`as_frame` turns what MLflow parsed from a request into a DataFrame.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from inferloop.core import schema as s
+from inferloop.data.contract import canonical_ids
+from inferloop.data.features import RawColumns
+
+__all__ = [
+    "SMALL_BATCH_ROWS",
+    "InvalidInput",
+    "Transactions",
+    "as_frame",
+    "coerce_input",
+    "read_transactions",
+]
+
+
+#: Batches up to this many rows take the small-batch paths (numpy timestamp parsing, one
+#: LightGBM thread): per-call overheads, not per-row work, dominate there.
+SMALL_BATCH_ROWS = 256
+_NAIVE_ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?")
+
+
+class InvalidInput(ValueError):
+    """A request or batch the model cannot score; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class Transactions:
+    """Validated raw transactions: ids to echo, naive-UTC timestamps, featurizer inputs."""
+
+    ids: np.ndarray
+    timestamps: np.ndarray
+    raw: RawColumns
+
+
+def read_transactions(frame: pd.DataFrame) -> Transactions:
+    """Validate raw transactions, reading each column of ``frame`` once.
+
+    Parameters
+    ----------
+    frame
+        Rows with at least :data:`inferloop.schema.SCORING_COLUMNS`; other columns are ignored,
+        except ``is_fraud`` whose labels the featurizer uses once the label delay has passed.
+
+    Returns
+    -------
+    Transactions
+        Canonical ids (as the data contract writes them: int64 when every id is an integer),
+        timestamps and amounts.
+
+    Raises
+    ------
+    InvalidInput
+        Naming the problem: empty input, missing columns, missing or non-scalar ids,
+        unparseable timestamps, non-numeric amounts, categories outside the contract.
+    """
+    if len(frame) == 0:
+        raise InvalidInput("empty input: send at least one transaction")
+    missing = [c for c in s.SCORING_COLUMNS if c not in frame.columns]
+    if missing:
+        raise InvalidInput(f"missing required column(s): {missing}")
+    plain = _read_plain(frame)
+    return plain if plain is not None else _read_columns(frame)
+
+
+def _read_columns(frame: pd.DataFrame) -> Transactions:
+    """The general path of :func:`read_transactions`: column by column, naming any problem."""
+    timestamps = _as_timestamps(frame[s.TIMESTAMP])
+    raw = RawColumns(
+        seconds=timestamps.astype("datetime64[s]").astype(np.int64),
+        customer=_as_keys(frame[s.CUSTOMER_ID]),
+        terminal=_as_keys(frame[s.TERMINAL_ID]),
+        amount=_as_amounts(frame[s.AMOUNT]),
+        channel=_as_categories(frame[s.CHANNEL]),
+        merchant_category=_as_categories(frame[s.MERCHANT_CATEGORY]),
+        label=_labels(frame),
+    )
+    ids = frame[s.TRANSACTION_ID]
+    id_values = ids.to_numpy()
+    _check_keys(ids, id_values)
+    return Transactions(id_values, timestamps, raw)
+
+
+def _read_plain(frame: pd.DataFrame) -> Transactions | None:
+    """A few rows of plain values (what a JSON request holds) read without pandas; else None.
+
+    Reading the columns of a one-row frame through pandas costs more than featurizing and
+    scoring it (figures in ``docs/serving.md``). Here the frame becomes one object array (one call), and each
+    column is accepted only when every value is of the plain kind that cannot fail the checks
+    of :func:`read_transactions`: integer ids, finite numeric amounts, naive ISO text
+    timestamps, known categories, numeric or missing labels. Anything else returns None, and
+    the general path reads the frame and names the problem; both give the same result on plain
+    rows (tested).
+    """
+    names = [str(c) for c in frame.columns]
+    if len(frame) > SMALL_BATCH_ROWS or len(set(names)) != len(names):
+        return None
+    values = frame.to_numpy(dtype=object)
+    column = {name: values[:, i] for i, name in enumerate(names)}
+    timestamps = _plain_timestamps(column[s.TIMESTAMP])
+    amounts = _plain_floats(column[s.AMOUNT], allow_missing=False)
+    ids, customer, terminal = (
+        _plain_ints(column[c]) for c in (s.TRANSACTION_ID, s.CUSTOMER_ID, s.TERMINAL_ID)
+    )
+    channel = _plain_categories(column[s.CHANNEL], s.CHANNEL)
+    category = _plain_categories(column[s.MERCHANT_CATEGORY], s.MERCHANT_CATEGORY)
+    label = _plain_floats(column[s.TARGET], allow_missing=True) if s.TARGET in column else None
+    if (
+        timestamps is None
+        or amounts is None
+        or ids is None
+        or customer is None
+        or terminal is None
+        or channel is None
+        or category is None
+        or (s.TARGET in column and label is None)
+    ):
+        return None
+    raw = RawColumns(
+        seconds=timestamps.astype("datetime64[s]").astype(np.int64),
+        customer=customer,
+        terminal=terminal,
+        amount=amounts,
+        channel=channel,
+        merchant_category=category,
+        label=label,
+    )
+    return Transactions(ids, timestamps, raw)
+
+
+def _plain_ints(values: np.ndarray) -> np.ndarray | None:
+    if not all(type(v) is int for v in values):  # exact type: bool is an int subclass
+        return None
+    try:
+        return np.array(values.tolist(), dtype=np.int64)
+    except OverflowError:
+        return None
+
+
+def _plain_floats(values: np.ndarray, *, allow_missing: bool) -> np.ndarray | None:
+    kinds = (int, float, type(None)) if allow_missing else (int, float)
+    if not all(type(v) in kinds for v in values):
+        return None
+    floats = np.array(values.tolist(), dtype=np.float64)
+    return floats if allow_missing or np.isfinite(floats).all() else None
+
+
+def _plain_timestamps(values: np.ndarray) -> np.ndarray | None:
+    if not all(isinstance(v, str) and _NAIVE_ISO.fullmatch(v) for v in values):
+        return None
+    try:
+        return np.array(values.tolist(), dtype="datetime64[us]")
+    except ValueError:
+        return None
+
+
+def _plain_categories(values: np.ndarray, column: str) -> np.ndarray | None:
+    allowed = s.ALLOWED_CATEGORIES[column]
+    if not all(isinstance(v, str) and v in allowed for v in values):
+        return None
+    return np.array(values.tolist(), dtype=object)
+
+
+def coerce_input(model_input: Any) -> pd.DataFrame:
+    """Raw transactions as a validated DataFrame with the types the featurizer needs.
+
+    Accepts a DataFrame, a list of records or a dict of columns; raises :class:`InvalidInput`
+    as :func:`read_transactions` does.
+    """
+    frame = as_frame(model_input)
+    tx = read_transactions(frame)
+    return frame.assign(
+        **{
+            s.TIMESTAMP: tx.timestamps,
+            s.CUSTOMER_ID: tx.raw.customer,
+            s.TERMINAL_ID: tx.raw.terminal,
+            s.AMOUNT: tx.raw.amount,
+        }
+    )
+
+
+def as_frame(model_input: Any) -> pd.DataFrame:
+    """``model_input`` as a DataFrame: records, a dict of columns or of one row's values."""
+    if isinstance(model_input, pd.DataFrame):
+        return model_input
+    if isinstance(model_input, dict) and all(np.ndim(v) == 0 for v in model_input.values()):
+        model_input = [{k: _scalar(v) for k, v in model_input.items()}]  # one transaction
+    try:
+        return pd.DataFrame(model_input)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(f"input is not tabular transaction data: {exc}") from exc
+
+
+def _scalar(value: Any) -> Any:
+    return value.item() if isinstance(value, (np.ndarray, np.generic)) else value
+
+
+def _first(values: pd.Series, bad: np.ndarray) -> list[Any]:
+    return values[bad].head(3).tolist()
+
+
+def _as_timestamps(values: pd.Series) -> np.ndarray:
+    """Naive-UTC datetime64 values: datetimes as they are (tz-aware converted), or ISO text."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        parsed = values.dt.tz_convert(None).to_numpy()
+    elif values.dtype.kind == "M":
+        parsed = values.to_numpy()
+    elif values.dtype.kind in "biuf":
+        raise InvalidInput(
+            f"column 'timestamp' must hold ISO 8601 text or datetimes, got {values.dtype} values"
+        )
+    else:
+        parsed = _parse_iso(values)
+    bad = np.isnat(parsed)
+    if bad.any():
+        raise InvalidInput(f"unparseable timestamp(s) in column 'timestamp': {_first(values, bad)}")
+    return parsed
+
+
+def _parse_iso(values: pd.Series) -> np.ndarray:
+    """ISO 8601 text to naive-UTC datetime64 (NaT where unparseable).
+
+    A few plain ``YYYY-MM-DD[Thh:mm[:ss[.f]]]`` strings are parsed by numpy (microseconds);
+    anything else -- offsets, ``Z``, large batches -- by pandas (hundreds of microseconds).
+    """
+    text = values.to_numpy()
+    if len(text) <= SMALL_BATCH_ROWS and all(
+        isinstance(v, str) and _NAIVE_ISO.fullmatch(v) for v in text
+    ):
+        try:
+            return np.array(text, dtype="datetime64[us]")
+        except ValueError:
+            pass  # e.g. month 13: pandas turns it into NaT and the caller names it
+    try:
+        parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"unparseable timestamp(s) in column 'timestamp': {exc}") from exc
+    return parsed.dt.tz_convert(None).to_numpy()
+
+
+def _as_amounts(values: pd.Series) -> np.ndarray:
+    """Amounts as float64; numbers as text are accepted, anything non-finite is not."""
+    if values.dtype.kind in "iuf":
+        amounts = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    elif values.dtype.kind == "b":
+        amounts = np.full(len(values), np.nan)
+    else:
+        try:
+            numeric = pd.to_numeric(values, errors="coerce")
+        except (TypeError, ValueError):
+            numeric = pd.Series(np.nan, index=values.index)
+        amounts = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(amounts)
+    if bad.any():
+        raise InvalidInput(
+            f"non-numeric or missing amount(s) in column 'amount': {_first(values, bad)}"
+        )
+    return amounts
+
+
+def _as_keys(values: pd.Series) -> np.ndarray:
+    """Customer or terminal keys in the contract's canonical form (they index the history)."""
+    keys = values.to_numpy()
+    if keys.dtype.kind == "i":
+        return keys
+    _check_keys(values, keys)
+    return np.asarray(canonical_ids(values).to_numpy())
+
+
+def _check_keys(values: pd.Series, keys: np.ndarray) -> None:
+    """Raise unless every key is a number or non-blank text."""
+    if keys.dtype.kind in "iu":
+        return
+    if keys.dtype.kind == "f":
+        bad = ~np.isfinite(keys)
+    elif keys.dtype.kind == "O":
+        bad = np.fromiter((not _is_key(v) for v in keys), dtype=bool, count=len(keys))
+    else:
+        bad = np.ones(len(keys), dtype=bool)
+    if bad.any():
+        raise InvalidInput(
+            f"missing or invalid id(s) in column {values.name!r} (ids are numbers or text): "
+            f"{_first(values, bad)}"
+        )
+
+
+def _is_key(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return True
+    return isinstance(value, (float, np.floating)) and bool(np.isfinite(value))
+
+
+def _as_categories(values: pd.Series) -> np.ndarray:
+    """Category values, each one of the contract's (an object array)."""
+    column = str(values.name)
+    allowed = s.ALLOWED_CATEGORIES[column]
+    text = np.asarray(values.to_numpy(), dtype=object)
+    try:
+        seen = set(text.tolist()) if len(text) <= SMALL_BATCH_ROWS else set(pd.unique(text))
+    except TypeError as exc:  # unhashable values such as lists
+        raise InvalidInput(f"column {column!r} must hold text: {exc}") from exc
+    unknown = seen.difference(allowed)
+    if unknown:
+        shown = sorted(map(repr, unknown))[:3]
+        raise InvalidInput(
+            f"unknown value(s) in column {column!r}: {', '.join(shown)}; allowed: {list(allowed)}"
+        )
+    return text
+
+
+def _labels(frame: pd.DataFrame) -> np.ndarray | None:
+    """Labels sent with the rows (used by the featurizer once the label delay has passed)."""
+    if s.TARGET not in frame.columns:
+        return None
+    try:
+        labels = pd.to_numeric(frame[s.TARGET], errors="coerce")
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"column {s.TARGET!r} must hold 0, 1 or nothing: {exc}") from exc
+    return labels.to_numpy(dtype=np.float64, na_value=np.nan)
