@@ -32,6 +32,8 @@ run: $(STAMP)  ## run the whole lifecycle (dvc repro + the production simulation
 	time $(BIN)/dvc repro dvc.yaml
 	@mkdir -p reports/notebooks
 	time $(BIN)/papermill notebooks/08_production.ipynb reports/notebooks/08_production.ipynb -k python3 --log-level WARNING -p params_path params.yaml
+	@# the operational scoring pipeline, once, on the weeks the simulation sent to data/incoming/
+	time $(BIN)/dvc repro pipelines/score/dvc.yaml
 	@cat reports/production/timeline.md
 	@$(BIN)/inferloop where
 
@@ -64,4 +66,4 @@ bench: $(STAMP)  ## run the benchmarks; results in benchmarks/results/*.json
 	$(BIN)/python benchmarks/run_all.py
 
 clean:  ## remove generated data, stores and reports (keeps .venv)
-	rm -rf data/raw data/validated data/processed data/quarantine data/predictions data/incoming mlruns reports/notebooks reports/monitoring
+	rm -rf data/raw data/validated data/processed data/quarantine data/predictions data/incoming data/production mlruns reports/notebooks reports/monitoring

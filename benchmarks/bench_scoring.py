@@ -4,7 +4,7 @@
   (contract applied, point-in-time features advanced chunk by chunk, Parquet parts, manifest
   and checkpoints written), against ``lightgbm.Booster.predict`` on the already prepared
   feature matrix of the same rows (the trees alone). Measured in-process with
-  :func:`inferloop.scoring.score_files` (model load from the registry included) and as the
+  :func:`inferloop.scoring.batch.score_files` (model load from the registry included) and as the
   CLI in a subprocess (interpreter start and imports included). The edge model (a 60 x 15
   forest distilled from the same model and compiled by lleaves, as the optimize stage builds
   it) is scored the same way, through the same ``score_files``.

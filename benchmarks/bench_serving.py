@@ -1,7 +1,7 @@
 """One-row requests through ``mlflow models serve``: our model against plain LightGBM.
 
 Every variant is served the way ``inferloop serve`` serves the champion (``mlflow models
-serve --env-manager local -w 2`` on loopback, started by :mod:`inferloop.serving`) and is hit
+serve --env-manager local -w 2`` on loopback, started by :mod:`inferloop.scoring.serving`) and is hit
 by a load generator in separate processes (this file with ``--loadgen``): keep-alive
 connections, one request in flight per connection, a bounded number of requests and seconds.
 

@@ -173,7 +173,7 @@ class FraudModel(PythonModel):
         Parameters
         ----------
         frame
-            Raw transactions (:data:`inferloop.schema.SCORING_COLUMNS`, more are ignored).
+            Raw transactions (:data:`inferloop.core.schema.SCORING_COLUMNS`, more are ignored).
         context
             Earlier transactions (already scored; validated again here, ids canonicalized like
             ``frame``'s) that count as history before ``frame``'s rows but are not scored

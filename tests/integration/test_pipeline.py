@@ -433,7 +433,7 @@ def test_production_simulation_runs_the_whole_loop(repo: Path) -> None:
         )
         assert summary["model"]["version"]
         assert (repo / f"reports/production/monitoring/week_{week:02d}/report.html").is_file()
-        predictions = pd.read_parquet(repo / f"data/predictions/production/week_{week:02d}.parquet")
+        predictions = pd.read_parquet(repo / f"data/production/predictions/week_{week:02d}.parquet")
         assert {"model_name", "model_version", "score", "decision"} <= set(predictions.columns)
     register = json.loads((repo / "reports/retrain/register.json").read_text())
     out = _python(

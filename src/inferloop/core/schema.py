@@ -1,7 +1,7 @@
 """Column names and allowed values of the raw transaction data contract.
 
 Every module refers to columns through these constants so that a renamed column is a
-one-line change and a user's own data can be mapped onto them (see :mod:`inferloop.ingest`).
+one-line change and a user's own data can be mapped onto them (see :mod:`inferloop.data.ingest`).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ it fails:
 5. ``non_finite_amount`` -- ``inf`` or ``-inf`` (``NaN`` is a null, see 1).
 6. ``non_positive_amount`` -- amount ``<= 0``.
 7. ``amount_above_max`` -- amount ``> max_amount``.
-8. ``unknown_category:<column>`` -- value outside :data:`inferloop.schema.ALLOWED_CATEGORIES`
+8. ``unknown_category:<column>`` -- value outside :data:`inferloop.core.schema.ALLOWED_CATEGORIES`
    for ``channel``, ``merchant_category``, then ``age_band``, ``region`` when present. Nulls
    count as unknown, except in sensitive columns that are optional (``require_target=False``).
 9. ``invalid_target`` -- ``is_fraud`` not 0 or 1 (nulls allowed when the target is optional).
@@ -176,7 +176,7 @@ def validate_transactions(
     Parameters
     ----------
     df : pandas.DataFrame
-        Raw transactions named with the contract's columns (see :mod:`inferloop.schema`).
+        Raw transactions named with the contract's columns (see :mod:`inferloop.core.schema`).
     params : ContractParams
         Limits of the contract.
     require_target : bool, optional

@@ -1,7 +1,7 @@
 """Bring your own data: read a CSV or Parquet file and map its columns onto the contract.
 
 Reading does no type checking beyond what pandas infers: the data contract
-(:func:`inferloop.contract.validate_transactions`) parses timestamps and amounts and
+(:func:`inferloop.data.contract.validate_transactions`) parses timestamps and amounts and
 quarantines the rows it cannot use, so a column with a few bad values simply arrives as
 text. Identifier columns are read from CSV as text so that leading zeros survive; the
 contract turns them into ``int64`` when that is lossless. Timestamps are not parsed here:

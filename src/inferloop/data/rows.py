@@ -55,7 +55,7 @@ def read_transactions(frame: pd.DataFrame) -> Transactions:
     Parameters
     ----------
     frame
-        Rows with at least :data:`inferloop.schema.SCORING_COLUMNS`; other columns are ignored,
+        Rows with at least :data:`inferloop.core.schema.SCORING_COLUMNS`; other columns are ignored,
         except ``is_fraud`` whose labels the featurizer uses once the label delay has passed.
 
     Returns

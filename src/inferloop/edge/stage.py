@@ -29,7 +29,7 @@ from inferloop.core.registry import (
 )
 from inferloop.core.storage import read_json, write_json
 from inferloop.core.tracking import configure_mlflow, repo_root
-from inferloop.data.stage import load_processed
+from inferloop.data.stage import ProcessedData, load_processed
 from inferloop.edge.builders.measure import EvalSet
 from inferloop.edge.builders.optimize import OptimizeResult, optimize_teacher
 from inferloop.edge.builders.params import OptimizeParams
@@ -104,14 +104,9 @@ def run_optimize(
     data = load_processed(split_dir, featurizer_path)
     candidates, register = read_json(candidates_path), read_json(register_path)
     teacher, teacher_version, teacher_uri = _teacher(candidates, register)
-    start = pd.to_datetime(data.validation[s.TIMESTAMP]).min()
-    history = pd.read_parquet(processed_path, columns=[s.TIMESTAMP, *data.features])
-    unlabelled = history.loc[pd.to_datetime(history[s.TIMESTAMP]) < start, data.features].to_numpy(
-        np.float32
-    )
     result = optimize_teacher(
         teacher,
-        unlabelled,
+        _unlabelled_before_validation(processed_path, data),
         EvalSet.from_frame(data.validation, data.features),
         EvalSet.from_frame(data.test, data.features),
         params,
@@ -158,6 +153,14 @@ def run_optimize(
         metrics_path,
     )
     return EdgeOutcome(result, teacher_version, edge_version, is_champion, choice.threshold)
+
+
+def _unlabelled_before_validation(processed_path: str, data: ProcessedData) -> np.ndarray:
+    """Feature rows before the validation window, labels ignored: the distillation set."""
+    start = pd.to_datetime(data.validation[s.TIMESTAMP]).min()
+    history = pd.read_parquet(processed_path, columns=[s.TIMESTAMP, *data.features])
+    before = pd.to_datetime(history[s.TIMESTAMP]) < start
+    return history.loc[before, data.features].to_numpy(np.float32)
 
 
 def _row_metrics(table: pd.DataFrame, name: str) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """Group fairness of fraud alerts across sensitive attributes, computed with fairlearn.
 
-For each sensitive attribute (for example :data:`inferloop.schema.AGE_BAND`) the per-group
+For each sensitive attribute (for example :data:`inferloop.core.schema.AGE_BAND`) the per-group
 table holds the alert (selection) rate, false and true positive rates, precision and average
 precision, and the gaps between groups summarise them:
 
@@ -363,7 +363,7 @@ def fairness_report(
     y_col, pred_col, score_col : str
         Columns holding labels, alert decisions and scores.
     attributes : sequence of str
-        Sensitive attribute columns, e.g. :data:`inferloop.schema.SENSITIVE_COLUMNS`.
+        Sensitive attribute columns, e.g. :data:`inferloop.core.schema.SENSITIVE_COLUMNS`.
     min_group_size : int, default 30
         See :func:`group_fairness`.
 

@@ -198,7 +198,7 @@ class ProductionLoop:
         scored = score_week(self.champion, valid)
         write_parquet(
             scored.drop(columns=self.champion.features),
-            self.root / f"data/predictions/production/week_{w:02d}.parquet",
+            self.root / f"data/production/predictions/week_{w:02d}.parquet",
         )
         window = (
             scored

@@ -140,7 +140,7 @@ def log_to_mlflow(
 ) -> str:
     """Log a batch's check values, PSI per column and report to an MLflow run.
 
-    The caller points MLflow at the store first (:func:`inferloop.tracking.configure_mlflow`).
+    The caller points MLflow at the store first (:func:`inferloop.core.tracking.configure_mlflow`).
 
     Parameters
     ----------
@@ -150,7 +150,7 @@ def log_to_mlflow(
     model_version : str or int
         Its version (tag ``model_version``).
     experiment : str, default "monitoring"
-        Created with :func:`inferloop.tracking.ensure_experiment` if missing.
+        Created with :func:`inferloop.core.tracking.ensure_experiment` if missing.
 
     Returns
     -------

@@ -144,7 +144,7 @@ def serve_env(
     config:
         The server settings (row limit and timeout become environment variables).
     tracking_uri:
-        Store that resolves ``models:/`` URIs (``inferloop.tracking.tracking_uri()``).
+        Store that resolves ``models:/`` URIs (``inferloop.core.tracking.tracking_uri()``).
     base:
         Environment to start from; the current one by default.
     """

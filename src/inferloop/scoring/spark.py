@@ -1,6 +1,6 @@
 """Batch scoring on Apache Spark through ``mlflow.pyfunc.spark_udf``.
 
-The same inputs, contract, output layout and model as :func:`inferloop.scoring.score_files`,
+The same inputs, contract, output layout and model as :func:`inferloop.scoring.batch.score_files`,
 with Spark doing the work (``local[N]`` here, a cluster in production; see ``docs/spark.md``):
 
 1. read the CSV (all columns as text) or Parquet files;
@@ -244,7 +244,7 @@ def score_with_spark(
     Parameters
     ----------
     inputs, output_dir, model_uri, contract, quarantine_dir, timestamp_format
-        As in :func:`inferloop.scoring.score_files`.
+        As in :func:`inferloop.scoring.batch.score_files`.
     master : str
         Spark master when no session is active (``local[2]``, ``yarn``, ``k8s://...``).
     spark : pyspark.sql.SparkSession, optional

@@ -2,11 +2,11 @@
 
 Three candidates share one interface (:class:`TrainedCandidate`): a LightGBM gradient-boosted
 tree model, a standardized logistic regression baseline and a small PyTorch MLP
-(:class:`inferloop.nn.TorchMLPClassifier`). All take the numeric feature columns of the
+(:class:`inferloop.training.nn.TorchMLPClassifier`). All take the numeric feature columns of the
 processed data and return fraud probabilities from ``predict_proba(features)[:, 1]``.
 
 Time awareness: the validation window is later than the training window (with a label-delay
-gap, see :mod:`inferloop.split`), so early stopping and the optional random search over LightGBM
+gap, see :mod:`inferloop.data.split`), so early stopping and the optional random search over LightGBM
 hyperparameters select on data from the "future" of the training rows, as in production.
 
 Class imbalance (``train.imbalance``):
@@ -101,7 +101,7 @@ class LogisticParams:
 
 @dataclass(frozen=True)
 class MLPParams:
-    """``train.mlp``: arguments of :class:`inferloop.nn.TorchMLPClassifier`."""
+    """``train.mlp``: arguments of :class:`inferloop.training.nn.TorchMLPClassifier`."""
 
     hidden: tuple[int, ...] = (64, 32)
     dropout: float = 0.1

@@ -281,13 +281,7 @@ def run_evaluate(
     processed = load_processed(split_dir, featurizer_path)
     test = processed.test
     best = trained["best"]
-    scores = {name: score_with(c["model_uri"], test) for name, c in trained["candidates"].items()}
-    thresholds = {name: c["threshold"] for name, c in trained["candidates"].items()}
-    champion_version = alias_version(FULL_MODEL, CHAMPION)
-    if champion_version is not None:
-        champ_uri = f"models:/{FULL_MODEL}@{CHAMPION}"
-        scores["champion"] = score_with(champ_uri, test, history=processed.featurizer)
-        thresholds["champion"] = mlflow.pyfunc.load_model(champ_uri).unwrap_python_model().threshold
+    scores, thresholds, champion_version = _score_on_test(trained, processed)
     metrics = {n: _metrics_for(test, sc, thresholds[n], params.k) for n, sc in scores.items()}
     decisions = (scores[best] >= thresholds[best]).astype(int)
     scored = test.assign(**{s.SCORE: scores[best], s.DECISION: decisions})
@@ -334,6 +328,23 @@ def run_evaluate(
         trained, best, decision, metrics, fairness, scores, test, card_path, decision_path
     )
     return EvaluateOutcome(decision, metrics, fairness, scores, card)
+
+
+def _score_on_test(
+    trained: dict[str, Any], processed: ProcessedData
+) -> tuple[dict[str, np.ndarray], dict[str, float], str | None]:
+    """Test-window scores and thresholds of every candidate and of the champion (if any)."""
+    import mlflow
+
+    test = processed.test
+    scores = {name: score_with(c["model_uri"], test) for name, c in trained["candidates"].items()}
+    thresholds = {name: c["threshold"] for name, c in trained["candidates"].items()}
+    champion_version = alias_version(FULL_MODEL, CHAMPION)
+    if champion_version is not None:
+        champ_uri = f"models:/{FULL_MODEL}@{CHAMPION}"
+        scores["champion"] = score_with(champ_uri, test, history=processed.featurizer)
+        thresholds["champion"] = mlflow.pyfunc.load_model(champ_uri).unwrap_python_model().threshold
+    return scores, thresholds, champion_version
 
 
 def _windows(data: ProcessedData) -> dict[str, dict[str, Any]]:
