@@ -217,3 +217,31 @@ def test_single_class_training_data_is_a_clear_error(xy: tuple) -> None:
     X, y, X_val, y_val = xy
     with pytest.raises(ValueError, match="both fraud and genuine"):
         train_candidate("logistic", X, np.zeros_like(y), X_val, y_val, FAST)
+
+
+def test_retraining_with_the_same_seed_writes_byte_identical_model_files(
+    data: SimulatedSplits, trained: dict, tmp_path: Path
+) -> None:
+    """The train stage's hashed output: same data, params and seed give the same bytes."""
+    from inferloop.training.stage import write_model_files
+
+    again = train_candidates(
+        data.splits.train, data.splits.validation, data.features, FAST, progress=False
+    )
+    write_model_files(trained, tmp_path / "first")
+    write_model_files(again, tmp_path / "second")
+    names = sorted(p.name for p in (tmp_path / "first").iterdir())
+    assert names == [f"{n}.pkl" for n in sorted(trained)]
+    for name in names:
+        assert (tmp_path / "first" / name).read_bytes() == (
+            tmp_path / "second" / name
+        ).read_bytes(), name
+    # a changed seed changes them: the test can fail
+    other = train_candidates(
+        data.splits.train, data.splits.validation, data.features,
+        dataclasses.replace(FAST, seed=FAST.seed + 1), progress=False,
+    )  # fmt: skip
+    write_model_files(other, tmp_path / "other")
+    assert (tmp_path / "other" / "mlp.pkl").read_bytes() != (
+        tmp_path / "first" / "mlp.pkl"
+    ).read_bytes()

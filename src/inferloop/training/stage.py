@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from inferloop.core.registry import (
     promote,
     register_version,
 )
-from inferloop.core.storage import jsonable, read_json, write_json
+from inferloop.core.storage import jsonable, read_json, write_json, write_pickle
 from inferloop.core.tracking import configure_mlflow, ensure_experiment, repo_root
 from inferloop.data.features import TransactionFeaturizer
 from inferloop.data.stage import ProcessedData, load_processed
@@ -68,6 +69,7 @@ __all__ = [
     "run_register",
     "run_train",
     "score_with",
+    "write_model_files",
 ]
 
 
@@ -140,11 +142,15 @@ def run_train(
     featurizer_path: str,
     candidates_path: str | Path,
     metrics_path: str | Path,
+    models_dir: str | Path,
 ) -> TrainOutcome:
     """Train every candidate, log each as a deployable model in a child run, pick the best.
 
     The best candidate is the one with the highest validation average precision (the test
-    window is kept for the evaluate stage, so it never influences the choice).
+    window is kept for the evaluate stage, so it never influences the choice). Writes the
+    estimators to ``models_dir`` and their validation metrics to ``metrics_path`` (both
+    reproducible to the byte), and the run record -- MLflow run ids, model URIs, training
+    seconds -- to ``candidates_path``, which later stages read for the ids.
     """
     import mlflow
 
@@ -171,15 +177,29 @@ def run_train(
         best = max(summary, key=lambda n: summary[n]["validation"]["average_precision"])
         mlflow.set_tag("best_candidate", best)
     outcome = TrainOutcome(parent.info.run_id, best, summary)
+    # the run record (MLflow ids, timings) differs on every run: it stays out of DVC's hashes
     write_json(
         {"parent_run_id": outcome.parent_run_id, "best": best, "candidates": summary},
         candidates_path,
     )
-    write_json(
-        {n: {**c["validation"], "train_seconds": c["train_seconds"]} for n, c in summary.items()},
-        metrics_path,
-    )
+    write_json({n: c["validation"] for n, c in summary.items()}, metrics_path)
+    write_model_files(trained, models_dir)
     return outcome
+
+
+def write_model_files(trained: Mapping[str, TrainedCandidate], models_dir: str | Path) -> None:
+    """Each fitted estimator pickled to ``<models_dir>/<name>.pkl``: the stage's hashed output.
+
+    With the same data, params and seed these bytes are the same on every run (LightGBM and
+    torch on one thread, seeded), which is what makes the train stage reproducible; the
+    deployable MLflow model of each candidate wraps the same estimator.
+    """
+    out = Path(models_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*.pkl"):
+        stale.unlink()
+    for name, candidate in trained.items():
+        write_pickle(candidate.estimator, out / f"{name}.pkl")
 
 
 def _split_windows(data: ProcessedData) -> dict[str, str]:
