@@ -567,3 +567,38 @@ def test_edge_model_serves_over_http_and_scores_in_batch_alike(repo: Path) -> No
     assert served["transaction_id"].tolist() == batch["transaction_id"].tolist()
     assert (served["score"] - batch["score"]).abs().max() <= 1e-9
     assert served["decision"].tolist() == batch["decision"].astype(int).tolist()
+
+
+# notebooks whose cells draw: each must show at least one image
+DRAWING_NOTEBOOKS = (
+    "01_simulate",
+    "03_featurize",
+    "04_split",
+    "05_train",
+    "06_evaluate",
+    "09_optimize",
+)
+
+
+def _figure_outputs(notebook: Path) -> tuple[int, list[str]]:
+    """(images shown, figure reprs shown as text instead of an image) of an executed notebook."""
+    images, text_only = 0, []
+    for cell in json.loads(notebook.read_text())["cells"]:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            text = "".join(data.get("text/plain", ""))
+            if "image/png" in data:
+                images += 1
+            elif text.startswith("<Figure size"):
+                text_only.append(text)
+    return images, text_only
+
+
+def test_every_executed_notebook_renders_its_figures_as_images(repo: Path) -> None:
+    executed = sorted((repo / "reports/notebooks").glob("*.ipynb"))
+    assert {p.stem for p in executed} >= set(DRAWING_NOTEBOOKS), executed
+    for notebook in executed:
+        images, text_only = _figure_outputs(notebook)
+        assert not text_only, f"{notebook.name}: figures shown as text: {text_only}"
+        if notebook.stem in DRAWING_NOTEBOOKS:
+            assert images >= 1, f"{notebook.name} draws but shows no image"

@@ -38,6 +38,7 @@ from inferloop.edge.builders.measure import (
     EvalSet,
     compile_teacher,
     measure_variant,
+    pareto_front,
     plot_frontier,
     select_variant,
 )
@@ -518,6 +519,43 @@ def test_plot_frontier_is_log_latency() -> None:
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
     assert {t.get_text() for t in ax.texts} == {"teacher", "teacher_onnx", "student"}
+    legend = {t.get_text() for t in ax.get_legend().get_texts()}
+    assert {"Pareto front", "chosen: student"} <= legend
+
+
+def test_pareto_front_keeps_only_variants_nothing_beats_on_both_axes() -> None:
+    table = pd.DataFrame(
+        {
+            "name": ["slow_best", "fast_good", "fast_bad", "mid_worse", "fastest_ok"],
+            "p50_us": [50.0, 5.0, 5.0, 20.0, 2.0],
+            "ap": [0.70, 0.65, 0.40, 0.60, 0.50],
+        }
+    )
+    assert pareto_front(table) == ["fastest_ok", "fast_good", "slow_best"]
+
+
+def test_frontier_labels_never_overlap_even_for_clustered_variants() -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    # sixteen variants packed like the real ones: ties in latency and AP, long names
+    rows = [(f"variant_with_a_long_name_{i}", "onnx", 3.0 + 0.2 * (i % 4), 10_000 + i, 0.51 + 0.002 * (i % 3), 0.9) for i in range(16)]  # fmt: skip
+    fig = plot_frontier(_table(*rows), chosen=rows[0][0])
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    ax = fig.axes[0]
+    # the text of each label (an Annotation's own extent would include its leader line)
+    boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]
+    boxes.append(ax.get_legend().get_window_extent(renderer))
+    names = [t.get_text() for t in ax.texts] + ["legend"]
+    pairs = [
+        (names[i], names[j])
+        for i in range(len(boxes))
+        for j in range(i + 1, len(boxes))
+        if boxes[i].overlaps(boxes[j])
+    ]
+    assert len(boxes) == 17 and not pairs, pairs
 
 
 def test_import_has_no_pyplot_side_effect() -> None:

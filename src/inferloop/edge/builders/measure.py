@@ -39,6 +39,7 @@ __all__ = [
     "compiled_path",
     "measure_speed",
     "measure_variant",
+    "pareto_front",
     "plot_frontier",
     "quality_metrics",
     "select_variant",
@@ -351,8 +352,44 @@ def select_variant(table: pd.DataFrame, policy: SelectionPolicy) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def pareto_front(table: pd.DataFrame) -> list[str]:
+    """Variants no other variant beats on both latency (lower) and AP (higher), by latency."""
+    ordered = table.sort_values(["p50_us", "ap"], ascending=[True, False])
+    front, best_ap = [], -np.inf
+    for row in ordered.itertuples():
+        if row.ap > best_ap:
+            front.append(str(row.name))
+            best_ap = row.ap
+    return front
+
+
+def _label_rows(positions: np.ndarray, widths: np.ndarray, height: float) -> np.ndarray:
+    """Label heights (axes fraction) so that no two label boxes overlap.
+
+    Labels start just above their point; in order of height each is pushed up past every
+    placed label whose box it would cross (boxes span ``[x, x + width]`` by ``height``).
+    """
+    x, y = positions[:, 0], positions[:, 1] + 0.015
+    placed: list[int] = []
+    for i in np.argsort(y, kind="stable"):
+        moved = True
+        while moved:
+            moved = False
+            for j in placed:
+                crosses = x[i] < x[j] + widths[j] and x[j] < x[i] + widths[i]
+                if crosses and abs(y[i] - y[j]) < height - 1e-9:  # rounding: not "<= height"
+                    y[i] = y[j] + height
+                    moved = True
+        placed.append(int(i))
+    return y
+
+
 def plot_frontier(table: pd.DataFrame, chosen: str | None = None) -> Figure:
     """Average precision against single-row p50 latency (log x), one labelled point per variant.
+
+    The Pareto front (no variant is both faster and better) is drawn as a line, the chosen
+    variant is a star, and labels are spread so that none overlaps another; a thin line
+    joins each label that had to move to its point.
 
     Parameters
     ----------
@@ -368,28 +405,67 @@ def plot_frontier(table: pd.DataFrame, chosen: str | None = None) -> Figure:
     """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    fig = Figure(figsize=(9, 5.5), layout="constrained")
     ax = fig.subplots()
-    sizes = 20 + 60 * np.log10(table["size_bytes"].clip(lower=10)) if "size_bytes" in table else 40
-    ax.scatter(table["p50_us"], table["ap"], s=sizes, alpha=0.7)
-    for row in table.itertuples():
-        bold = "bold" if row.name == chosen else "normal"
-        ax.annotate(
-            str(row.name),
-            (row.p50_us, row.ap),
-            textcoords="offset points",
-            xytext=(4, 4),
-            fontsize="small",
-            fontweight=bold,
-        )
+    sizes = 20 + 40 * np.log10(table["size_bytes"].clip(lower=10)) if "size_bytes" in table else 40
+    ax.scatter(table["p50_us"], table["ap"], s=sizes, alpha=0.55, color="tab:blue", label="variant")
+    front = table.set_index("name").loc[pareto_front(table)]
+    ax.plot(front["p50_us"], front["ap"], color="tab:green", lw=1.5, marker="o", mfc="none",
+            ms=14, zorder=1, label="Pareto front")  # fmt: skip
+    if chosen is not None and chosen in set(table["name"]):
+        row = table.loc[table["name"] == chosen].iloc[0]
+        ax.scatter([row.p50_us], [row.ap], marker="*", s=320, color="tab:red", zorder=3,
+                   label=f"chosen: {chosen}")  # fmt: skip
     ax.set_xscale("log")
+    _plain_log_ticks(ax)
+    _annotate_variants(fig, ax, table, chosen)
     ax.set(
         xlabel="Single-row p50 latency, 1 thread (µs, log)",
         ylabel="Average precision (test)",
-        title="Optimization frontier (marker area ~ log size)",
+        title="Edge variants: quality against latency (marker area ~ log size)",
     )
     ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # off the points
     return fig
+
+
+def _plain_log_ticks(ax: Any) -> None:
+    """Ticks at 1, 2, 5 x 10^k labelled as plain numbers (µs), without crowded minor labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _annotate_variants(fig: Figure, ax: Any, table: pd.DataFrame, chosen: str | None) -> None:
+    """Name every point, with labels spread out (see :func:`_label_rows`)."""
+    x_lo, x_hi = np.log10(table["p50_us"].min()), np.log10(table["p50_us"].max())
+    y_lo, y_hi = float(table["ap"].min()), float(table["ap"].max())
+    pad_x, pad_y = 0.08 * (x_hi - x_lo or 1.0), 0.08 * (y_hi - y_lo or 0.1)
+    n_rows_room = 0.045 * len(table)  # headroom for labels pushed upwards
+    ax.set_xlim(10 ** (x_lo - pad_x), 10 ** (x_hi + 3 * pad_x))
+    ax.set_ylim(y_lo - pad_y, y_hi + pad_y + n_rows_room * (y_hi - y_lo + 2 * pad_y))
+    to_axes = ax.transAxes.inverted()
+    points = np.column_stack([table["p50_us"], table["ap"]]).astype(float)
+    axes_xy = to_axes.transform(ax.transData.transform(points))
+    # a generous estimate of the axes' width and of a small-font character (the layout is
+    # only final at draw time): labels may sit a little apart, never on top of each other
+    width_px = fig.get_size_inches()[0] * fig.dpi * 0.72
+    widths = np.array([(len(str(n)) * 7.0 + 8) / width_px for n in table["name"]])
+    heights = _label_rows(axes_xy + np.array([0.01, 0.0]), widths, height=0.04)
+    for (name, (px, py)), ly in zip(zip(table["name"], axes_xy, strict=True), heights, strict=True):
+        moved = ly - py > 0.03
+        ax.annotate(
+            str(name),
+            (px, py),
+            xytext=(px + 0.01, ly),
+            xycoords="axes fraction",
+            textcoords="axes fraction",
+            fontsize="small",
+            fontweight="bold" if name == chosen else "normal",
+            arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5"} if moved else None,
+        )
 
 
 # --------------------------------------------------------------------------------------------
