@@ -281,7 +281,11 @@ class LiveScorer:
 
     def __init__(self, model: Any) -> None:
         self.model = model
+        # rows at or before the newest event in the history (ties included: handled exactly)
         self.late_rows = 0
+        # of those, rows strictly before it: out of time order, so rows already scored did
+        # not see them
+        self.older_rows = 0
 
     def score(self, valid: pd.DataFrame, *, with_features: bool = False) -> pd.DataFrame:
         """``transaction_id``, ``score``, ``decision`` for ``valid`` (same order and index).
@@ -303,8 +307,10 @@ class LiveScorer:
 
     def late_mask(self, rows: pd.DataFrame) -> np.ndarray:
         """Which of ``rows`` are at or before the newest event in the history (counted)."""
-        late = epoch_seconds(rows[s.TIMESTAMP]) <= history_end(self.model.featurizer)
+        seconds, end = epoch_seconds(rows[s.TIMESTAMP]), history_end(self.model.featurizer)
+        late = seconds <= end
         self.late_rows += int(late.sum())
+        self.older_rows += int((seconds < end).sum())
         return late
 
     def close(self) -> None:

@@ -83,6 +83,8 @@ def test_chunked_scoring_equals_whole_file_scoring(
     np.testing.assert_allclose(a[s.SCORE], b[s.SCORE], rtol=0, atol=1e-12)
     assert (a[s.DECISION] == b[s.DECISION]).all()
     assert chunked.totals["late_rows"] == 6  # rows 400..405 tie with rows 395..399
+    # ties are scored exactly: no "out of time order" note for a time-sorted file
+    assert chunked.totals["older_rows"] == 0 and "note:" not in chunked.describe()
 
     direct = load_scoring_model(CHAMPION_URI).model.score_frame(data)  # the pyfunc's own path
     direct = direct.sort_values(s.TRANSACTION_ID, ignore_index=True)
@@ -386,3 +388,19 @@ def test_production_weeks_go_through_the_live_scorer(incoming: pd.DataFrame) -> 
     np.testing.assert_array_equal(got[s.SCORE].to_numpy(), expected[s.SCORE].to_numpy())
     assert set(model.feature_names) <= set(got.columns)  # monitoring profiles the features
     assert (got[s.MODEL_VERSION] == "7").all() and (got[s.MODEL_NAME] == "fraud-detector").all()
+
+
+def test_rows_out_of_time_order_are_counted_and_named(
+    use_champion: Champion, incoming: pd.DataFrame, contract: ContractParams, tmp_path: Path
+) -> None:
+    """A row older than the rows scored before it is reported; a time-sorted file is not."""
+    data = incoming.sort_values(s.TIMESTAMP, kind="stable", ignore_index=True)
+    moved = data.iloc[[900]].assign(**{s.TIMESTAMP: data[s.TIMESTAMP].iloc[10]})
+    shuffled = pd.concat([data.drop(index=900), moved], ignore_index=True)  # now the last row
+    shuffled.to_parquet(tmp_path / "day.parquet", index=False)
+    run = score_files(
+        tmp_path / "day.parquet", tmp_path / "out", model_uri=CHAMPION_URI, contract=contract,
+        chunk_rows=400,
+    )  # fmt: skip
+    assert run.totals["older_rows"] == 1
+    assert "note: 1 row(s) were older than rows already scored" in run.describe()

@@ -13,6 +13,7 @@ from inferloop.data.simulate import (
     BiasParams,
     CustomerMixDrift,
     DriftParams,
+    FraudParams,
     MerchantShiftDrift,
     NewFraudPatternDrift,
     SeasonalAmountDrift,
@@ -164,3 +165,17 @@ def test_days_before_a_drift_starts_are_identical_to_no_drift(
     pd.testing.assert_frame_equal(
         drifted[~_after(drifted, 10)].reset_index(drop=True), base[before].reset_index(drop=True)
     )
+
+
+def test_rows_come_in_exact_time_order_across_days_and_midnight_bursts() -> None:
+    """Several days with card-testing bursts forced near midnight: timestamps never go back."""
+    params = replace(
+        SimulateParams(n_customers=800, n_terminals=400, n_days=6, seed=21),
+        fraud=replace(FraudParams(), card_testing_per_1k=40.0, card_testing_minutes=45),
+    )
+    df = simulate_transactions(params)
+    seconds = df[s.TIMESTAMP].dt.hour * 3600 + df[s.TIMESTAMP].dt.minute * 60
+    testing = df[s.FRAUD_SCENARIO] == s.SCENARIO_CODES["card_testing"]
+    assert (testing & (seconds >= 23 * 3600)).any()  # bursts that end just before midnight
+    assert df[s.TIMESTAMP].is_monotonic_increasing
+    assert df[s.TRANSACTION_ID].is_unique

@@ -106,6 +106,7 @@ class ChunkOutcome:
     by_reason: dict[str, int]
     rows_in: int
     late_rows: int
+    older_rows: int = 0
 
     @property
     def rows_scored(self) -> int:
@@ -152,12 +153,17 @@ def score_chunk(
 ) -> ChunkOutcome:
     """Validate one chunk, score its valid rows and build its prediction table."""
     valid, quarantine, by_reason = apply_contract(chunk, contract, timestamp_format)
-    late_before = scorer.late_rows
+    late_before, older_before = scorer.late_rows, scorer.older_rows
     scored = scorer.score(valid)
     timestamps = valid[s.TIMESTAMP] if len(valid) else pd.Series([], dtype="datetime64[ns]")
     table = prediction_table(scored, timestamps, model, pd.Timestamp.now(tz="UTC"))
     outcome = ChunkOutcome(
-        table, quarantine, by_reason, chunk.rows_in, scorer.late_rows - late_before
+        table,
+        quarantine,
+        by_reason,
+        chunk.rows_in,
+        scorer.late_rows - late_before,
+        scorer.older_rows - older_before,
     )
     if outcome.rows_in != outcome.rows_scored + outcome.rows_quarantined:
         raise AssertionError(f"chunk {chunk.index} lost rows: {outcome}")
@@ -267,8 +273,8 @@ class Manifest:
         for c in chunks:
             for reason, n in c["by_reason"].items():
                 by_reason[reason] = by_reason.get(reason, 0) + n
-        keys = ("rows_in", "rows_scored", "rows_quarantined", "late_rows")
-        out: dict[str, Any] = {k: sum(int(c[k]) for c in chunks) for k in keys}
+        keys = ("rows_in", "rows_scored", "rows_quarantined", "late_rows", "older_rows")
+        out: dict[str, Any] = {k: sum(int(c.get(k, 0)) for c in chunks) for k in keys}
         out.update(
             by_reason=dict(sorted(by_reason.items())),
             chunks=len(chunks),
@@ -303,11 +309,11 @@ class ScoreRun:
         """Counts for the CLI: this invocation and the whole partition."""
         t, r = self.totals, self.this_run
         status = "complete" if self.complete else "INCOMPLETE (run again to resume)"
-        late = t.get("late_rows", 0)
+        older = t.get("older_rows", 0)  # rows tied with the newest second are exact: no note
         note = (
-            f"note: {late:,} row(s) were older than rows already scored; sort inputs by time "
+            f"note: {older:,} row(s) were older than rows already scored; sort inputs by time "
             "for exact point-in-time features\n"
-            if late
+            if older
             else ""
         )
         return (
@@ -489,6 +495,7 @@ def _finish_chunk(ctx: _RunContext, path: Path, entry: dict[str, Any], chunk: Ra
         "rows_scored": outcome.rows_scored,
         "rows_quarantined": outcome.rows_quarantined,
         "late_rows": outcome.late_rows,
+        "older_rows": outcome.older_rows,
         "by_reason": outcome.by_reason,
         "output": part if outcome.rows_scored else None,
         "quarantine": str(ctx.quarantine_dir / part) if outcome.rows_quarantined else None,
