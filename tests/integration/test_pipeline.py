@@ -602,3 +602,137 @@ def test_every_executed_notebook_renders_its_figures_as_images(repo: Path) -> No
         assert not text_only, f"{notebook.name}: figures shown as text: {text_only}"
         if notebook.stem in DRAWING_NOTEBOOKS:
             assert images >= 1, f"{notebook.name} draws but shows no image"
+
+
+# --------------------------------------------------------------------------- tracking servers
+
+SERVED_CHECK = """
+import mlflow, pandas as pd
+from mlflow import MlflowClient
+from inferloop.core.tracking import configure_mlflow
+uri = configure_mlflow()
+assert uri.startswith("http://"), uri
+version = MlflowClient().get_model_version_by_alias("fraud-detector", "champion")
+model = mlflow.pyfunc.load_model("models:/fraud-detector@champion")
+rows = pd.read_parquet("data/processed/split/test.parquet").head(50)
+scores = model.predict(rows)["score"]
+assert len(scores) == 50 and scores.between(0, 1).all()
+print("served", version.version, version.source)
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _tracking_server(backend_uri: str, artifacts: Path, log: Path) -> Iterator[str]:
+    """``mlflow server`` with proxied artifacts, started the way a user starts it."""
+    import signal
+    import urllib.request
+
+    port = _free_port()
+    cmd = [
+        str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend_uri,
+        "--artifacts-destination", str(artifacts), "--serve-artifacts",
+        "-h", "127.0.0.1", "-p", str(port), "--workers", "1",
+    ]  # fmt: skip
+    with log.open("w") as out:
+        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def _run_tracked_stages(repo: Path, copy: Path, url: str) -> str:
+    """The MLflow stages of the pipeline (train, evaluate, register) against ``url``."""
+    shutil.copytree(repo, copy, ignore=shutil.ignore_patterns("mlruns", "plots_html"))
+    env = {**_env(copy), "MLFLOW_TRACKING_URI": url}
+    dvc = str(Path(sys.executable).parent / "dvc")
+    for stage in ("train", "evaluate", "register"):
+        proc = subprocess.run([dvc, "repro", "-f", "-s", stage], cwd=copy, env=env,
+                              capture_output=True, text=True, timeout=900)  # fmt: skip
+        assert proc.returncode == 0, f"{stage}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    proc = subprocess.run([sys.executable, "-c", SERVED_CHECK], cwd=copy, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert not (copy / "mlruns").exists()  # nothing went to the embedded store
+    return proc.stdout
+
+
+def test_pipeline_runs_against_an_mlflow_server_with_proxied_artifacts(
+    repo: Path, tmp_path: Path
+) -> None:
+    backend = f"sqlite:///{tmp_path / 'server.db'}"
+    with _tracking_server(backend, tmp_path / "artifacts", tmp_path / "server.log") as url:
+        out = _run_tracked_stages(repo, tmp_path / "copy", url)
+    assert "served 1 " in out, out
+    assert any((tmp_path / "artifacts").rglob("MLmodel"))  # artifacts went through the server
+
+
+def _postgres_available() -> bool:
+    import importlib.util
+    import pwd
+
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return False
+    return bool(shutil.which("initdb") and shutil.which("pg_ctl")) and (
+        importlib.util.find_spec("psycopg2") is not None
+    )
+
+
+@contextlib.contextmanager
+def _postgres(folder: Path) -> Iterator[str]:
+    """A throw-away PostgreSQL cluster on loopback; yields a ``postgresql+psycopg2`` URI."""
+    import pwd
+
+    user = pwd.getpwnam("postgres")
+    folder.mkdir()
+    os.chown(folder, user.pw_uid, user.pw_gid)
+    data, port = folder / "data", _free_port()
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run([*as_postgres, "initdb", "-D", str(data), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    subprocess.run([*as_postgres, "pg_ctl", "-D", str(data), "-o", options, "-w", "-l",
+                    str(folder / "pg.log"), "start"], check=True, capture_output=True, timeout=120)  # fmt: skip
+    try:
+        subprocess.run([*as_postgres, "createdb", "-h", "127.0.0.1", "-p", str(port), "mlflow"],
+                       check=True, capture_output=True, timeout=60)  # fmt: skip
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/mlflow"
+    finally:
+        subprocess.run([*as_postgres, "pg_ctl", "-D", str(data), "-m", "fast", "stop"],
+                       capture_output=True, timeout=60)  # fmt: skip
+
+
+@pytest.mark.skipif(not _postgres_available(), reason="needs PostgreSQL (initdb) and psycopg2")
+def test_pipeline_runs_against_an_mlflow_server_on_postgresql(repo: Path, tmp_path: Path) -> None:
+    artifacts = tmp_path / "artifacts"
+    with (
+        _postgres(tmp_path / "pg") as backend,
+        _tracking_server(backend, artifacts, tmp_path / "server.log") as url,
+    ):
+        out = _run_tracked_stages(repo, tmp_path / "copy", url)
+    assert "served 1 " in out, out
+    assert any(artifacts.rglob("MLmodel"))
