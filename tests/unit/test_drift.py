@@ -24,10 +24,9 @@ from inferloop.monitoring.drift import (
     OTHER,
     DriftThresholds,
     ReferenceProfile,
-    jensen_shannon,
-    psi,
     split_column_kinds,
 )
+from inferloop.monitoring.drift_stats import jensen_shannon, psi
 
 SMALL = SimulateParams(n_customers=400, n_terminals=250, n_days=21, seed=3)
 NUMERIC = [s.AMOUNT, "hour"]
