@@ -667,11 +667,15 @@ def _tracking_server(backend_uri: str, artifacts: Path, log: Path) -> Iterator[s
 
 
 def _run_tracked_stages(repo: Path, copy: Path, url: str) -> str:
-    """The MLflow stages of the pipeline (train, evaluate, register) against ``url``."""
+    """The stages that log and register (train, register) against ``url``, then serve from it.
+
+    The data stages make no MLflow calls and evaluate's decision comes with the copy, so they
+    are not run again: the suite's time goes to what the server changes.
+    """
     shutil.copytree(repo, copy, ignore=shutil.ignore_patterns("mlruns", "plots_html"))
     env = {**_env(copy), "MLFLOW_TRACKING_URI": url}
     dvc = str(Path(sys.executable).parent / "dvc")
-    for stage in ("train", "evaluate", "register"):
+    for stage in ("train", "register"):
         proc = subprocess.run([dvc, "repro", "-f", "-s", stage], cwd=copy, env=env,
                               capture_output=True, text=True, timeout=900)  # fmt: skip
         assert proc.returncode == 0, f"{stage}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"

@@ -64,8 +64,10 @@ def _closure(entries: set[str]) -> set[Path]:
 
 
 def _notebook_code(path: Path) -> str:
+    """The Python of a notebook's code cells (IPython magics and shell lines left out)."""
     cells = json.loads(path.read_text())["cells"]
-    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    return "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))
 
 
 def _entries(stage: dict[str, object]) -> set[str]:
