@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +74,35 @@ def _scores_in_a_child(classifier: Any, X: np.ndarray, tmp: Path) -> np.ndarray:
 def scores_in_a_child() -> Callable[[Any, np.ndarray, Path], np.ndarray]:
     """Score with a pickled edge classifier in a subprocess without LightGBM or torch."""
     return _scores_in_a_child
+
+
+class _Hook(BaseHTTPRequestHandler):
+    """Keeps the JSON body of every POST; answers with ``status``."""
+
+    received: list[dict[str, Any]] = []  # noqa: RUF012 - shared with the test on purpose
+    status = 200
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        type(self).received.append(json.loads(self.rfile.read(length)))
+        self.send_response(type(self).status)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # silence the test output
+        return
+
+
+@pytest.fixture()
+def hook() -> Iterator[tuple[str, type[_Hook]]]:
+    """A real local HTTP server standing in for the alert webhook: ``(url, handler)``.
+
+    ``handler.received`` lists the bodies in arrival order; set ``handler.status`` to answer
+    with an error.
+    """
+    handler = type("Hook", (_Hook,), {"received": [], "status": 200})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/alerts", handler
+    server.shutdown()
+    server.server_close()

@@ -8,10 +8,8 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -78,30 +76,6 @@ def _run(cmd: list[str], repo: Path) -> subprocess.CompletedProcess[str]:
         f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     )
     return proc
-
-
-@contextlib.contextmanager
-def _webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A local HTTP server that keeps the JSON body of every POST it receives."""
-    received: list[dict[str, Any]] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = HTTPServer(("127.0.0.1", 0), Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/alerts", received
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -411,7 +385,9 @@ print("runs", len(runs))
     assert "runs 0" not in out
 
 
-def test_daily_monitoring_schedule_scores_and_monitors_incoming_files(repo: Path) -> None:
+def test_daily_monitoring_schedule_scores_and_monitors_incoming_files(
+    repo: Path, hook: tuple[str, Any]
+) -> None:
     """What the crontab / systemd timer / CI schedule run: pipelines/schedules/daily_monitoring.sh."""
     inferloop = str(Path(sys.executable).parent / "inferloop")
     _run(
@@ -428,15 +404,16 @@ def test_daily_monitoring_schedule_scores_and_monitors_incoming_files(repo: Path
         repo,
     )
     script = repo / "pipelines/schedules/daily_monitoring.sh"
-    with _webhook() as (url, received):
-        proc = subprocess.run(
-            [str(script)],
-            cwd=repo,
-            env={**_env(repo), "WEBHOOK": url},
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+    url, handler = hook
+    proc = subprocess.run(
+        [str(script)],
+        cwd=repo,
+        env={**_env(repo), "WEBHOOK": url},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    received = handler.received
     assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 1 = a check breached (scheduler alerts)
     summaries = list((repo / "reports/monitoring").glob("daily-*/summary.json"))
     assert summaries, proc.stdout + proc.stderr

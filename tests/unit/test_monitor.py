@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -313,33 +311,8 @@ def test_history_is_read_back_in_time_order_per_model_version(tmp_path: Path) ->
 # --------------------------------------------------------------------------- webhook
 
 
-class _Hook(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []  # noqa: RUF012 - shared with the test on purpose
-    status = 200
-
-    def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        type(self).received.append(json.loads(self.rfile.read(length)))
-        self.send_response(type(self).status)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:  # silence the test output
-        return
-
-
-@pytest.fixture()
-def hook() -> Iterator[tuple[str, type[_Hook]]]:
-    handler = type("Hook", (_Hook,), {"received": [], "status": 200})
-    server = HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/alerts", handler
-    server.shutdown()
-    server.server_close()
-
-
 def test_webhook_delivers_the_alert_as_json(
-    hook: tuple[str, type[_Hook]], fair_result: MonitorResult
+    hook: tuple[str, type[Any]], fair_result: MonitorResult
 ) -> None:
     url, handler = hook
     summary = {**fair_result.summary, "status": "alert"}
@@ -353,7 +326,7 @@ def test_webhook_delivers_the_alert_as_json(
     assert "drift_share" in body["text"] and body["batch"] == "fair"
 
 
-def test_webhook_failures_are_reported_not_raised(hook: tuple[str, type[_Hook]]) -> None:
+def test_webhook_failures_are_reported_not_raised(hook: tuple[str, type[Any]]) -> None:
     url, handler = hook
     handler.status = 500
     assert send_webhook(url, {"a": 1}) is False
@@ -362,7 +335,7 @@ def test_webhook_failures_are_reported_not_raised(hook: tuple[str, type[_Hook]])
 
 
 def test_monitor_batch_fires_the_webhook_on_a_breach(
-    biased: Scored, tmp_path: Path, hook: tuple[str, type[_Hook]], monkeypatch: pytest.MonkeyPatch
+    biased: Scored, tmp_path: Path, hook: tuple[str, type[Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _without_evidently(monkeypatch)
     url, handler = hook
@@ -382,9 +355,7 @@ def test_monitor_batch_fires_the_webhook_on_a_breach(
     }
 
 
-def test_an_ok_batch_sends_nothing(
-    fair_result: MonitorResult, hook: tuple[str, type[_Hook]]
-) -> None:
+def test_an_ok_batch_sends_nothing(fair_result: MonitorResult, hook: tuple[str, type[Any]]) -> None:
     url, handler = hook
     assert fair_result.status == "ok"
     assert notify_breach(fair_result.summary, replace(PARAMS, webhook_url=url)) is None
