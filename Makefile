@@ -22,7 +22,7 @@ help:  ## list targets
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,spark,postgres]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,spark,postgres,redis]'
 	@touch $(STAMP)
 
 venv: $(STAMP)  ## create .venv and install inferloop with its dev tools

@@ -28,13 +28,22 @@ import numpy as np
 import pandas as pd
 
 from inferloop.core import schema as s
-from inferloop.data.features import TransactionFeaturizer, concat_raw
-from inferloop.data.rows import SMALL_BATCH_ROWS, InvalidInput, as_frame, read_transactions
+from inferloop.data.features import TransactionFeaturizer, concat_raw, take_raw, text_keys
+from inferloop.data.rows import (
+    SMALL_BATCH_ROWS,
+    InvalidInput,
+    Transactions,
+    as_frame,
+    read_transactions,
+)
+from inferloop.state.base import FeatureState, ScoredEvents, Snapshot, StateRequest
+from inferloop.state.config import STATE_ENV, STATELESS, open_state, resolve_location
 
 __all__ = [
     "ARROW_STRINGS_ENV",
     "INPUT_CONTRACT",
     "MAX_ROWS_ENV",
+    "MODEL_LABEL_ENV",
     "OUTPUT_COLUMNS",
     "SERVER_MODEL_PATH_ENV",
     "SERVING_ENV",
@@ -49,6 +58,7 @@ __all__ = [
     "package_dir",
     "positive_scores",
     "runtime_requirements",
+    "seed_state",
 ]
 
 
@@ -63,6 +73,8 @@ SERVING_ENV = "_MLFLOW_IS_IN_SERVING_ENVIRONMENT"
 SERVER_MODEL_PATH_ENV = "__pyfunc_model_path__"
 #: Opt-out of the server's plain-string pandas setting (see ``FraudModel.load_context``).
 ARROW_STRINGS_ENV = "INFERLOOP_SERVER_ARROW_STRINGS"
+#: Name and version of the served model (``inferloop serve`` sets it), kept with each event.
+MODEL_LABEL_ENV = "INFERLOOP_MODEL_LABEL"
 
 
 def positive_scores(
@@ -151,6 +163,21 @@ class FraudModel(PythonModel):
         if os.environ.get(SERVER_MODEL_PATH_ENV) and not os.environ.get(ARROW_STRINGS_ENV):
             with suppress(KeyError, ValueError, pd.errors.OptionError):
                 pd.set_option("future.infer_string", False)
+        self.open_live_state(os.environ.get(STATE_ENV, STATELESS))
+
+    def open_live_state(self, location: str) -> None:
+        """Score against the feature state at ``location`` from now on (``none``: stateless).
+
+        :meth:`load_context` calls it with ``$INFERLOOP_FEATURE_STATE``: the store is chosen
+        where the model is served, never recorded in the model. Unset means stateless -- the
+        history frozen at training time -- so the model still loads anywhere.
+        """
+        state = open_state(resolve_location(location))
+        self._live = None if state is None else LiveScorer(self, state)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # an open store is a connection of this process, never part of the model
+        return {k: v for k, v in self.__dict__.items() if k != "_live"}
 
     @property
     def feature_names(self) -> list[str]:
@@ -204,7 +231,11 @@ class FraudModel(PythonModel):
         The server turns a DataFrame answer into these same records with ``to_dict``, which
         for one row costs more than scoring it; building them directly skips the frame.
         """
-        ids, scores, decisions, _ = self._score(frame)
+        live = getattr(self, "_live", None)
+        if live is not None:
+            ids, scores, decisions, _ = live.score_transactions(read_transactions(frame))
+        else:
+            ids, scores, decisions, _ = self._score(frame)
         return [
             {s.TRANSACTION_ID: i, s.SCORE: p, s.DECISION: d}
             for i, p, d in zip(ids.tolist(), scores.tolist(), decisions.tolist(), strict=True)
@@ -238,7 +269,8 @@ class FraudModel(PythonModel):
             _check_request_rows(len(frame))
             if os.environ.get(SERVING_ENV, "").lower() == "true":
                 return self.score_records(frame)
-            return self.score_frame(frame)
+            live = getattr(self, "_live", None)
+            return live.score(frame) if live is not None else self.score_frame(frame)
         except InvalidInput as exc:
             from mlflow.exceptions import MlflowException
             from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
@@ -261,40 +293,76 @@ def history_end(featurizer: Any) -> int:
 
 
 class LiveScorer:
-    """The one live scorer: score raw rows through the model, then fold them into its history.
+    """The one live scorer: score raw rows against a live history, then add them to it.
 
-    Batch files, the stream, the production simulation and evaluation all score through this
-    class, so that "score, then advance the feature history" and the rule for late rows live in
-    one place. Rows go through :meth:`FraudModel.score_frame <inferloop.model.FraudModel.score_frame>`,
-    the same predict path as ``mlflow models serve``.
+    Batch files, the stream, the production simulation, evaluation and ``mlflow models serve``
+    all score through this class, so "read the state, featurize, score, write the event" and
+    the rule for late rows live in one place. Two kinds of history:
 
-    Rows at or before the newest event already in the history are "late": they are scored
-    first (the featurizer then uses the history strictly before the earliest of them) and
-    added to the history before the on-time rows are scored, so on-time rows see them.
+    * a feature-state store (``state``): each call reads the events of its rows' entities,
+      featurizes and scores the rows not scored before, and writes their events back, in one
+      store transaction (:meth:`FeatureState.transact
+      <inferloop.state.base.FeatureState.transact>`). A transaction id already in the store
+      gets its stored score and is not counted again. Labels come only from the label feed.
+    * no store: the model's own featurizer history, advanced in place after each call (pass
+      a copy of the model to keep the original). Rows at or before the newest event already
+      in the history are "late": they are scored first (the featurizer then uses the history
+      strictly before the earliest of them) and added before the on-time rows are scored.
 
     Parameters
     ----------
     model : FraudModel
-        The unwrapped model; its ``featurizer`` is the live history and is advanced in place
-        (pass a copy to keep the original).
+        The unwrapped model.
+    state : FeatureState, optional
+        The store; None scores against the model's in-memory history.
+    label : str
+        Model name and version kept with each written event.
+    prune_every : int
+        Events written between two prunes of the store (events older than the longest window
+        plus the label delay are dropped).
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(
+        self,
+        model: Any,
+        state: FeatureState | None = None,
+        *,
+        label: str = "",
+        prune_every: int = 20000,
+    ) -> None:
         self.model = model
+        self.state = state
+        self.label = label or os.environ.get(MODEL_LABEL_ENV, "") or str(model.candidate)
+        self.prune_every = prune_every
         # rows at or before the newest event in the history (ties included: handled exactly)
         self.late_rows = 0
         # of those, rows strictly before it: out of time order, so rows already scored did
         # not see them
         self.older_rows = 0
+        self.retried_rows = 0  # rows whose transaction id the store had already scored
+        # the model label of each row of the last stateful call (stored labels for retries)
+        self.last_models = np.empty(0, dtype=object)
+        self._written = 0
+        self._newest = -1
 
     def score(self, valid: pd.DataFrame, *, with_features: bool = False) -> pd.DataFrame:
         """``transaction_id``, ``score``, ``decision`` for ``valid`` (same order and index).
 
         With ``with_features`` the model's input features of each row come too (monitoring
-        profiles them).
+        profiles them; NaN for rows the store had already scored).
         """
         if valid.empty:
             return _empty_scores()
+        if self.state is not None:
+            ids, scores, decisions, features = self.score_transactions(read_transactions(valid))
+            columns: dict[str, Any] = {
+                s.TRANSACTION_ID: ids,
+                s.SCORE: scores,
+                s.DECISION: decisions,
+            }
+            if with_features:
+                columns.update(zip(self.model.feature_names, features.T, strict=True))
+            return pd.DataFrame(columns, index=valid.index, copy=False)
         late = self.late_mask(valid)
         n_late = int(late.sum())
         if n_late in (0, len(valid)):
@@ -305,6 +373,86 @@ class LiveScorer:
         ]
         return pd.concat(parts).loc[valid.index]
 
+    def score_transactions(
+        self, tx: Transactions
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Ids, scores, decisions and features of validated rows, through the store.
+
+        One store transaction: ids already scored keep their stored scores (features NaN);
+        the others -- the first row of each new id -- are featurized against the store's
+        events of their customers and terminals and written back.
+        """
+        assert self.state is not None, "score_transactions needs a feature state"
+        ids = text_keys(tx.ids)
+        _, first = np.unique(ids, return_index=True)
+        first.sort()
+        featurizer = self.model.featurizer
+        request = StateRequest(
+            ids=ids[first],
+            queries=featurizer.state_queries(tx.raw),
+            label_cutoff=int(tx.raw.seconds.max()),
+        )
+        computed: dict[str, Any] = {}
+
+        def compute(snapshot: Snapshot) -> ScoredEvents:
+            new = first[[i not in snapshot.scored for i in ids[first].tolist()]]
+            computed["new"] = new
+            raw = take_raw(tx.raw, new)
+            features = featurizer.features_from_state(raw, snapshot.events)
+            computed["features"] = features
+            scores = positive_scores(self.model.estimator, features, self.model.feature_names)
+            return ScoredEvents(
+                ids=ids[new],
+                time=raw.seconds,
+                amount=raw.amount,
+                keys={"customer": text_keys(raw.customer), "terminal": text_keys(raw.terminal)},
+                score=scores,
+                decision=(scores >= self.model.threshold).astype(np.int8),
+                model=self.label,
+            )
+
+        snapshot, written = self.state.transact(request, compute)
+        self._after_write(tx, written, snapshot)
+        scores, decisions, features = self._assemble(ids, snapshot, written, computed)
+        return tx.ids, scores, decisions, features
+
+    def _assemble(
+        self, ids: np.ndarray, snapshot: Snapshot, written: ScoredEvents, computed: dict[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scores per row: new ids from this write, the rest as the store had them.
+
+        Also records, in :attr:`last_models`, the model that made each row's score (the
+        stored one for ids scored before).
+        """
+        results = dict(snapshot.scored)
+        results.update(
+            (i, (p, int(d), self.label))
+            for i, p, d in zip(
+                written.ids.tolist(), written.score.tolist(), written.decision.tolist(), strict=True
+            )
+        )
+        stored = [results[i] for i in ids.tolist()]
+        scores = np.fromiter((r[0] for r in stored), dtype=np.float64, count=len(ids))
+        decisions = np.fromiter((r[1] for r in stored), dtype=np.int8, count=len(ids))
+        self.last_models = np.asarray([r[2] for r in stored], dtype=object)
+        features = np.full((len(ids), len(self.model.feature_names)), np.nan)
+        features[computed["new"]] = computed["features"]
+        return scores, decisions, features
+
+    def _after_write(self, tx: Transactions, written: ScoredEvents, snapshot: Snapshot) -> None:
+        """Counters, and a prune of the store every ``prune_every`` written events."""
+        self.retried_rows += len(tx.ids) - len(written)
+        customers = snapshot.events.get("customer")
+        if customers is not None and len(customers.time):
+            newest_seen = int(customers.time.max())
+            self.older_rows += int((tx.raw.seconds < newest_seen).sum())
+        if len(written):
+            self._newest = max(self._newest, int(written.time.max()))
+        self._written += len(written)
+        if self.state is not None and self._written >= self.prune_every:
+            self._written = 0
+            self.state.prune(self._newest - self.model.featurizer.state_horizon_s)
+
     def late_mask(self, rows: pd.DataFrame) -> np.ndarray:
         """Which of ``rows`` are at or before the newest event in the history (counted)."""
         seconds, end = epoch_seconds(rows[s.TIMESTAMP]), history_end(self.model.featurizer)
@@ -314,12 +462,38 @@ class LiveScorer:
         return late
 
     def close(self) -> None:
-        """Finish pending work (nothing to do here: every call folds before it returns)."""
+        """Finish pending work (nothing to do here: every call writes before it returns)."""
 
     def _score_and_advance(self, rows: pd.DataFrame, with_features: bool) -> pd.DataFrame:
         scored = self.model.score_frame(rows, with_features=with_features)
         self.model.featurizer.update(rows)
         return scored
+
+
+def seed_state(state: FeatureState, model: Any, *, only_if_empty: bool = True) -> int:
+    """Write the training history frozen in ``model`` into ``state``; returns events written.
+
+    Its events get ids ``seed:<n>`` and their labels the time they became known (event time
+    plus the label delay), exactly as the featurizer used them in training. With
+    ``only_if_empty`` a store that already holds events is left alone.
+    """
+    if only_if_empty and not state.is_empty():
+        return 0
+    featurizer = model.featurizer
+    keys, history = featurizer.history_events()
+    n = len(history.time)
+    events = ScoredEvents(
+        ids=np.asarray([f"seed:{i}" for i in range(n)], dtype=object),
+        time=history.time,
+        amount=history.amount,
+        keys=keys,
+        score=np.full(n, np.nan),
+        decision=np.zeros(n, dtype=np.int8),
+        model="training-history",
+        label=history.label,
+        label_time=history.time + featurizer.label_delay_s_,
+    )
+    return state.write_events(events)
 
 
 def _empty_scores() -> pd.DataFrame:

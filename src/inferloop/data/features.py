@@ -31,11 +31,16 @@ from sklearn.exceptions import NotFittedError
 from inferloop.core import schema as s
 
 __all__ = [
+    "ENTITY_COLUMNS",
+    "EntityEvents",
+    "EntityQuery",
     "FeatureParams",
     "RawColumns",
     "TransactionFeaturizer",
     "concat_raw",
     "featurize_frame",
+    "take_raw",
+    "text_keys",
 ]
 
 
@@ -165,6 +170,76 @@ def concat_raw(first: RawColumns, second: RawColumns) -> RawColumns:
         label=np.concatenate([labels(first), labels(second)]) if has_labels else None,
         wall_seconds=np.concatenate([wall(first), wall(second)]) if has_wall else None,
     )
+
+
+#: The entity kinds the featurizer keys its windows by, and their raw columns.
+ENTITY_COLUMNS: dict[str, str] = {"customer": s.CUSTOMER_ID, "terminal": s.TERMINAL_ID}
+
+
+def take_raw(raw: RawColumns, positions: np.ndarray) -> RawColumns:
+    """The transactions of ``raw`` at ``positions`` (in that order)."""
+
+    def pick(values: np.ndarray | None) -> np.ndarray | None:
+        return None if values is None else values[positions]
+
+    return RawColumns(
+        seconds=raw.seconds[positions],
+        customer=raw.customer[positions],
+        terminal=raw.terminal[positions],
+        amount=raw.amount[positions],
+        channel=raw.channel[positions],
+        merchant_category=raw.merchant_category[positions],
+        label=pick(raw.label),
+        wall_seconds=pick(raw.wall_seconds),
+    )
+
+
+def text_keys(values: np.ndarray) -> np.ndarray:
+    """Entity keys or ids as text (an object array): the form a feature-state store keys by."""
+    if values.dtype.kind in "iu":
+        return np.asarray(values.astype(str), dtype=object)
+    return np.fromiter((str(v) for v in values), dtype=object, count=len(values))
+
+
+@dataclass(frozen=True)
+class EntityQuery:
+    """What a batch needs from a feature-state store for one entity kind.
+
+    Events of ``keys`` with ``time > since``; with ``labelled``, only events whose label had
+    arrived by the store request's label cutoff (the batch's last timestamp), with the label
+    and the time it arrived.
+    """
+
+    entity: str
+    keys: np.ndarray
+    since: int
+    labelled: bool
+
+
+@dataclass(frozen=True)
+class EntityEvents:
+    """Events of one entity kind read from a feature-state store.
+
+    ``key`` is text, ``time`` epoch seconds, ``label`` NaN where unknown and ``label_time``
+    the second the label arrived (0 where unknown). ``last`` maps a key to the time of its
+    newest event ever written (also when that event is older than the window read), so "time
+    since the previous transaction" does not end at the window.
+    """
+
+    key: np.ndarray
+    time: np.ndarray
+    amount: np.ndarray
+    label: np.ndarray
+    label_time: np.ndarray
+    last: dict[str, int]
+
+    @staticmethod
+    def empty(last: dict[str, int] | None = None) -> EntityEvents:
+        """No events."""
+        no_times = np.empty(0, np.int64)
+        return EntityEvents(
+            np.empty(0, object), no_times, np.empty(0), np.empty(0), no_times, last or {}
+        )
 
 
 @dataclass
@@ -406,13 +481,120 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
         if len(raw) == 0:
             return np.empty((0, len(self.feature_names_out_)), dtype=np.float64)
         batch = self._events(raw)
-        columns = self._window_features(self._parts(batch.time, batch), batch)
+        parts = self._parts(batch.time, batch)
+        columns = self._customer_features(parts, batch)
+        columns.update(self._terminal_features(parts, batch))
         columns.update(self._row_features(raw))
+        return self._matrix(columns, len(raw))
+
+    def _matrix(self, columns: dict[str, np.ndarray], n_rows: int) -> np.ndarray:
         # Filling a preallocated matrix costs a fraction of ``np.column_stack`` on one row.
-        matrix = np.empty((len(raw), len(self.feature_names_out_)), dtype=np.float64)
+        matrix = np.empty((n_rows, len(self.feature_names_out_)), dtype=np.float64)
         for j, name in enumerate(self.feature_names_out_):
             matrix[:, j] = columns[name]
         return matrix
+
+    # ------------------------------------------------------------------ feature state
+    @property
+    def state_horizon_s(self) -> int:
+        """Seconds of events a feature-state store must keep: the furthest back a row reads."""
+        self._check_fitted()
+        terminal = self.label_delay_s_ + max(self.terminal_windows_s_)
+        return max(max(self.customer_windows_s_), terminal)
+
+    def state_queries(self, raw: RawColumns) -> list[EntityQuery]:
+        """The events of ``raw``'s entities that :meth:`features_from_state` needs."""
+        self._check_fitted()
+        t0 = int(raw.seconds.min())
+        customer_since = t0 - max(self.customer_windows_s_)
+        terminal_since = t0 - self.label_delay_s_ - max(self.terminal_windows_s_)
+        return [
+            EntityQuery("customer", _unique(text_keys(raw.customer)), customer_since, False),
+            EntityQuery("terminal", _unique(text_keys(raw.terminal)), terminal_since, True),
+        ]
+
+    def features_from_state(self, raw: RawColumns, events: dict[str, EntityEvents]) -> np.ndarray:
+        """The feature matrix of ``raw`` against events read from a feature-state store.
+
+        The same window arithmetic as :meth:`features_of`, over the store's events of the
+        batch's customers and terminals (:meth:`state_queries`) instead of the fitted history.
+        Earlier rows of the batch count for later ones' customer windows; labels come only
+        from the store (the label feed), never from the rows being scored.
+        """
+        self._check_fitted()
+        if len(raw) == 0:
+            return np.empty((0, len(self.feature_names_out_)), dtype=np.float64)
+        cust, term = events["customer"], events["terminal"]
+        cust_keys = text_keys(raw.customer)
+        c_hist, c_batch = _local_codes(cust.key, cust_keys)
+        t_hist, t_batch = _local_codes(term.key, text_keys(raw.terminal))
+        unknown = np.full(len(raw), np.nan)
+        batch = _History(c_batch, t_batch, raw.seconds, raw.amount, unknown)
+        customers = _History(c_hist, np.zeros_like(c_hist), cust.time, cust.amount, cust.label)
+        # rows at one time never see each other (windows end before ``t``): skip the batch part
+        one_time = int(raw.seconds.min()) == int(raw.seconds.max())
+        customer_parts = (customers,) if one_time else (customers, batch)
+        prior = _prior_last(cust.last, cust_keys, int(raw.seconds.min()))
+        columns = self._customer_features(customer_parts, batch, prior)
+        columns.update(self._terminal_state_features(term, t_hist, batch))
+        columns.update(self._row_features(raw))
+        return self._matrix(columns, len(raw))
+
+    def _terminal_state_features(
+        self, term: EntityEvents, codes: np.ndarray, batch: _History
+    ) -> dict[str, np.ndarray]:
+        """Terminal statistics from stored labels, each counted only once it had arrived.
+
+        A label that arrived within the label delay of its event is known to every row whose
+        window holds the event (the window ends ``d`` before the row). Only "overdue" labels,
+        which arrived later than that, need the per-row check ``label_time <= t``.
+        """
+        d = self.label_delay_s_
+        on_time = term.label_time <= term.time + d
+        part = _History(
+            np.zeros_like(codes[on_time]),
+            codes[on_time],
+            term.time[on_time],
+            term.amount[on_time],
+            term.label[on_time],
+        )
+        out = self._terminal_features((part,), batch)
+        if not on_time.all():
+            self._add_overdue_labels(out, term, codes, ~on_time, batch)
+        return out
+
+    def _add_overdue_labels(
+        self,
+        out: dict[str, np.ndarray],
+        term: EntityEvents,
+        codes: np.ndarray,
+        overdue: np.ndarray,
+        batch: _History,
+    ) -> None:
+        """Add overdue labels to the terminal counts of the rows that had them (few: a loop)."""
+        d = self.label_delay_s_
+        o_code, o_time = codes[overdue], term.time[overdue]
+        o_label, o_at = term.label[overdue], term.label_time[overdue]
+        for row in np.flatnonzero(np.isin(batch.terminal, o_code)):
+            t = int(batch.time[row])
+            mine = (o_code == batch.terminal[row]) & (o_at <= t) & (o_time <= t - d)
+            for name, w in zip(self.terminal_windows, self.terminal_windows_s_, strict=True):
+                inside = mine & (o_time > t - d - w)
+                known = out[f"term_count_{name}"][row]
+                fraud = out[f"term_risk_{name}"][row] * known + o_label[inside].sum()
+                known += inside.sum()
+                out[f"term_count_{name}"][row] = known
+                out[f"term_risk_{name}"][row] = fraud / known if known > 0 else 0.0
+
+    def history_events(self) -> tuple[dict[str, np.ndarray], _History]:
+        """The fitted history's events with their entity keys as text (to seed a store)."""
+        self._check_fitted()
+        history = self.history_
+        keys = {
+            "customer": text_keys(self.customer_index_.to_numpy()[history.customer]),
+            "terminal": text_keys(self.terminal_index_.to_numpy()[history.terminal]),
+        }
+        return keys, history
 
     def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
         """Names of the output columns (scikit-learn API)."""
@@ -479,17 +661,14 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
             labels,
         )
 
-    def _window_features(
-        self, parts: tuple[_History, ...], batch: _History
-    ) -> dict[str, np.ndarray]:
-        """Customer and terminal window statistics; all windows in one look-up per part."""
-        out = self._customer_features(parts, batch)
-        out.update(self._terminal_features(parts, batch))
-        return out
-
     def _customer_features(
-        self, parts: tuple[_History, ...], batch: _History
+        self, parts: tuple[_History, ...], batch: _History, prior: np.ndarray | None = None
     ) -> dict[str, np.ndarray]:
+        """Customer window statistics, all windows in one look-up per part.
+
+        ``prior`` is, per row, the time of an earlier event of the customer that no part
+        holds (older than the windows a store read), or -1.
+        """
         t, amount = batch.time, batch.amount
         windows = np.asarray(self.customer_windows_s_, dtype=np.int64)[:, None]
         count = np.ones((len(windows), len(t)))  # the transaction itself
@@ -508,12 +687,15 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
         last = functools.reduce(
             np.maximum, (p.by_customer.last_time_before(batch.customer, t) for p in parts)
         )
+        if prior is not None:
+            last = np.maximum(last, prior)
         out["cust_log_seconds_since_last"] = np.where(last >= 0, np.log1p(t - last), -1.0)
         return out
 
     def _terminal_features(
         self, parts: tuple[_History, ...], batch: _History
     ) -> dict[str, np.ndarray]:
+        """Delayed terminal statistics: labelled events in ``(t - d - w, t - d]``."""
         t, d = batch.time, self.label_delay_s_
         windows = np.asarray(self.terminal_windows_s_, dtype=np.int64)[:, None]
         known = np.zeros((len(windows), len(t)))
@@ -551,6 +733,28 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
             {f"category_{c}": (category == c).astype(np.float64) for c in s.MERCHANT_CATEGORIES}
         )
         return out
+
+
+def _unique(keys: np.ndarray) -> np.ndarray:
+    return keys if len(keys) == 1 else np.asarray(pd.unique(keys), dtype=object)
+
+
+def _local_codes(stored: np.ndarray, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes shared by a store's event keys and a batch's keys (all text)."""
+    if len(batch) == 1:  # one request: the store returned only this key's events
+        return np.zeros(len(stored), np.int64), np.zeros(1, np.int64)
+    codes, _ = pd.factorize(np.concatenate([stored, batch]))
+    codes = codes.astype(np.int64)
+    return codes[: len(stored)], codes[len(stored) :]
+
+
+def _prior_last(last: dict[str, int], keys: np.ndarray, t0: int) -> np.ndarray:
+    """Per row, the key's newest stored event time when it is before ``t0`` (else -1).
+
+    An event at or after ``t0`` is inside the window read, so the parts already hold it.
+    """
+    times = np.fromiter((last.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+    return np.where(times < t0, times, -1)
 
 
 def _code_of_one(index: pd.Index, key: object) -> int | None:

@@ -1,7 +1,10 @@
 """The production simulation: weeks of traffic after training, through the whole loop.
 
 Each week the simulator produces the next seven days (continuing the training data exactly,
-with a drift scenario from a chosen week). The champion scores them with the live scorer;
+with a drift scenario from a chosen week). The champion scores them with the live scorer,
+through the feature state (``state.location``, started afresh and seeded from the first
+champion); the week's labels then enter through the label feed, each usable from the time it
+arrives, and land in the labels table ``data/labels/`` that retraining reads;
 monitoring compares the last two weeks with the champion's reference window (labels of the
 older week have arrived by then); the policy decides; retraining runs the retrain DVC pipeline
 and the challenger is promoted only through the gates. The result is a timeline: week,
@@ -26,23 +29,36 @@ from inferloop.data.contract import ContractParams, validate_transactions
 from inferloop.data.simulate import SimulateParams, simulate_transactions
 from inferloop.evaluation.metrics import compute_metrics
 from inferloop.loop.retrain import RetrainParams, labelled_window, run_retrain
-from inferloop.model import FraudModel, LiveScorer
+from inferloop.model import FraudModel, LiveScorer, seed_state
 from inferloop.monitoring.drift import ReferenceProfile
 from inferloop.monitoring.monitor import MonitorResult, monitor_batch
 from inferloop.monitoring.params import MonitorParams
 from inferloop.monitoring.sinks import log_to_mlflow
+from inferloop.scoring.live_state import (
+    attach_labels,
+    deliver_labels,
+    load_state_params,
+    read_label_table,
+)
+from inferloop.state.base import FeatureState
+from inferloop.state.config import open_state, resolve_location
 
 __all__ = [
+    "LABELS_DIR",
     "SCENARIOS",
     "Champion",
     "ProductionLoop",
     "ProductionParams",
     "ProductionRun",
+    "fresh_state",
     "load_champion",
     "scenario_params",
     "score_week",
 ]
 
+
+#: The labels table the simulation's label feed appends to (one part per week).
+LABELS_DIR = Path("data/labels/production")
 
 SCENARIOS = (
     "none",
@@ -79,20 +95,41 @@ def scenario_params(sim: SimulateParams, scenario: str, start_day: int) -> Simul
     )
 
 
+def fresh_state(root: Path, params_path: str) -> FeatureState | None:
+    """The configured feature state, emptied: each simulation is a world of its own.
+
+    A SQLite file is deleted; a Redis state loses the keys under its prefix. ``none`` runs
+    the simulation stateless (the in-memory history of each champion).
+    """
+    params = load_state_params(root / params_path)
+    location = resolve_location(params.location, root)
+    if location.startswith("sqlite:///"):
+        path = Path(location[len("sqlite:///") :])
+        for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            stale.unlink(missing_ok=True)
+    state = open_state(location, redis_prefix=params.redis_prefix)
+    clear = getattr(state, "clear", None)
+    if clear is not None:
+        clear()
+    return state
+
+
 @dataclass
 class Champion:
-    """The serving model with its live feature history and what monitoring needs to know."""
+    """The serving model with its live scorer and what monitoring needs to know."""
 
     version: str
     model: FraudModel
     validation: dict[str, float]
     reference: pd.DataFrame
     profile: ReferenceProfile
+    state: FeatureState | None = None
 
     scorer: LiveScorer = field(init=False)
 
     def __post_init__(self) -> None:
-        self.scorer = LiveScorer(self.model)
+        label = f"{FULL_MODEL}:{self.version}"
+        self.scorer = LiveScorer(self.model, self.state, label=label)
 
     @property
     def features(self) -> list[str]:
@@ -100,7 +137,9 @@ class Champion:
         return self.model.feature_names
 
 
-def load_champion(reference_path: Path, params: MonitorParams) -> Champion:
+def load_champion(
+    reference_path: Path, params: MonitorParams, state: FeatureState | None = None
+) -> Champion:
     """Load ``fraud-detector@champion`` and score its reference window once."""
     import mlflow
 
@@ -118,7 +157,7 @@ def load_champion(reference_path: Path, params: MonitorParams) -> Champion:
     profile = ReferenceProfile.fit(
         reference, numeric_cols=model.feature_names, n_bins=params.n_bins, score_col=s.SCORE
     )
-    return Champion(version, model, validation, reference, profile)
+    return Champion(version, model, validation, reference, profile, state)
 
 
 def score_week(champion: Champion, valid: pd.DataFrame) -> pd.DataFrame:
@@ -176,9 +215,13 @@ class ProductionLoop:
         self.world = scenario_params(self.sim, scenario, self.first_day + 7 * drift_week)
         self.weeks, self.scenario, self.drift_week = weeks, scenario, drift_week
         self.history_raw = [pd.read_parquet(root / "data/validated/transactions.parquet")]
+        self.labels_dir = root / LABELS_DIR
+        self.state = fresh_state(root, params_path)
         self.champion = load_champion(
-            root / "data/processed/split/validation.parquet", self.monitor
+            root / "data/processed/split/validation.parquet", self.monitor, self.state
         )
+        if self.state is not None:
+            seed_state(self.state, self.champion.model)
         self.summaries: list[dict[str, Any]] = []
         self.previous: pd.DataFrame | None = None
         self.scored_weeks: list[pd.DataFrame] = []
@@ -192,10 +235,13 @@ class ProductionLoop:
             self.root / f"data/incoming/week_{w:02d}.parquet",
         )
         valid = validate_transactions(raw, self.contract).valid
-        self.history_raw.append(valid)
-        # labels arrive over the next week; label_available_at says when (retraining filters on it)
+        self.history_raw.append(valid.drop(columns=[s.TARGET, s.LABEL_AVAILABLE_AT]))
         write_parquet(valid, self.root / f"data/production/labelled/week_{w:02d}.parquet")
         scored = score_week(self.champion, valid)
+        # the week's chargebacks arrive over the next week: through the label feed, each one
+        # usable from its label_available_at (the store and retraining both filter on it)
+        labels = valid[[s.TRANSACTION_ID, s.TARGET, s.LABEL_AVAILABLE_AT]]
+        deliver_labels(self.state, labels, table_dir=self.labels_dir, name=f"week_{w:02d}")
         write_parquet(
             scored.drop(columns=self.champion.features),
             self.root / f"data/production/predictions/week_{w:02d}.parquet",
@@ -259,9 +305,12 @@ class ProductionLoop:
         }
 
     def _retrain(self, result: MonitorResult, as_of: pd.Timestamp) -> dict[str, Any]:
+        weeks = pd.concat(self.history_raw[1:], ignore_index=True)
+        labelled = attach_labels(weeks, read_label_table(self.labels_dir))
         window = labelled_window(
-            self.history_raw, as_of, self.retrain.window_days, self.sim.label_delay_days
-        )
+            [self.history_raw[0], labelled], as_of, self.retrain.window_days,
+            self.sim.label_delay_days,
+        )  # fmt: skip
         outcome = run_retrain(
             self.root,
             window,
@@ -275,17 +324,21 @@ class ProductionLoop:
 
     def _switch_champion(self, as_of: pd.Timestamp) -> None:
         self.champion = load_champion(
-            self.root / "data/retrain/processed/split/validation.parquet", self.monitor
+            self.root / "data/retrain/processed/split/validation.parquet", self.monitor, self.state
         )
-        newest = int(self.champion.model.featurizer.history_.max_time)
-        recent = pd.concat(self.history_raw[1:], ignore_index=True)
-        recent = recent[
-            pd.to_datetime(recent[s.TIMESTAMP]).astype("datetime64[s]").astype(np.int64) > newest
-        ]
-        if len(recent):  # the new model's history ends a label delay ago: bring it up to now
-            self.champion.model.featurizer.update(recent)
+        if self.state is None:  # stateless: the new model's history ends a label delay ago
+            self._catch_up_history()
         self.summaries = []  # the policy judges the new champion on its own record
         self.previous = None  # ...and on rows it scored itself, not on its predecessor's
+
+    def _catch_up_history(self) -> None:
+        """Bring the in-memory history of a new champion up to now (no feature state)."""
+        newest = int(self.champion.model.featurizer.history_.max_time)
+        recent = pd.concat(self.history_raw[1:], ignore_index=True)
+        recent = attach_labels(recent, read_label_table(self.labels_dir))
+        seconds = pd.to_datetime(recent[s.TIMESTAMP]).astype("datetime64[s]").astype(np.int64)
+        if (seconds > newest).any():
+            self.champion.model.featurizer.update(recent[seconds > newest])
 
     def timeline(self) -> pd.DataFrame:
         table = pd.DataFrame(self.rows)

@@ -51,7 +51,7 @@ import pandas as pd
 from inferloop.core import schema as s
 from inferloop.core.storage import read_json, read_pickle, write_json, write_parquet, write_pickle
 from inferloop.data.contract import ContractParams, validate_transactions
-from inferloop.model import LiveScorer
+from inferloop.model import LiveScorer, seed_state
 from inferloop.scoring.inputs import (
     MALFORMED_CSV_ROW,
     MANIFEST_NAME,
@@ -71,6 +71,7 @@ from inferloop.scoring.loading import (
     partition_name,
     resolve_model,
 )
+from inferloop.state.base import FeatureState
 
 __all__ = [
     "ChunkOutcome",
@@ -107,6 +108,7 @@ class ChunkOutcome:
     rows_in: int
     late_rows: int
     older_rows: int = 0
+    retried_rows: int = 0  # rows the feature state had already scored (their scores kept)
 
     @property
     def rows_scored(self) -> int:
@@ -154,9 +156,11 @@ def score_chunk(
     """Validate one chunk, score its valid rows and build its prediction table."""
     valid, quarantine, by_reason = apply_contract(chunk, contract, timestamp_format)
     late_before, older_before = scorer.late_rows, scorer.older_rows
+    retried_before = scorer.retried_rows
     scored = scorer.score(valid)
     timestamps = valid[s.TIMESTAMP] if len(valid) else pd.Series([], dtype="datetime64[ns]")
-    table = prediction_table(scored, timestamps, model, pd.Timestamp.now(tz="UTC"))
+    models = scorer.last_models if scorer.state is not None and len(valid) else None
+    table = prediction_table(scored, timestamps, model, pd.Timestamp.now(tz="UTC"), models)
     outcome = ChunkOutcome(
         table,
         quarantine,
@@ -164,6 +168,7 @@ def score_chunk(
         chunk.rows_in,
         scorer.late_rows - late_before,
         scorer.older_rows - older_before,
+        scorer.retried_rows - retried_before,
     )
     if outcome.rows_in != outcome.rows_scored + outcome.rows_quarantined:
         raise AssertionError(f"chunk {chunk.index} lost rows: {outcome}")
@@ -171,12 +176,29 @@ def score_chunk(
 
 
 def prediction_table(
-    scored: pd.DataFrame, timestamps: pd.Series, model: ScoringModel, scored_at: pd.Timestamp
+    scored: pd.DataFrame,
+    timestamps: pd.Series,
+    model: ScoringModel,
+    scored_at: pd.Timestamp,
+    models: np.ndarray | None = None,
 ) -> Any:
-    """Prediction rows as an Arrow table: id, event time, score, decision, model, scoring time."""
+    """Prediction rows as an Arrow table: id, event time, score, decision, model, scoring time.
+
+    ``models`` gives, per row, the ``name:version`` that made its score when it differs from
+    ``model``: a transaction the feature state had already scored keeps its first score, and
+    the row says which model made it.
+    """
     import pyarrow as pa
 
     n = len(scored)
+    if models is not None and len(models) == n and (models != _label(model)).any():
+        names, versions = zip(*(_split_label(m, model) for m in models.tolist()), strict=True)
+        table = prediction_table(scored, timestamps, model, scored_at)
+        table = table.set_column(
+            table.schema.get_field_index(s.MODEL_NAME), s.MODEL_NAME, pa.array(names, pa.string())
+        )
+        index = table.schema.get_field_index(s.MODEL_VERSION)
+        return table.set_column(index, s.MODEL_VERSION, pa.array(versions, pa.string()))
     return pa.table(
         {
             s.TRANSACTION_ID: pa.Array.from_pandas(scored[s.TRANSACTION_ID].reset_index(drop=True)),
@@ -188,6 +210,15 @@ def prediction_table(
             s.SCORED_AT: pa.repeat(pa.scalar(scored_at, pa.timestamp("us", tz="UTC")), n),
         }
     )
+
+
+def _label(model: ScoringModel) -> str:
+    return f"{model.name}:{model.version}"
+
+
+def _split_label(label: str, model: ScoringModel) -> tuple[str, str]:
+    name, _, version = label.rpartition(":")
+    return (name, version) if name else (model.name, model.version)
 
 
 def write_table_atomic(table: Any, path: Path) -> None:
@@ -358,6 +389,7 @@ def score_files(
     restart: bool = False,
     progress: bool = False,
     chunk_delay: float = 0.0,
+    state: FeatureState | None = None,
 ) -> ScoreRun:
     """Score every file of ``inputs`` with ``model_uri`` into ``output_dir``.
 
@@ -386,6 +418,12 @@ def score_files(
         Show a progress bar on stderr.
     chunk_delay : float
         Seconds to sleep after each finished chunk (lets tests kill a run mid-way).
+    state : FeatureState, optional
+        The feature state: each chunk reads its entities' events once and writes its scored
+        events back in one transaction (seeded from the model when empty). The store is then
+        the checkpoint of a resumed run: a chunk scored again after a kill finds its events
+        and keeps their scores. None scores against the model's in-memory history, advanced
+        chunk by chunk and checkpointed next to the predictions.
 
     Returns
     -------
@@ -418,12 +456,17 @@ def score_files(
         return _finish(manifest, name, version, counts, complete=True, save=False)
     manifest.data["complete"] = False
     model = load_scoring_model(pinned)  # the version resolved above, even if the alias moves
-    _restore_state(model, manifest)
+    if state is None:
+        _restore_state(model, manifest)
+        scorer = LiveScorer(model.model)
+    else:
+        seed_state(state, model.model)
+        scorer = LiveScorer(model.model, state, label=_label(model))
     total = _rows_to_read(files, entries)
     with _progress_bar(total, progress) as bar:
         ctx = _RunContext(
             model,
-            LiveScorer(model.model),
+            scorer,
             manifest,
             contract,
             timestamp_format,
@@ -501,17 +544,28 @@ def _finish_chunk(ctx: _RunContext, path: Path, entry: dict[str, Any], chunk: Ra
         "quarantine": str(ctx.quarantine_dir / part) if outcome.rows_quarantined else None,
         "scored_at": _now(),
     }
-    previous = ctx.manifest.data.get("state")
-    sequence = int(ctx.manifest.data.get("state_sequence", 0)) + 1
-    ctx.manifest.data["state_sequence"] = sequence
-    state = _save_state(ctx.model, run_dir, sequence)
-    ctx.manifest.record(entry, record, state)
-    if previous and previous != state:
-        (run_dir / previous).unlink(missing_ok=True)
+    if ctx.scorer.state is not None:  # the feature state holds the history
+        record["retried_rows"] = outcome.retried_rows
+        ctx.manifest.record(entry, record, None)
+    else:
+        _checkpoint(ctx, entry, record, run_dir)
     for key in ("rows_in", "rows_scored", "rows_quarantined"):
         ctx.counts[key] += record[key]
     ctx.counts["chunks"] += 1
     ctx.on_chunk(outcome.rows_in)
+
+
+def _checkpoint(
+    ctx: _RunContext, entry: dict[str, Any], record: dict[str, Any], run_dir: Path
+) -> None:
+    """Record the chunk with a checkpoint of the in-memory history (no feature state)."""
+    previous = ctx.manifest.data.get("state")
+    sequence = int(ctx.manifest.data.get("state_sequence", 0)) + 1
+    ctx.manifest.data["state_sequence"] = sequence
+    checkpoint = _save_state(ctx.model, run_dir, sequence)
+    ctx.manifest.record(entry, record, checkpoint)
+    if previous and previous != checkpoint:
+        (run_dir / previous).unlink(missing_ok=True)
 
 
 def _save_state(model: ScoringModel, run_dir: Path, sequence: int) -> str:

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from inferloop.model import MAX_ROWS_ENV
+from inferloop.model import MAX_ROWS_ENV, MODEL_LABEL_ENV
+from inferloop.state.config import STATE_ENV
 
 __all__ = [
     "DEFAULT_HOST",
@@ -93,6 +94,11 @@ class ServeConfig:
         uvicorn's line per request (on in plain ``mlflow models serve``); off by default here,
         where hundreds of requests a second would flood the log (its CPU cost measured within
         noise, ``benchmarks/bench_serving.py``).
+    state:
+        Feature-state location the workers open (``$INFERLOOP_FEATURE_STATE``): a SQLite URL
+        or path, ``redis://...``, or ``none`` for stateless. None leaves the environment's.
+    model_label:
+        ``name:version`` kept with every event the server writes to the state.
     """
 
     model_uri: str = DEFAULT_MODEL_URI
@@ -102,6 +108,8 @@ class ServeConfig:
     max_rows: int | None = DEFAULT_MAX_ROWS
     timeout_s: int | None = None
     access_log: bool = False
+    state: str | None = None
+    model_label: str = ""
 
     @property
     def url(self) -> str:
@@ -161,6 +169,10 @@ def serve_env(
     if config.timeout_s is not None:
         env["MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"] = str(config.timeout_s)
     env["UVICORN_ACCESS_LOG"] = "true" if config.access_log else "false"  # uvicorn reads UVICORN_*
+    if config.state is not None:
+        env[STATE_ENV] = config.state
+    if config.model_label:
+        env[MODEL_LABEL_ENV] = config.model_label
     return env
 
 

@@ -46,8 +46,9 @@ import pandas as pd
 
 from inferloop.core import schema as s
 from inferloop.data.contract import DUPLICATE_TRANSACTION_ID, ContractParams, validate_transactions
-from inferloop.model import LiveScorer, epoch_seconds, history_end
+from inferloop.model import LiveScorer, epoch_seconds, history_end, seed_state
 from inferloop.scoring.loading import ScoringModel
+from inferloop.state.base import FeatureState
 
 __all__ = [
     "INVALID_JSON",
@@ -423,7 +424,7 @@ class SeenIds:
 
 def score_batch(
     batch: list[Record],
-    scorer: StreamScorer,
+    scorer: LiveScorer,
     model: ScoringModel,
     contract: ContractParams,
     timestamp_format: str | None = None,
@@ -551,7 +552,7 @@ class JsonLinesSink:
 class StreamRunner:
     """Everything a stream run needs: where records go and how they are scored."""
 
-    scorer: StreamScorer
+    scorer: LiveScorer
     model: ScoringModel
     contract: ContractParams
     out: JsonLinesSink
@@ -625,6 +626,7 @@ def stream_records(
     quarantine_path: str | Path = "data/quarantine/stream.jsonl",
     timestamp_format: str | None = None,
     on_ready: Callable[[ScoringModel], None] | None = None,
+    state: FeatureState | None = None,
 ) -> StreamStats:
     """Load the model, then score records from stdin or ``watch_dir`` until EOF or ``stop``.
 
@@ -650,6 +652,11 @@ def stream_records(
         ``strftime`` format of text timestamps (ISO 8601 by default).
     on_ready : callable, optional
         Called with the loaded model before the first record is read.
+    state : FeatureState, optional
+        The feature state shared with the server and batch scoring (seeded from the model
+        when empty): each micro-batch is one read-score-write transaction, so a restarted
+        stream or a second worker continues from the same history. None keeps the history in
+        this process (:class:`StreamScorer`).
 
     Returns
     -------
@@ -661,6 +668,12 @@ def stream_records(
     from inferloop.scoring.loading import load_scoring_model
 
     model = load_scoring_model(model_uri)
+    scorer: LiveScorer
+    if state is None:
+        scorer = StreamScorer(model.model, params.fold_rows)
+    else:
+        seed_state(state, model.model)
+        scorer = LiveScorer(model.model, state, label=f"{model.name}:{model.version}")
     source: Any = (
         WatchSource(Path(watch_dir), params.poll_ms / 1000, once=once)
         if watch_dir is not None
@@ -672,7 +685,7 @@ def stream_records(
         out = sys.stdout if output_path is None else files.enter_context(_append(output_path))
         rejected = files.enter_context(_append(quarantine_path))
         runner = StreamRunner(
-            StreamScorer(model.model, params.fold_rows),
+            scorer,
             model,
             contract,
             JsonLinesSink(out),

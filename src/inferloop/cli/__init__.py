@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -26,7 +27,6 @@ __all__ = [
     "retrain",
     "rollback",
     "score",
-    "serve",
     "simulate",
     "stream",
     "ui",
@@ -230,6 +230,13 @@ def rollback(name: str) -> None:
     hidden=True,
     help="Seconds to pause after each chunk (tests).",
 )
+@click.option(
+    "--state",
+    "state_location",
+    default=None,
+    help="Feature state (a SQLite path, redis://..., none)  "
+    "[default: $INFERLOOP_FEATURE_STATE, else state.location]",
+)
 def score(
     params_path: str,
     model_uri: str | None,
@@ -244,6 +251,7 @@ def score(
     summary_path: str | None,
     progress: bool | None,
     chunk_delay: float,
+    state_location: str | None,
 ) -> None:
     """Score transaction files with the registered model: chunked, resumable, idempotent.
 
@@ -272,6 +280,7 @@ def score(
                 master=settings.spark_master,
             )
         else:
+            store = _open_state(state_location, params_path)
             run = score_files(
                 input_spec,
                 output_dir,
@@ -284,12 +293,23 @@ def score(
                 restart=restart,
                 progress=sys.stderr.isatty() if progress is None else progress,
                 chunk_delay=chunk_delay,
+                state=store,
             )
     click.echo(run.describe())
     if summary_path:
         write_summary(run, summary_path)
     if fail_on_quarantine and run.totals["rows_quarantined"]:
         raise SystemExit(1)
+
+
+def _open_state(explicit: str | None, params_path: str) -> Any:
+    """The configured feature state (None when stateless)."""
+    from inferloop.core.tracking import repo_root
+    from inferloop.scoring.live_state import load_state_params, open_configured_state
+
+    root = repo_root()
+    params_file = Path(params_path) if Path(params_path).is_absolute() else root / params_path
+    return open_configured_state(explicit, load_state_params(params_file), root)
 
 
 @contextlib.contextmanager
@@ -305,47 +325,6 @@ def _scoring_errors() -> Iterator[None]:
     except (ScoringInputError, RegistryError, MlflowException) as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         raise SystemExit(2) from exc
-
-
-@main.command()
-@click.option(
-    "--model",
-    "model_uri",
-    default="models:/fraud-detector@champion",
-    show_default=True,
-    help="Model URI; models:/fraud-detector-edge@champion serves the edge model.",
-)
-@click.option("--port", default=5001, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int, help="One per core.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Keep on loopback: no auth.")
-@click.option(
-    "--max-rows",
-    default=10_000,
-    show_default=True,
-    type=int,
-    help="Largest batch per request (400 above); 0 for no limit.",
-)
-@click.option("--access-log", is_flag=True, help="Log one line per request (uvicorn).")
-def serve(
-    model_uri: str, port: int, workers: int, host: str, max_rows: int, access_log: bool
-) -> None:
-    """Serve MODEL with `mlflow models serve` (MLflow's protocol: POST /invocations).
-
-    The alias is resolved when the server starts: restart it after a promotion or rollback.
-    """
-    from inferloop.core.registry import RegistryError, resolve
-    from inferloop.core.tracking import configure_mlflow
-    from inferloop.scoring.serving import ServeConfig, run_server
-
-    uri = configure_mlflow()
-    try:
-        name, version = resolve(model_uri)
-    except RegistryError as exc:
-        raise click.ClickException(str(exc)) from exc
-    config = ServeConfig(model_uri, host, port, workers, max_rows or None, access_log=access_log)
-    served = f"{name} v{version}" if version else name
-    click.echo(f"serving {served} on {config.url}/invocations  (store: {uri})", err=True)
-    raise SystemExit(run_server(config, uri))
 
 
 @main.command()
@@ -373,6 +352,13 @@ def serve(
     show_default=True,
     type=click.Path(dir_okay=False),
 )
+@click.option(
+    "--state",
+    "state_location",
+    default=None,
+    help="Feature state (a SQLite path, redis://..., none)  "
+    "[default: $INFERLOOP_FEATURE_STATE, else state.location]",
+)
 def stream(
     params_path: str,
     model_uri: str | None,
@@ -380,6 +366,7 @@ def stream(
     once: bool,
     output_path: str | None,
     quarantine_path: str,
+    state_location: str | None,
 ) -> None:
     """Score JSON lines from stdin (or files landing in --watch) in micro-batches.
 
@@ -404,7 +391,7 @@ def stream(
             stats = stream_records(
                 model_uri or settings.model_uri, params, contract, stop=stop, watch_dir=watch_dir,
                 once=once, output_path=output_path, quarantine_path=quarantine_path,
-                timestamp_format=ts_format,
+                timestamp_format=ts_format, state=_open_state(state_location, params_path),
                 on_ready=lambda m: click.echo(json.dumps({**ready, "model": m.label}), err=True),
             )  # fmt: skip
     finally:
@@ -547,7 +534,14 @@ def retrain(
         root / "data/validated/transactions.parquet",
         *sorted((root / "data/production/labelled").glob("*.parquet")),
     ]
-    frames = [pd.read_parquet(p) for p in paths]
+    from inferloop.scoring.live_state import attach_labels, read_label_table
+
+    delivered = read_label_table(root / "data/labels")
+    # rows that came without labels get the ones the label feed delivered (`inferloop label`)
+    frames = [
+        f if "is_fraud" in f else attach_labels(f, delivered)
+        for f in (pd.read_parquet(p) for p in paths)
+    ]
     when = (
         pd.Timestamp(as_of) if as_of else max(pd.to_datetime(f["timestamp"]).max() for f in frames)
     )
@@ -647,3 +641,7 @@ def where() -> None:
     for label, path in rows:
         click.echo(f"  {label:<28} {path}")
     click.echo("  MLflow UI                    make ui  ->  http://127.0.0.1:5000")
+
+
+# commands of the live feature state (serve, state, label) live in their own module
+from inferloop.cli import live as _live  # noqa: E402,F401  (registers them on ``main``)
