@@ -106,3 +106,54 @@ def hook() -> Iterator[tuple[str, type[_Hook]]]:
     yield f"http://127.0.0.1:{server.server_port}/alerts", handler
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="session")
+def _redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int | None]:
+    """A real ``redis-server`` on a free loopback port for the session (None if not installed)."""
+    import shutil
+    import socket
+    import time
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield None
+        return
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    folder = tmp_path_factory.mktemp("redis")
+    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    with (folder / "redis.log").open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.fixture()
+def redis_url(_redis_server: int | None) -> Callable[[], str]:
+    """A factory of empty Redis databases (``redis://127.0.0.1:PORT/N``) on the real server.
+
+    Skips the calling test where ``redis-server`` is not installed (``.ci/run`` installs it).
+    """
+    counter = iter(range(1, 10**6))
+
+    def make() -> str:
+        if _redis_server is None:
+            pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        import redis
+
+        url = f"redis://127.0.0.1:{_redis_server}/{next(counter) % 16}"
+        redis.Redis.from_url(url).flushdb()
+        return url
+
+    return make

@@ -28,6 +28,12 @@ import numpy as np
 import pandas as pd
 
 from inferloop.core import schema as s
+from inferloop.data.contract import (
+    ContractError,
+    ContractParams,
+    contract_violations,
+    is_fractional,
+)
 from inferloop.data.features import TransactionFeaturizer, concat_raw, take_raw, text_keys
 from inferloop.data.rows import (
     SMALL_BATCH_ROWS,
@@ -55,6 +61,7 @@ __all__ = [
     "history_end",
     "input_example",
     "log_fraud_model",
+    "may_break_contract",
     "package_dir",
     "positive_scores",
     "runtime_requirements",
@@ -139,15 +146,23 @@ class FraudModel(PythonModel):
         Alert when ``score >= threshold``.
     candidate:
         The candidate's name (``lightgbm``, ``logistic``, ``mlp``) for model cards and tags.
+    contract:
+        The data contract's limits (the ``validate`` params) the model applies to requests.
     """
 
     def __init__(
-        self, featurizer: TransactionFeaturizer, estimator: Any, threshold: float, candidate: str
+        self,
+        featurizer: TransactionFeaturizer,
+        estimator: Any,
+        threshold: float,
+        candidate: str,
+        contract: ContractParams | None = None,
     ) -> None:
         self.featurizer = featurizer
         self.estimator = estimator
         self.threshold = float(threshold)
         self.candidate = candidate
+        self.contract_ = contract
 
     def load_context(self, context: Any) -> None:
         """Called by MLflow once per process that loads the model.
@@ -231,15 +246,41 @@ class FraudModel(PythonModel):
         The server turns a DataFrame answer into these same records with ``to_dict``, which
         for one row costs more than scoring it; building them directly skips the frame.
         """
+        ids, scores, decisions = self._answer(read_transactions(frame))
+        return _records(ids, scores, decisions)
+
+    def _answer(self, tx: Transactions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ids, scores and decisions: through the live state if one is open, else stateless."""
         live = getattr(self, "_live", None)
         if live is not None:
-            ids, scores, decisions, _ = live.score_transactions(read_transactions(frame))
-        else:
-            ids, scores, decisions, _ = self._score(frame)
-        return [
-            {s.TRANSACTION_ID: i, s.SCORE: p, s.DECISION: d}
-            for i, p, d in zip(ids.tolist(), scores.tolist(), decisions.tolist(), strict=True)
-        ]
+            ids, scores, decisions, _ = live.score_transactions(tx)
+            return ids, scores, decisions
+        features = self.featurizer.features_of(tx.raw)
+        scores = positive_scores(self.estimator, features, self.feature_names)
+        return tx.ids, scores, (scores >= self.threshold).astype(np.int8)
+
+    def read_request(self, frame: pd.DataFrame) -> Transactions:
+        """Validate a request: the input rules and the data contract that batch scoring applies.
+
+        A row that batch scoring would quarantine raises :class:`InvalidInput` naming the same
+        reason code(s) (``non_positive_amount``, ``timestamp_out_of_range``, ...). The full
+        contract costs milliseconds, so it runs only when a cheap check of the parsed values
+        finds something it would reject.
+        """
+        try:
+            tx = read_transactions(frame)
+        except InvalidInput as exc:
+            raise _contract_error(frame, self.contract) or exc from None
+        if may_break_contract(frame, tx, self.contract):
+            error = _contract_error(frame, self.contract)
+            if error is not None:
+                raise error
+        return tx
+
+    @property
+    def contract(self) -> ContractParams:
+        """The data contract's limits the model was trained under (defaults if not recorded)."""
+        return getattr(self, "contract_", None) or ContractParams()
 
     def _score(
         self, frame: pd.DataFrame, context: pd.DataFrame | None = None
@@ -256,26 +297,76 @@ class FraudModel(PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame | list[dict[str, Any]]:
-        """MLflow entry point: :meth:`score_frame`, with bad input as a 400 error.
+        """MLflow entry point: score a request, with bad input as a 400 error.
 
         ``model_input`` is whatever MLflow parsed from the request: a DataFrame for
         ``dataframe_split`` / ``dataframe_records`` / CSV / Parquet, records or a dict of
-        columns otherwise. Inside ``mlflow models serve`` (which sets
-        ``_MLFLOW_IS_IN_SERVING_ENVIRONMENT``) the answer is :meth:`score_records`: the same
-        JSON response, without building a frame only for the server to take apart.
+        columns otherwise. Rows are checked by :meth:`read_request` (the batch contract's
+        reason codes), then scored through the live feature state when one is open
+        (:meth:`open_live_state`). Inside ``mlflow models serve`` (which sets
+        ``_MLFLOW_IS_IN_SERVING_ENVIRONMENT``) the answer is JSON-ready records: the same
+        response, without building a frame only for the server to take apart.
         """
         try:
             frame = as_frame(model_input)
             _check_request_rows(len(frame))
-            if os.environ.get(SERVING_ENV, "").lower() == "true":
-                return self.score_records(frame)
-            live = getattr(self, "_live", None)
-            return live.score(frame) if live is not None else self.score_frame(frame)
+            ids, scores, decisions = self._answer(self.read_request(frame))
         except InvalidInput as exc:
             from mlflow.exceptions import MlflowException
             from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from exc
+        if os.environ.get(SERVING_ENV, "").lower() == "true":
+            return _records(ids, scores, decisions)
+        columns = {s.TRANSACTION_ID: ids, s.SCORE: scores, s.DECISION: decisions}
+        return pd.DataFrame(columns, index=frame.index, copy=False)
+
+
+def _records(ids: np.ndarray, scores: np.ndarray, decisions: np.ndarray) -> list[dict[str, Any]]:
+    return [
+        {s.TRANSACTION_ID: i, s.SCORE: p, s.DECISION: d}
+        for i, p, d in zip(ids.tolist(), scores.tolist(), decisions.tolist(), strict=True)
+    ]
+
+
+def may_break_contract(frame: pd.DataFrame, tx: Transactions, contract: ContractParams) -> bool:
+    """Whether parsed request rows might break a data-contract rule (then check in full).
+
+    Never false when the contract would reject a row that :func:`read_transactions`
+    accepted: time range, amount range, fractional or duplicated ids, labels and sensitive
+    attributes sent along. Cheap on plain rows (microseconds).
+    """
+    ts = tx.timestamps.astype("datetime64[us]")
+    lo, hi = (
+        np.datetime64(_naive(v), "us") for v in (contract.min_timestamp, contract.max_timestamp)
+    )
+    amount = tx.raw.amount
+    if ((ts < lo) | (ts > hi)).any() or (amount <= 0).any() or (amount > contract.max_amount).any():
+        return True
+    if len(tx.ids) > 1 and len(set(tx.ids.tolist())) < len(tx.ids):
+        return True
+    for column in s.ID_COLUMNS:
+        if frame[column].dtype.kind in "fO" and is_fractional(frame[column]).any():
+            return True
+    return any(c in frame.columns for c in (*s.SENSITIVE_COLUMNS, s.TARGET))
+
+
+def _naive(value: str) -> Any:
+    stamp = pd.Timestamp(value)
+    return (stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp).to_datetime64()
+
+
+def _contract_error(frame: pd.DataFrame, contract: ContractParams) -> InvalidInput | None:
+    """The contract's verdict on ``frame`` as one InvalidInput naming codes and rows, if any."""
+    try:
+        violations = contract_violations(frame, contract)
+    except (ContractError, ValueError, TypeError):
+        return None
+    if not violations:
+        return None
+    parts = [f"{code} (row {', '.join(map(str, rows[:5]))})" for code, rows in violations.items()]
+    n = sum(len(rows) for rows in violations.values())
+    return InvalidInput(f"{n} row(s) break the data contract: {'; '.join(parts)}")
 
 
 # --------------------------------------------------------------------------- the live scorer
@@ -443,9 +534,11 @@ class LiveScorer:
         """Counters, and a prune of the store every ``prune_every`` written events."""
         self.retried_rows += len(tx.ids) - len(written)
         customers = snapshot.events.get("customer")
-        if customers is not None and len(customers.time):
-            newest_seen = int(customers.time.max())
-            self.older_rows += int((tx.raw.seconds < newest_seen).sum())
+        if customers is not None and len(written):
+            # new events dated before their customer's newest stored one: out of time order
+            newest = customers.last
+            keys, times = written.keys["customer"].tolist(), written.time.tolist()
+            self.older_rows += sum(t < newest.get(k, -1) for k, t in zip(keys, times, strict=True))
         if len(written):
             self._newest = max(self._newest, int(written.time.max()))
         self._written += len(written)

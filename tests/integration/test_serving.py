@@ -22,6 +22,7 @@ import pytest
 from scoring_support import CHAMPION_URI, Champion
 
 from inferloop.core import schema as s
+from inferloop.data.contract import ContractParams, contract_violations
 from inferloop.model import MAX_ROWS_ENV, FraudModel
 from inferloop.scoring.serving import (
     EDGE_MODEL_URI,
@@ -220,6 +221,33 @@ def test_bad_request_gets_4xx_naming_the_problem_and_the_server_keeps_serving(
     assert got == status, text[:500]
     assert fragment.lower() in text.lower(), text[:500]
     assert _predictions(server, _split_body(rows.head(2))).shape == (2, 3)
+
+
+# rows that batch scoring quarantines: the server must refuse them with the same reason code
+CONTRACT_CASES: dict[str, dict[str, Any]] = {
+    "negative_amount": {s.AMOUNT: -5.0},
+    "huge_amount": {s.AMOUNT: 1e300},
+    "year_1900": {s.TIMESTAMP: "1900-01-01T00:00:00"},
+    "year_9999": {s.TIMESTAMP: "9999-01-01T00:00:00"},
+    "fractional_terminal_id": {s.TERMINAL_ID: 1.5},
+}
+
+
+@pytest.mark.parametrize("case", list(CONTRACT_CASES))
+def test_a_row_batch_would_quarantine_gets_a_400_naming_the_same_reason(
+    server: ServeConfig, rows: pd.DataFrame, case: str
+) -> None:
+    records = _jsonable(rows.head(2)).to_dict(orient="records")
+    records[1].update(CONTRACT_CASES[case])
+    batch = contract_violations(pd.DataFrame(records), ContractParams(require_target=False))
+    assert list(batch) and batch[next(iter(batch))] == [1], batch  # batch rejects row 1 only
+    status, text = _post(server, json.dumps({"dataframe_records": records}))
+    assert status == 400, text[:500]
+    assert next(iter(batch)) in text, text[:500]
+    # the same id sent twice in one request is refused as batch refuses it
+    twice = [records[0], records[0]]
+    status, text = _post(server, json.dumps({"dataframe_records": twice}))
+    assert status == 400 and "duplicate_transaction_id" in text, text[:500]
 
 
 def test_serve_command_and_environment_for_the_edge_model() -> None:

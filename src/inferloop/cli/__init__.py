@@ -157,6 +157,23 @@ def promote(name: str, version: str, force: bool) -> None:
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"promoted: {move.describe()}")
+    _seed_empty_state(f"models:/{name}/{version}")
+
+
+def _seed_empty_state(model_uri: str) -> None:
+    """Seed the configured feature state from ``model_uri`` if it holds no events yet."""
+    import mlflow
+
+    from inferloop.scoring.live_state import seed_if_empty
+
+    store = _open_state(None, "params.yaml")
+    if store is None:
+        return
+    with store:
+        if store.is_empty():
+            model = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+            written = seed_if_empty(store, model)
+            click.echo(f"seeded the feature state {store.location} with {written:,} events")
 
 
 @main.command()

@@ -9,7 +9,9 @@ Row checks run in this fixed order and each rejected row carries the code of the
 it fails:
 
 1. ``null_key:<column>`` -- null (or blank string) in ``transaction_id``, ``customer_id``,
-   ``terminal_id``, ``timestamp``, ``amount`` (checked in that order).
+   ``terminal_id``, ``timestamp``, ``amount`` (checked in that order); then
+   ``fractional_key:<column>`` -- an id or key given as a number that is not whole (``1.5``:
+   a corrupted value, never a key).
 2. ``unparseable_timestamp`` -- not ISO 8601 (or not ``timestamp_format`` when given).
 3. ``timestamp_out_of_range`` -- outside ``[min_timestamp, max_timestamp]`` (inclusive).
 4. ``non_numeric_amount`` -- e.g. the string ``"abc"``.
@@ -63,6 +65,9 @@ __all__ = [
     "ContractParams",
     "ContractResult",
     "canonical_ids",
+    "contract_violations",
+    "fractional_key_reason",
+    "is_fractional",
     "null_key_reason",
     "render_data_summary",
     "required_columns",
@@ -98,6 +103,11 @@ _INT64_TEXT = r"-?(?:0|[1-9][0-9]{0,18})"
 def null_key_reason(column: str) -> str:
     """Reason code for a null in a key column, e.g. ``null_key:customer_id``."""
     return f"null_key:{column}"
+
+
+def fractional_key_reason(column: str) -> str:
+    """Reason code for a non-whole number in an id column, e.g. ``fractional_key:terminal_id``."""
+    return f"fractional_key:{column}"
 
 
 def unknown_category_reason(column: str) -> str:
@@ -241,6 +251,8 @@ def _run_row_checks(
     blank = {c: _is_blank(df[c]) for c in NULL_KEY_COLUMNS}
     for column in NULL_KEY_COLUMNS:
         checks.add(null_key_reason(column), blank[column])
+    for column in schema.ID_COLUMNS:
+        checks.add(fractional_key_reason(column), is_fractional(df[column]))
     parsed: dict[str, pd.Series] = {}
     parsed[schema.TIMESTAMP] = _check_timestamp(df, params, checks, timestamp_format)
     parsed[schema.AMOUNT] = _check_amount(df, params, checks)
@@ -298,6 +310,50 @@ def _check_target(raw: pd.Series, checks: _FirstReason, required: bool) -> pd.Se
         invalid = invalid & raw.notna().to_numpy()
     checks.add(INVALID_TARGET, invalid)
     return target
+
+
+def is_fractional(values: pd.Series) -> BoolArray:
+    """Finite numbers that are not whole (floats in a numeric or an object column)."""
+    if values.dtype.kind == "f":
+        floats = values.to_numpy(dtype="float64", na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(floats) & (floats != np.round(floats))
+    if values.dtype != object:
+        return np.zeros(len(values), dtype=bool)
+    return np.fromiter(
+        (isinstance(v, float) and np.isfinite(v) and not v.is_integer() for v in values),
+        dtype=bool,
+        count=len(values),
+    )
+
+
+def contract_violations(
+    df: pd.DataFrame, params: ContractParams, *, timestamp_format: str | None = None
+) -> dict[str, list[int]]:
+    """Reason code -> positions of the rows that scoring's contract rejects (empty if none).
+
+    The same checks, in the same order, as batch scoring applies (``require_target=False``):
+    the model server calls it to answer a 400 that names the codes batch would record.
+
+    Raises
+    ------
+    ContractError
+        When required columns are missing or the frame has no rows.
+    """
+    _check_usable(df, required_columns(False))
+    checks = _FirstReason(len(df))
+    _run_row_checks(df, params, checks, False, timestamp_format)
+    candidates = np.flatnonzero(checks.ok)
+    tx_ids = canonical_ids(df[schema.TRANSACTION_ID].iloc[candidates])
+    checks.add(
+        DUPLICATE_TRANSACTION_ID,
+        _scatter(len(df), candidates[tx_ids.duplicated(keep="first").to_numpy()]),
+    )
+    rejected = np.flatnonzero(~checks.ok)
+    out: dict[str, list[int]] = {}
+    for position, reason in zip(rejected.tolist(), checks.reasons(rejected).tolist(), strict=True):
+        out.setdefault(str(reason), []).append(int(position))
+    return out
 
 
 def _is_blank(values: pd.Series) -> BoolArray:

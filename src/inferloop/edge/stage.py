@@ -29,6 +29,7 @@ from inferloop.core.registry import (
 )
 from inferloop.core.storage import read_json, write_json
 from inferloop.core.tracking import configure_mlflow, repo_root
+from inferloop.data.contract import ContractParams
 from inferloop.data.stage import ProcessedData, load_processed
 from inferloop.edge.builders.measure import EvalSet
 from inferloop.edge.builders.optimize import OptimizeResult, optimize_teacher
@@ -121,7 +122,10 @@ def run_optimize(
         policy,
         timestamps=data.validation[s.TIMESTAMP].to_numpy(),
     )
-    edge = FraudModel(data.featurizer, classifier, choice.threshold, f"edge:{result.chosen}")
+    contract = load_section(ContractParams, "validate", params_path)
+    edge = FraudModel(
+        data.featurizer, classifier, choice.threshold, f"edge:{result.chosen}", contract
+    )
     _write_reports(result, Path(out_dir), metrics_path)
     with (
         mlflow.start_run(run_id=candidates["parent_run_id"]),

@@ -304,7 +304,15 @@ class Manifest:
         for c in chunks:
             for reason, n in c["by_reason"].items():
                 by_reason[reason] = by_reason.get(reason, 0) + n
-        keys = ("rows_in", "rows_scored", "rows_quarantined", "late_rows", "older_rows")
+        # retried_rows: with a feature state, rows whose id it had scored (their scores kept)
+        keys = (
+            "rows_in",
+            "rows_scored",
+            "rows_quarantined",
+            "late_rows",
+            "older_rows",
+            "retried_rows",
+        )
         out: dict[str, Any] = {k: sum(int(c.get(k, 0)) for c in chunks) for k in keys}
         out.update(
             by_reason=dict(sorted(by_reason.items())),
@@ -347,6 +355,12 @@ class ScoreRun:
             if older
             else ""
         )
+        retried = t.get("retried_rows", 0)
+        if retried:
+            note += (
+                f"note: {retried:,} row(s) had been scored before (same transaction id in the "
+                "feature state): their first score is kept, and model_version names its model\n"
+            )
         return (
             f"{self.model_name} v{self.model_version} ({self.engine}): this run scored "
             f"{r['chunks']} chunk(s), skipped {r['skipped_chunks']} finished: rows in "

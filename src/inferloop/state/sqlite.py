@@ -7,6 +7,16 @@ scores and the write of one batch are one serializable step. A process killed in
 of a transaction leaves nothing of it behind (SQLite rolls the transaction back on the next
 open). ``synchronous=NORMAL``: a committed transaction survives a crash of the process; after
 a power loss the last few transactions may be lost, never half of one.
+
+Layout. ``events`` holds one row per transaction id (its time, amount, score, decision, model
+and entity keys): the exactly-once record, and where a late label finds its entities.
+``series`` holds one row per entity key and kind, with that key's recent events packed as
+arrays (little-endian int64 / float64 bytes): kind 0 the events (times, amounts), kind 1 the
+labelled events (times, labels, label times, ids). Scoring keeps kind 0 up to date for the
+kinds a feature reads unlabelled (the customer) and kind 1 through the label feed (the
+terminal). A window read is then one row per key,
+decoded with ``numpy.frombuffer`` -- microseconds -- instead of one SQL row per event, and a
+write rewrites the few small rows it touched.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,39 +48,59 @@ __all__ = ["SqliteState"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY, time INTEGER NOT NULL, amount REAL NOT NULL,
-    score REAL, decision INTEGER, model TEXT NOT NULL DEFAULT ''
+    score REAL, decision INTEGER, model TEXT NOT NULL DEFAULT '', keys TEXT NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS entity_events (
-    entity TEXT NOT NULL, key TEXT NOT NULL, time INTEGER NOT NULL, id TEXT NOT NULL,
-    amount REAL NOT NULL, PRIMARY KEY (entity, key, time, id)
+CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
+CREATE TABLE IF NOT EXISTS series (
+    entity TEXT NOT NULL, key TEXT NOT NULL, kind INTEGER NOT NULL,
+    times BLOB NOT NULL, a BLOB NOT NULL, b BLOB, ids TEXT,
+    PRIMARY KEY (entity, key, kind)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS entity_events_by_time ON entity_events (time);
 CREATE TABLE IF NOT EXISTS labels (
     id TEXT PRIMARY KEY, label REAL NOT NULL, label_time INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
-# Each write touches the fewest B-trees that a read and a prune need: an index on event time
-# exists only for entity_events (pruning); events are found by id.
-# Many keys travel as one JSON array parameter (no limit on how many a batch reads); one key
-# (a served request) as a plain parameter, which SQLite plans as a direct index range.
-_MANY = "IN (SELECT value FROM json_each(?))"
+_EVENTS, _LABELLED = 0, 1
+_SEP = "\x1f"  # between the entity keys of an event, and between the ids of a labelled series
+_MANY = "IN (SELECT value FROM json_each(?))"  # many keys as one JSON parameter
 _ONE = "= ?"
-_PLAIN = "SELECT key, time, amount FROM entity_events WHERE entity = ? AND key {} AND time > ?"
-_LABELLED = (
-    "SELECT e.key, e.time, e.amount, l.label, l.label_time FROM entity_events e "
-    "JOIN labels l ON l.id = e.id "
-    "WHERE e.entity = ? AND e.key {} AND e.time > ? AND l.label_time <= ?"
-)
-# a key's newest event, which pruning never drops: "time since the previous transaction"
-_LAST = "SELECT key, MAX(time) FROM entity_events WHERE entity = ? AND key {} GROUP BY key"
+_SERIES = "SELECT key, times, a, b, ids FROM series WHERE entity = ? AND kind = ? AND key {}"
 _SCORED = "SELECT id, score, decision, model FROM events WHERE id {}"
 
 
-def _in(values: np.ndarray) -> tuple[str, str]:
+def _in(values: np.ndarray | list[str]) -> tuple[str, str]:
     """The SQL condition and its parameter for ``column IN values``."""
     if len(values) == 1:
         return _ONE, str(values[0])
-    return _MANY, json.dumps(values.tolist())
+    return _MANY, json.dumps([str(v) for v in values])
+
+
+@dataclass
+class _Series:
+    """One entity key's packed events: times, values (amounts or labels), label times, ids."""
+
+    times: np.ndarray
+    a: np.ndarray
+    b: np.ndarray | None = None
+    ids: list[str] | None = None
+
+    @staticmethod
+    def decode(row: tuple[Any, ...]) -> _Series:
+        _, times, a, b, ids = row
+        return _Series(
+            np.frombuffer(times, dtype="<i8"),
+            np.frombuffer(a, dtype="<f8"),
+            None if b is None else np.frombuffer(b, dtype="<i8"),
+            None if ids is None else ids.split(_SEP),
+        )
+
+    def encode(self) -> tuple[bytes, bytes, bytes | None, str | None]:
+        return (
+            self.times.astype("<i8").tobytes(),
+            self.a.astype("<f8").tobytes(),
+            None if self.b is None else self.b.astype("<i8").tobytes(),
+            None if self.ids is None else _SEP.join(self.ids),
+        )
 
 
 class SqliteState(FeatureState):
@@ -134,13 +165,19 @@ class SqliteState(FeatureState):
     def transact(self, request: StateRequest, compute: Compute) -> tuple[Snapshot, ScoredEvents]:
         """See :meth:`FeatureState.transact`: all of it inside one write transaction."""
         with self._write() as db:
-            snapshot = Snapshot(
-                scored=_scored(db, request.ids),
-                events={q.entity: _read(db, q, request.label_cutoff) for q in request.queries},
-            )
-            events = compute(snapshot)
-            _insert(db, events)
-        return snapshot, events
+            series: dict[str, dict[str, _Series]] = {}
+            events = {}
+            for q in request.queries:
+                series[q.entity] = _read_series(db, q.entity, q.keys, _kind(q))
+                events[q.entity] = _window(q, series[q.entity], request.label_cutoff)
+            snapshot = Snapshot(scored=_scored(db, request.ids), events=events)
+            written = compute(snapshot)
+            # the event series read above are current: the write appends to them. A kind
+            # read only for its labels (the terminal) gets its labelled entries from the
+            # label feed; its plain series is not kept up here (no feature reads it)
+            plain = {q.entity: series[q.entity] for q in request.queries if not q.labelled}
+            _insert(db, written, known=plain)
+        return snapshot, written
 
     def scored(self, ids: np.ndarray) -> dict[str, tuple[float, int, str]]:
         """Stored ``(score, decision, model)`` per known id."""
@@ -149,53 +186,54 @@ class SqliteState(FeatureState):
     def write_events(self, events: ScoredEvents) -> int:
         """Bulk write, skipping ids already stored; one transaction."""
         with self._write() as db:
-            return _insert(db, events)
+            written = _insert(db, events, known=None)
+            if events.label is not None and events.label_time is not None:
+                known = ~np.isnan(events.label)
+                if known.any():
+                    _add_labels(
+                        db,
+                        Labels(events.ids[known], events.label[known], events.label_time[known]),
+                    )
+            return written
 
     def add_labels(self, labels: Labels) -> tuple[int, int]:
         """Store the feed's labels; count those whose event is in the store."""
-        rows = list(
-            zip(
-                labels.ids.tolist(),
-                labels.label.astype(float).tolist(),
-                labels.label_time.astype(int).tolist(),
-                strict=True,
-            )
-        )
         with self._write() as db:
-            db.executemany(
-                "INSERT INTO labels VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-                "label = excluded.label, label_time = excluded.label_time",
-                rows,
-            )
-            matched = db.execute(
-                f"SELECT COUNT(*) FROM events WHERE id {_MANY}", (json.dumps(labels.ids.tolist()),)
-            ).fetchone()[0]
-        return len(rows), int(matched)
+            matched = _add_labels(db, labels)
+        return len(labels), matched
 
     # ------------------------------------------------------------------ upkeep
     def prune(self, before: int) -> int:
         """Drop events older than ``before`` with their labels, but keep each key's newest."""
         with self._write() as db:
-            old = "SELECT id FROM entity_events WHERE time < ?"
+            old = "SELECT id FROM events WHERE time < ?"
             db.execute(f"DELETE FROM labels WHERE id IN ({old})", (before,))
-            dropped = db.execute(f"DELETE FROM events WHERE id IN ({old})", (before,)).rowcount
-            db.execute(
-                "DELETE FROM entity_events WHERE time < ? AND time < (SELECT MAX(x.time) "
-                "FROM entity_events x WHERE x.entity = entity_events.entity "
-                "AND x.key = entity_events.key)",
-                (before,),
-            )
+            dropped = db.execute("DELETE FROM events WHERE time < ?", (before,)).rowcount
+            rows = db.execute("SELECT entity, key, kind, times, a, b, ids FROM series").fetchall()
+            for entity, key, kind, *packed in rows:
+                kept = _trim(_Series.decode((key, *packed)), before, keep_newest=kind == _EVENTS)
+                if kept is None:
+                    db.execute(
+                        "DELETE FROM series WHERE entity = ? AND key = ? AND kind = ?",
+                        (entity, key, kind),
+                    )
+                elif len(kept.times) < len(np.frombuffer(packed[0], dtype="<i8")):
+                    db.execute(
+                        "UPDATE series SET times = ?, a = ?, b = ?, ids = ? "
+                        "WHERE entity = ? AND key = ? AND kind = ?",
+                        (*kept.encode(), entity, key, kind),
+                    )
         return int(dropped)
 
     def stats(self) -> StateStats:
-        """Counts, active keys per entity kind, file bytes (database + WAL)."""
+        """Counts, active keys per entity kind, bytes in use (database pages)."""
         db = self._connection()
         events, newest = db.execute(
             "SELECT COUNT(*), COALESCE(MAX(time), -1) FROM events"
         ).fetchone()
         labels = db.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
         entities = dict(
-            db.execute("SELECT entity, COUNT(DISTINCT key) FROM entity_events GROUP BY entity")
+            db.execute("SELECT entity, COUNT(DISTINCT key) FROM series GROUP BY entity")
         )
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
         pages, free = (
@@ -212,6 +250,10 @@ class SqliteState(FeatureState):
         )
 
 
+def _kind(query: EntityQuery) -> int:
+    return _LABELLED if query.labelled else _EVENTS
+
+
 def _file_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
 
@@ -224,66 +266,203 @@ def _scored(db: sqlite3.Connection, ids: np.ndarray) -> dict[str, tuple[float, i
     return {str(i): (float(score), int(decision), str(model)) for i, score, decision, model in rows}
 
 
-def _read(db: sqlite3.Connection, query: EntityQuery, label_cutoff: int) -> EntityEvents:
-    condition, keys = _in(query.keys)
-    params: tuple[Any, ...] = (query.entity, keys, query.since)
+def _read_series(
+    db: sqlite3.Connection, entity: str, keys: np.ndarray | list[str], kind: int
+) -> dict[str, _Series]:
+    if len(keys) == 0:
+        return {}
+    condition, param = _in(keys)
+    rows = db.execute(_SERIES.format(condition), (entity, kind, param)).fetchall()
+    return {str(row[0]): _Series.decode(row) for row in rows}
+
+
+def _window(query: EntityQuery, series: dict[str, _Series], label_cutoff: int) -> EntityEvents:
+    """The query's events: ``time > since`` (labelled: labels arrived by the cutoff)."""
     if query.labelled:
-        sql, params = _LABELLED, (*params, label_cutoff)
+        last: dict[str, int] = {}
     else:
-        sql = _PLAIN
-    rows = db.execute(sql.format(condition), params).fetchall()
-    last = dict(db.execute(_LAST.format(condition), (query.entity, keys)).fetchall())
-    return _events_of(rows, query.labelled, last)
-
-
-def _events_of(rows: list[tuple], labelled: bool, last: dict[str, int]) -> EntityEvents:
-    if not rows:
+        last = {k: int(s.times.max()) for k, s in series.items() if len(s.times)}
+    parts = []
+    for key, s in series.items():
+        keep = s.times > query.since
+        if query.labelled and s.b is not None:
+            keep &= s.b <= label_cutoff
+        if keep.any():
+            parts.append((key, s, keep))
+    if not parts:
         return EntityEvents.empty(last)
-    columns = list(zip(*rows, strict=True))
-    n = len(rows)
-    return EntityEvents(
-        key=np.asarray(columns[0], dtype=object),
-        time=np.asarray(columns[1], dtype=np.int64),
-        amount=np.asarray(columns[2], dtype=np.float64),
-        label=np.asarray(columns[3], dtype=np.float64) if labelled else np.full(n, np.nan),
-        label_time=np.asarray(columns[4], dtype=np.int64) if labelled else np.zeros(n, np.int64),
-        last=last,
+    times = np.concatenate([s.times[k] for _, s, k in parts])
+    values = np.concatenate([s.a[k] for _, s, k in parts])
+    keys = np.repeat(
+        np.asarray([key for key, _, _ in parts], dtype=object), [k.sum() for *_, k in parts]
     )
+    if query.labelled:
+        label_times = np.concatenate([s.b[k] for _, s, k in parts if s.b is not None])
+        return EntityEvents(keys, times, np.zeros(len(times)), values, label_times, last)
+    n = len(times)
+    return EntityEvents(keys, times, values, np.full(n, np.nan), np.zeros(n, np.int64), last)
 
 
-def _insert(db: sqlite3.Connection, events: ScoredEvents) -> int:
-    """Insert events (ids already stored are skipped); returns how many were new."""
+def _insert(
+    db: sqlite3.Connection, events: ScoredEvents, known: dict[str, dict[str, _Series]] | None
+) -> int:
+    """Insert new events and append them to their keys' series; returns how many were new.
+
+    ``known``: the event series this transaction already read, per entity, with the ids of
+    ``events`` already checked as new (:meth:`SqliteState.transact`); entities missing there
+    are read here. None: a bulk write,
+    which checks the ids and reads the series here; ids already stored are skipped, so a bulk
+    write is idempotent.
+    """
     if len(events) == 0:
         return 0
-    ids = events.ids.tolist()
-    times = events.time.astype(np.int64).tolist()
-    amounts = events.amount.astype(np.float64).tolist()
-    written = db.executemany(
-        "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?)",
+    if known is None:
+        stored = _scored(db, events.ids)
+        fresh = np.fromiter((i not in stored for i in events.ids.tolist()), bool, len(events))
+        _, first = np.unique(events.ids.astype(str), return_index=True)
+        once = np.zeros(len(events), dtype=bool)
+        once[first] = True
+        events = _take(events, fresh & once)
+        if len(events) == 0:
+            return 0
+    entities = list(events.keys)
+    key_lists = [events.keys[e].tolist() for e in entities]
+    joined = [
+        _SEP.join(x for pair in zip(entities, keys, strict=True) for x in pair)
+        for keys in zip(*key_lists, strict=True)
+    ]
+    db.executemany(
+        "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
         zip(
-            ids,
-            times,
-            amounts,
+            events.ids.tolist(),
+            events.time.astype(np.int64).tolist(),
+            events.amount.astype(np.float64).tolist(),
             events.score.astype(np.float64).tolist(),
             events.decision.astype(np.int64).tolist(),
-            [events.model] * len(ids),
+            [events.model] * len(events),
+            joined,
             strict=True,
         ),
     )
-    for entity, keys in events.keys.items():
-        db.executemany(
-            "INSERT OR IGNORE INTO entity_events VALUES (?, ?, ?, ?, ?)",
-            zip([entity] * len(ids), keys.tolist(), times, ids, amounts, strict=True),
-        )
-    if events.label is not None and events.label_time is not None:
-        known = ~np.isnan(events.label)
-        db.executemany(
-            "INSERT OR IGNORE INTO labels VALUES (?, ?, ?)",
-            zip(
-                events.ids[known].tolist(),
-                events.label[known].tolist(),
-                events.label_time[known].astype(np.int64).tolist(),
-                strict=True,
-            ),
-        )
-    return int(written.rowcount)
+    for entity in entities if known is None else list(known):
+        _append_events(db, entity, events, None if known is None else known[entity])
+    return len(events)
+
+
+def _take(events: ScoredEvents, mask: np.ndarray) -> ScoredEvents:
+    def cut(values: np.ndarray | None) -> np.ndarray | None:
+        return None if values is None else values[mask]
+
+    return ScoredEvents(
+        ids=events.ids[mask],
+        time=events.time[mask],
+        amount=events.amount[mask],
+        keys={e: k[mask] for e, k in events.keys.items()},
+        score=events.score[mask],
+        decision=events.decision[mask],
+        model=events.model,
+        label=cut(events.label),
+        label_time=cut(events.label_time),
+    )
+
+
+def _append_events(
+    db: sqlite3.Connection, entity: str, events: ScoredEvents, current: dict[str, _Series] | None
+) -> None:
+    """Append each event to its key's kind-0 series (one row rewritten per key).
+
+    ``current``: the keys' series as this transaction read them (a key absent there has none
+    yet); None reads them here.
+    """
+    keys = events.keys[entity].astype(str)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    bounds = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True])
+    unique = [str(k) for k in sorted_keys[bounds[:-1]]]
+    existing = current if current is not None else _read_series(db, entity, unique, _EVENTS)
+    times, amounts = events.time.astype(np.int64), events.amount.astype(np.float64)
+    rows = []
+    for j, key in enumerate(unique):
+        pick = order[bounds[j] : bounds[j + 1]]
+        old = existing.get(key)
+        new_times = times[pick] if old is None else np.concatenate([old.times, times[pick]])
+        new_amounts = amounts[pick] if old is None else np.concatenate([old.a, amounts[pick]])
+        rows.append((entity, key, _EVENTS, *_Series(new_times, new_amounts).encode()))
+    db.executemany("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def _add_labels(db: sqlite3.Connection, labels: Labels) -> int:
+    """Store labels and add each to the labelled series of its event's keys; returns matches."""
+    ids = [str(i) for i in labels.ids.tolist()]
+    values = labels.label.astype(np.float64).tolist()
+    at = labels.label_time.astype(np.int64).tolist()
+    db.executemany(
+        "INSERT INTO labels VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+        "label = excluded.label, label_time = excluded.label_time",
+        zip(ids, values, at, strict=True),
+    )
+    found: dict[str, tuple[int, str]] = {}
+    for start in range(0, len(ids), 20000):
+        chunk = ids[start : start + 20000]
+        condition, param = _in(chunk)
+        for i, time, keys in db.execute(
+            f"SELECT id, time, keys FROM events WHERE id {condition}", (param,)
+        ):
+            found[str(i)] = (int(time), str(keys))
+    additions: dict[tuple[str, str], list[tuple[str, int, float, int]]] = {}
+    for i, value, arrived in zip(ids, values, at, strict=True):
+        if i not in found:
+            continue
+        time, keys = found[i]
+        parts = keys.split(_SEP)
+        for entity, key in zip(parts[0::2], parts[1::2], strict=True):
+            additions.setdefault((entity, key), []).append((i, time, value, arrived))
+    for (entity, key), items in additions.items():
+        _merge_labels(db, entity, key, items)
+    return len(found)
+
+
+def _merge_labels(
+    db: sqlite3.Connection, entity: str, key: str, items: list[tuple[str, int, float, int]]
+) -> None:
+    """Add labelled events to one key's kind-1 series; a re-delivered id replaces its entry."""
+    current = _read_series(db, entity, [key], _LABELLED).get(key)
+    ids = list(current.ids or []) if current is not None else []
+    times = current.times.tolist() if current is not None else []
+    values = current.a.tolist() if current is not None else []
+    arrived = current.b.tolist() if current is not None and current.b is not None else []
+    position = {i: n for n, i in enumerate(ids)}
+    for i, time, value, at in items:
+        if i in position:
+            values[position[i]], arrived[position[i]] = value, at
+            continue
+        position[i] = len(ids)
+        ids.append(i)
+        times.append(time)
+        values.append(value)
+        arrived.append(at)
+    series = _Series(
+        np.asarray(times, dtype=np.int64),
+        np.asarray(values, dtype=np.float64),
+        np.asarray(arrived, dtype=np.int64),
+        ids,
+    )
+    db.execute(
+        "INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (entity, key, _LABELLED, *series.encode()),
+    )
+
+
+def _trim(series: _Series, before: int, *, keep_newest: bool) -> _Series | None:
+    """``series`` without entries older than ``before`` (keeping its newest if asked)."""
+    keep = series.times >= before
+    if keep_newest and len(series.times) and not keep.any():
+        keep[int(np.argmax(series.times))] = True
+    if not keep.any():
+        return None
+    return _Series(
+        series.times[keep],
+        series.a[keep],
+        None if series.b is None else series.b[keep],
+        None if series.ids is None else [i for i, k in zip(series.ids, keep, strict=True) if k],
+    )

@@ -32,6 +32,7 @@ from inferloop.core.registry import (
 )
 from inferloop.core.storage import jsonable, read_json, write_json, write_pickle
 from inferloop.core.tracking import configure_mlflow, ensure_experiment, repo_root
+from inferloop.data.contract import ContractParams
 from inferloop.data.features import TransactionFeaturizer
 from inferloop.data.stage import ProcessedData, load_processed
 from inferloop.evaluation.fairness import (
@@ -160,6 +161,7 @@ def run_train(
     train_params = load_section(TrainParams, "train", params_path)
     policy = load_section(ThresholdPolicy, "threshold", params_path)
     k = load_section(EvaluateParams, "evaluate", params_path).k
+    contract = load_section(ContractParams, "validate", params_path)
     data = load_processed(split_dir, featurizer_path)
     lineage = _lineage(root, params_path, split_dir)
     example = input_example(data.validation)
@@ -172,7 +174,9 @@ def run_train(
         trained = train_candidates(data.train, data.validation, data.features, train_params)
         for name, candidate in trained.items():
             with mlflow.start_run(experiment_id=experiment_id, run_name=name, nested=True) as child:
-                summary[name] = _log_candidate(candidate, data, policy, k, example, lineage)
+                summary[name] = _log_candidate(
+                    candidate, data, policy, k, example, lineage, contract
+                )
                 summary[name]["run_id"] = child.info.run_id
         best = max(summary, key=lambda n: summary[n]["validation"]["average_precision"])
         mlflow.set_tag("best_candidate", best)
@@ -216,6 +220,7 @@ def _log_candidate(
     k: int,
     example: pd.DataFrame,
     lineage: dict[str, str],
+    contract: ContractParams,
 ) -> dict[str, Any]:
     import mlflow
 
@@ -235,7 +240,9 @@ def _log_candidate(
     )
     mlflow.log_metrics({**metrics.as_dict("validation_"), "train_seconds": candidate.train_seconds})
     _log_candidate_plots(candidate, val, data.features)
-    model = FraudModel(data.featurizer, candidate.estimator, choice.threshold, candidate.name)
+    model = FraudModel(
+        data.featurizer, candidate.estimator, choice.threshold, candidate.name, contract
+    )
     info = log_fraud_model(model, example)
     return {
         "model_uri": info.model_uri,

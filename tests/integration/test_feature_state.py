@@ -1,0 +1,446 @@
+"""The live feature state against real stores: a SQLite file and a real ``redis-server``.
+
+What must hold, on both backends: scores through the store equal scores with an in-memory
+live history (point-in-time exact); one request at a time equals the batch; a retried
+transaction id keeps its score and counts once; the state survives a restart; labels count
+from the second they arrive; concurrent clients keep every count exact; and a process killed
+with ``kill -9`` in the middle of writes leaves whole transactions only. The HTTP tests run
+``mlflow models serve`` with 2 workers sharing one SQLite state, as ``inferloop serve`` does.
+"""
+
+from __future__ import annotations
+
+import copy
+import http.client
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scoring_support import CHAMPION_URI, Champion, fit_model, incoming_days
+
+from inferloop.core import schema as s
+from inferloop.model import FraudModel, LiveScorer, seed_state
+from inferloop.scoring.live_state import deliver_labels, read_label_table
+from inferloop.scoring.serving import ServeConfig, free_port, running_server
+from inferloop.state.base import FeatureState
+from inferloop.state.config import open_state
+from inferloop.state.sqlite import SqliteState
+
+pytestmark = pytest.mark.integration
+INFERLOOP = str(Path(sys.executable).parent / "inferloop")
+
+
+@pytest.fixture(scope="module")
+def model() -> FraudModel:
+    """The scoring tests' small model (its history ends right before ``incoming_days(0, ..)``)."""
+    return fit_model()
+
+
+@pytest.fixture(scope="module")
+def day() -> pd.DataFrame:
+    """One day of incoming transactions (about 1,300 rows), time-sorted, without labels."""
+    return incoming_days(0, 1).reset_index(drop=True)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def new_store(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_url: Callable[[], str]
+) -> Iterator[Callable[[], FeatureState]]:
+    """A factory of empty stores of one backend (each call: a new file or Redis database)."""
+    opened: list[FeatureState] = []
+    counter = iter(range(100))
+
+    def make() -> FeatureState:
+        n = next(counter)
+        location = str(tmp_path / f"state-{n}.db") if request.param == "sqlite" else redis_url()
+        store = open_state(location)
+        assert store is not None
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+def _in_memory_scores(model: FraudModel, rows: pd.DataFrame) -> np.ndarray:
+    return LiveScorer(copy.deepcopy(model)).score(rows)[s.SCORE].to_numpy()
+
+
+def _seeded(make: Callable[[], FeatureState], model: FraudModel) -> FeatureState:
+    store = make()
+    assert seed_state(store, model) == len(model.featurizer.history_.time)
+    return store
+
+
+def test_store_scores_equal_the_in_memory_live_history_batch_and_one_by_one(
+    model: FraudModel, day: pd.DataFrame, new_store: Callable[[], FeatureState]
+) -> None:
+    expected = _in_memory_scores(model, day)
+    batch = LiveScorer(model, _seeded(new_store, model)).score(day)[s.SCORE].to_numpy()
+    np.testing.assert_allclose(batch, expected, rtol=0, atol=1e-12)
+    one_by_one = LiveScorer(model, _seeded(new_store, model))
+    rows = day.head(300)
+    singles = np.concatenate(
+        [one_by_one.score(rows.iloc[[i]])[s.SCORE].to_numpy() for i in range(len(rows))]
+    )
+    np.testing.assert_allclose(singles, expected[: len(rows)], rtol=0, atol=1e-12)
+
+
+def test_a_retried_transaction_keeps_its_score_and_counts_once(
+    model: FraudModel, day: pd.DataFrame, new_store: Callable[[], FeatureState]
+) -> None:
+    store = _seeded(new_store, model)
+    before = store.stats().events
+    scorer = LiveScorer(model, store)
+    first = scorer.score(day.head(200))[s.SCORE].to_numpy()
+    retried = scorer.score(day.iloc[50:120])[s.SCORE].to_numpy()  # a client's retries
+    np.testing.assert_array_equal(retried, first[50:120])
+    assert scorer.retried_rows == 70
+    assert store.stats().events == before + 200
+    # the rest of the day scores as if no retry had happened
+    rest = scorer.score(day.iloc[200:])[s.SCORE].to_numpy()
+    np.testing.assert_allclose(rest, _in_memory_scores(model, day)[200:], rtol=0, atol=1e-12)
+
+
+def test_the_state_survives_a_restart(
+    model: FraudModel, day: pd.DataFrame, tmp_path: Path, redis_url: Callable[[], str]
+) -> None:
+    expected = _in_memory_scores(model, day)
+    for location in (str(tmp_path / "restart.db"), redis_url()):
+        store = open_state(location)
+        assert store is not None
+        seed_state(store, model)
+        LiveScorer(model, store).score(day.head(600))
+        store.close()  # the process ends ...
+        reopened = open_state(location)  # ... and a new one opens the same store
+        assert reopened is not None
+        assert seed_state(reopened, model) == 0, "a store with events is not seeded again"
+        rest = LiveScorer(model, reopened).score(day.iloc[600:])[s.SCORE].to_numpy()
+        reopened.close()
+        np.testing.assert_allclose(rest, expected[600:], rtol=0, atol=1e-12, err_msg=location)
+
+
+def test_labels_count_from_the_second_they_arrive(
+    model: FraudModel, day: pd.DataFrame, new_store: Callable[[], FeatureState], tmp_path: Path
+) -> None:
+    store = _seeded(new_store, model)
+    scorer = LiveScorer(model, store)
+    delay = model.featurizer.label_delay_s_
+    early = day.head(400)
+    scorer.score(early)
+    # chargebacks for the early rows, arriving one label delay after each transaction
+    labels = early[[s.TRANSACTION_ID]].assign(
+        **{s.TARGET: 1, s.LABEL_AVAILABLE_AT: early[s.TIMESTAMP] + pd.Timedelta(seconds=delay)}
+    )
+    result = deliver_labels(store, labels, table_dir=tmp_path / "labels")
+    assert (result.rows_in, result.rows_applied, result.matched) == (400, 400, 400)
+    assert len(read_label_table(tmp_path / "labels")) == 400
+    terminal = early[s.TERMINAL_ID].iloc[0]
+    labelled_at = early[s.TIMESTAMP].iloc[0] + pd.Timedelta(seconds=delay)
+    probe = day.head(1).assign(**{s.TERMINAL_ID: terminal})
+    before = probe.assign(
+        **{s.TRANSACTION_ID: 10**9, s.TIMESTAMP: labelled_at - pd.Timedelta(seconds=1)}
+    )
+    after = probe.assign(**{s.TRANSACTION_ID: 10**9 + 1, s.TIMESTAMP: labelled_at})
+    risk = f"term_risk_{model.featurizer.terminal_windows[0]}"
+    count = f"term_count_{model.featurizer.terminal_windows[0]}"
+    seen_before = scorer.score(before, with_features=True).iloc[0]
+    seen_after = scorer.score(after, with_features=True).iloc[0]
+    assert seen_after[count] == seen_before[count] + 1  # the label arrived: one more known
+    assert seen_after[risk] > seen_before[risk]
+
+
+def test_bad_label_rows_are_quarantined_with_their_reason(tmp_path: Path) -> None:
+    store = SqliteState(tmp_path / "labels.db")
+    frame = pd.DataFrame(
+        {
+            s.TRANSACTION_ID: [1, 2, None, 4],
+            "label": [1, 7, 0, 0],
+            "label_time": ["2026-01-01T00:00:00", "2026-01-01", "2026-01-01", "not a time"],
+        }
+    ).rename(columns={"label": s.TARGET, "label_time": s.LABEL_AVAILABLE_AT})
+    result = deliver_labels(store, frame, table_dir=tmp_path / "table")
+    assert result.rows_in == result.rows_applied + result.rows_rejected == 4
+    assert result.by_reason == {
+        "invalid_label": 1,
+        "null_transaction_id": 1,
+        "invalid_label_time": 1,
+    }
+    assert result.quarantine_path is not None
+    assert len(pd.read_parquet(result.quarantine_path)) == 3
+    store.close()
+
+
+def test_label_command_applies_a_file_and_names_rejected_rows(
+    champion: Champion, tmp_path: Path
+) -> None:
+    labels = tmp_path / "chargebacks.csv"
+    labels.write_text(
+        "transaction_id,label,label_time\n1,1,2026-02-01T10:00:00\n2,0,2026-02-01T11:00:00\n3,,x\n"
+    )
+    state = tmp_path / "label-cli.db"
+    cmd = [INFERLOOP, "label", "--input", str(labels), "--state", str(state)]
+    cmd += ["--table", str(tmp_path / "table"), "--quarantine", str(tmp_path / "q")]
+    done = subprocess.run(cmd, env=champion.env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr  # one row was rejected
+    assert "3 in, 2 applied" in done.stdout and "invalid_label: 1" in done.stdout
+    assert sqlite3.connect(state).execute("SELECT COUNT(*) FROM labels").fetchone()[0] == 2
+
+
+def test_concurrent_writers_on_the_same_customers_keep_every_count_exact(
+    model: FraudModel, day: pd.DataFrame, new_store: Callable[[], FeatureState]
+) -> None:
+    """8 threads, each with its own connection, score overlapping slices (with retries)."""
+    rows = _same_customers(day.head(400), customers=5)
+    reference = LiveScorer(model, _seeded(new_store, model))
+    store = _seeded(new_store, model)
+    location = store.location
+    store.close()
+    slices = [rows.iloc[i::8] for i in range(8)] + [rows.iloc[::5]]  # the last: all retries
+
+    def worker(part: pd.DataFrame) -> None:
+        own = open_state(location)
+        scorer = LiveScorer(model, own)
+        for i in range(len(part)):
+            scorer.score(part.iloc[[i]])
+        own.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(worker, slices))
+    checked = open_state(location)
+    assert checked is not None
+    assert checked.stats().events == len(model.featurizer.history_.time) + len(rows)
+    # every event counted once: a later transaction of each customer sees exactly the history
+    reference.score(rows)
+    probes = _probes(rows, hours=1)
+    np.testing.assert_allclose(
+        LiveScorer(model, checked).score(probes, with_features=True)[model.feature_names],
+        reference.score(probes, with_features=True)[model.feature_names],
+        rtol=0,
+        atol=1e-12,
+    )
+    checked.close()
+
+
+def _same_customers(rows: pd.DataFrame, customers: int) -> pd.DataFrame:
+    """``rows`` rewritten onto a few customers, so that every request touches shared keys."""
+    keys = rows[s.CUSTOMER_ID].unique()[:customers]
+    return rows.assign(**{s.CUSTOMER_ID: np.resize(keys, len(rows))})
+
+
+def _probes(rows: pd.DataFrame, hours: int) -> pd.DataFrame:
+    """One new transaction per customer, ``hours`` after the last row."""
+    last = rows.drop_duplicates(s.CUSTOMER_ID, keep="last")
+    return last.assign(
+        **{
+            s.TRANSACTION_ID: np.arange(len(last)) + 2 * 10**9,
+            s.TIMESTAMP: rows[s.TIMESTAMP].max() + pd.Timedelta(hours=hours),
+        }
+    ).reset_index(drop=True)
+
+
+def test_kill_9_in_the_middle_of_writes_leaves_whole_transactions(tmp_path: Path) -> None:
+    path = tmp_path / "killed.db"
+    script = textwrap.dedent(
+        f"""
+        import numpy as np
+        from inferloop.state.base import ScoredEvents
+        from inferloop.state.sqlite import SqliteState
+        store = SqliteState({str(path)!r})
+        print("ready", flush=True)
+        for b in range(100000):
+            ids = np.array([f"{{b}}-{{i}}" for i in range(50)], dtype=object)
+            keys = np.array([str(i % 7) for i in range(50)], dtype=object)
+            store.write_events(ScoredEvents(
+                ids=ids, time=np.full(50, 1000 + b), amount=np.ones(50),
+                keys={{"customer": keys, "terminal": keys}}, score=np.zeros(50),
+                decision=np.zeros(50, dtype=np.int8)))
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    time.sleep(1.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    db = sqlite3.connect(path)
+    events = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    assert events > 0 and events % 50 == 0, events  # whole transactions of 50 events
+    # every stored event is in its keys' series exactly once, for both entity kinds
+    per_entity: dict[str, int] = {}
+    for entity, times in db.execute("SELECT entity, times FROM series WHERE kind = 0"):
+        per_entity[entity] = per_entity.get(entity, 0) + len(times) // 8
+    assert per_entity == {"customer": events, "terminal": events}
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+# --------------------------------------------------------------------------- over HTTP
+
+
+@pytest.fixture(scope="module")
+def stateful_server(
+    champion: Champion, model_from_registry: FraudModel, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServeConfig, Path]]:
+    """``mlflow models serve`` of the champion, 2 workers, one seeded SQLite state."""
+    folder = tmp_path_factory.mktemp("stateful")
+    state = folder / "features.db"
+    store = SqliteState(state)
+    seed_state(store, model_from_registry)
+    store.close()
+    config = ServeConfig(
+        CHAMPION_URI, port=free_port(), workers=2, state=f"sqlite:///{state}", model_label="t:1"
+    )
+    env = champion.env()
+    with running_server(config, champion.tracking_uri, folder / "server.log", env, 240):
+        yield config, state
+
+
+@pytest.fixture(scope="module")
+def model_from_registry(champion: Champion) -> FraudModel:
+    import mlflow
+
+    mlflow.set_tracking_uri(champion.tracking_uri)
+    try:
+        loaded = mlflow.pyfunc.load_model(CHAMPION_URI).unwrap_python_model()
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    assert isinstance(loaded, FraudModel)
+    return loaded
+
+
+def _request(config: ServeConfig, rows: pd.DataFrame) -> list[dict[str, float]]:
+    body = {
+        "dataframe_records": rows[list(s.SCORING_COLUMNS)]
+        .assign(**{s.TIMESTAMP: rows[s.TIMESTAMP].dt.strftime("%Y-%m-%dT%H:%M:%S")})
+        .to_dict(orient="records")
+    }
+    conn = http.client.HTTPConnection(config.host, config.port, timeout=60)
+    try:
+        conn.request("POST", "/invocations", json.dumps(body), {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        text = response.read().decode()
+        assert response.status == 200, text
+        return list(json.loads(text)["predictions"])
+    finally:
+        conn.close()
+
+
+def test_one_request_at_a_time_over_http_equals_batch_with_a_live_history(
+    stateful_server: tuple[ServeConfig, Path],
+    model_from_registry: FraudModel,
+    day: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    config, _ = stateful_server
+    rows = day.head(400)
+    served = np.array([_request(config, rows.iloc[[i]])[0][s.SCORE] for i in range(len(rows))])
+    store = SqliteState(tmp_path / "batch.db")
+    seed_state(store, model_from_registry)
+    batch = LiveScorer(model_from_registry, store).score(rows)[s.SCORE].to_numpy()
+    store.close()
+    np.testing.assert_allclose(served, batch, rtol=0, atol=1e-9)
+    # and a retry of any of them answers the same score
+    again = _request(config, rows.iloc[[17]])[0][s.SCORE]
+    assert again == served[17]
+
+
+def test_two_workers_and_eight_clients_keep_every_count_exact(
+    stateful_server: tuple[ServeConfig, Path],
+    model_from_registry: FraudModel,
+    day: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    config, state = stateful_server
+    rows = _same_customers(day.iloc[400:800], customers=4).reset_index(drop=True)
+    stored_before = sqlite3.connect(state).execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    jobs = [rows.iloc[[i]] for i in range(len(rows))] + [rows.iloc[[i]] for i in range(0, 400, 9)]
+    with ThreadPoolExecutor(8) as pool:  # 8 clients, some sending a transaction twice
+        answers = list(pool.map(lambda r: _request(config, r)[0], jobs))
+    by_id: dict[int, float] = {}
+    for answer in answers:  # a retried id got the same answer as its first request
+        assert by_id.setdefault(answer[s.TRANSACTION_ID], answer[s.SCORE]) == answer[s.SCORE]
+    db = sqlite3.connect(state)
+    assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == stored_before + len(rows)
+    # every event counted once: a later probe per customer sees exactly the history
+    reference = SqliteState(tmp_path / "reference.db")
+    seed_state(reference, model_from_registry)
+    sequential = LiveScorer(model_from_registry, reference)
+    sequential.score(day.head(400))  # what the previous test sent to the server
+    sequential.score(rows)
+    probes = _probes(rows, hours=2)
+    expected = sequential.score(probes)[s.SCORE].to_numpy()
+    served = np.array([_request(config, probes.iloc[[i]])[0][s.SCORE] for i in range(len(probes))])
+    np.testing.assert_allclose(served, expected, rtol=0, atol=1e-9)
+    reference.close()
+
+
+def test_pruning_bounds_the_state_and_keeps_each_keys_newest_time(
+    new_store: Callable[[], FeatureState],
+) -> None:
+    from inferloop.data.features import EntityQuery
+    from inferloop.state.base import Labels, ScoredEvents, StateRequest
+
+    store = new_store()
+    day = 86400
+    n = 100  # one event a day for 100 days, keys "a" and "b" alternating; "c" only on day 3
+    keys = np.array(["c" if i == 3 else "ab"[i % 2] for i in range(n)], dtype=object)
+    ids = np.array([f"t{i}" for i in range(n)], dtype=object)
+    store.write_events(
+        ScoredEvents(
+            ids=ids,
+            time=np.arange(n) * day,
+            amount=np.ones(n),
+            keys={"customer": keys},
+            score=np.zeros(n),
+            decision=np.zeros(n, dtype=np.int8),
+        )
+    )
+    store.add_labels(Labels(ids=ids, label=np.zeros(n), label_time=np.arange(n) * day + 1))
+    assert store.prune(50 * day) == 50
+    stats = store.stats()
+    assert stats.events == 50 and stats.labels == 50
+    query = EntityQuery("customer", np.array(["a", "b", "c"], dtype=object), -1, False)
+    snapshot, _ = store.transact(
+        StateRequest(ids=np.array(["new"], dtype=object), queries=[query], label_cutoff=200 * day),
+        lambda snap: ScoredEvents(
+            ids=np.empty(0, object),
+            time=np.empty(0, np.int64),
+            amount=np.empty(0),
+            keys={"customer": np.empty(0, object)},
+            score=np.empty(0),
+            decision=np.empty(0, np.int8),
+        ),
+    )
+    events = snapshot.events["customer"]
+    assert events.time.min() >= 3 * day  # only recent events, and "c"'s single old one
+    assert snapshot.events["customer"].last["c"] == 3 * day  # "time since last" survives
+
+
+def test_the_location_comes_from_the_flag_then_the_environment_then_params(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inferloop.scoring.live_state import state_location
+    from inferloop.state.config import STATE_ENV, StateParams
+
+    params = StateParams(location="state/features.db")
+    monkeypatch.delenv(STATE_ENV, raising=False)
+    assert state_location(None, params, tmp_path) == f"sqlite:///{tmp_path / 'state/features.db'}"
+    monkeypatch.setenv(STATE_ENV, "redis://10.0.0.5:6379/2")
+    assert state_location(None, params, tmp_path) == "redis://10.0.0.5:6379/2"
+    assert state_location("none", params, tmp_path) == "none"
+    assert open_state("none") is None
+    with pytest.raises(ValueError, match="unknown feature-state location"):
+        open_state("memcached://x")
