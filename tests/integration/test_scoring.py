@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -119,8 +120,9 @@ def test_kill_after_first_chunk_then_resume(
     tmp_path: Path,
 ) -> None:
     incoming.to_parquet(tmp_path / "day.parquet", index=False)
-    out = tmp_path / "out"
+    out, state = tmp_path / "out", tmp_path / "state.db"
     args = ["--input", str(tmp_path / "day.parquet"), "--output", str(out), "--chunk-rows", "300"]
+    args += ["--state", str(state)]  # a feature state of its own: the resume must not double count
     cmd = [INFERLOOP, "score", "--params", str(champion.params_path)]
     proc = subprocess.Popen(
         [*cmd, *args, "--chunk-delay", "30"],
@@ -144,7 +146,12 @@ def test_kill_after_first_chunk_then_resume(
     assert totals["rows_in"] == len(incoming) == totals["rows_scored"] + totals["rows_quarantined"]
     pred = _predictions(out)
     assert len(pred) == len(incoming) and pred[s.TRANSACTION_ID].is_unique
-    # the resumed run continued from the featurizer checkpoint: same scores as one clean run
+    # every event once in the state: the seeded history plus each scored row
+    seeded = int(sqlite3.connect(state).execute(
+        "SELECT COUNT(*) FROM events WHERE id LIKE 'seed:%'").fetchone()[0])  # fmt: skip
+    stored = int(sqlite3.connect(state).execute("SELECT COUNT(*) FROM events").fetchone()[0])
+    assert seeded > 0 and stored == seeded + len(incoming)
+    # the resumed run continued from the state: the same scores as one clean in-memory run
     clean = score_files(
         tmp_path / "day.parquet",
         tmp_path / "clean",
