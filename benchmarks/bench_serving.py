@@ -72,6 +72,10 @@ class _Connection:
 
     def exchange(self, request: bytes) -> int:
         """Send one request, read its whole response, return the status code."""
+        return self.post(request)[0]
+
+    def post(self, request: bytes) -> tuple[int, bytes]:
+        """Send one request, read its whole response; its status code and body."""
         self.sock.sendall(request)
         while b"\r\n\r\n" not in self.buffer:
             self._read()
@@ -82,7 +86,7 @@ class _Connection:
             self._read()
             rest = self.buffer
         self.buffer = rest[length:]
-        return int(head[9:12])
+        return int(head[9:12]), rest[:length]
 
     def _read(self) -> None:
         chunk = self.sock.recv(65536)

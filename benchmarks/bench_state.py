@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_serving import load, machine, measured
+from bench_serving import _Connection, _requests, load, machine, measured
 
 RESULTS = Path(__file__).parent / "results"
 TARGETS = {
@@ -176,21 +176,18 @@ def served(world: World, state: str, workdir: Path, workers: int) -> Iterator[An
 
 
 def _post_all(config: Any, bodies: list[str], what: str) -> np.ndarray:
-    """One request at a time, in order; the scores."""
-    import http.client
-
+    """One request at a time, in order, on one keep-alive connection; the scores."""
     from tqdm.auto import tqdm
 
-    conn = http.client.HTTPConnection(config.host, config.port, timeout=60)
+    client = _Connection(config.host, config.port)
+    requests = _requests(config.host, config.port, bodies)
     scores = np.empty(len(bodies))
-    for i, body in enumerate(tqdm(bodies, desc=what, unit="req", leave=False, mininterval=2)):
-        conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
-        response = conn.getresponse()
-        text = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"{what}: HTTP {response.status}: {text[:300]!r}")
-        scores[i] = json.loads(text)["predictions"][0]["score"]
-    conn.close()
+    for i, request in enumerate(tqdm(requests, desc=what, unit="req", leave=False, mininterval=2)):
+        status, body = client.post(request)
+        if status != 200:
+            raise RuntimeError(f"{what}: HTTP {status}: {body[:300]!r}")
+        scores[i] = json.loads(body)["predictions"][0]["score"]
+    client.sock.close()
     return scores
 
 

@@ -15,6 +15,7 @@ from inferloop.data.contract import (
     ContractError,
     ContractParams,
     ContractResult,
+    contract_violations,
     render_data_summary,
     validate_transactions,
     write_contract_outputs,
@@ -143,6 +144,25 @@ def test_unparseable_timestamp_is_quarantined(rows: pd.DataFrame) -> None:
 def test_timestamp_out_of_range_is_quarantined(rows: pd.DataFrame) -> None:
     result = validate_transactions(with_value(rows, 2, schema.TIMESTAMP, "1990-05-01"), PARAMS)
     assert_single_reject(result, 1002, "timestamp_out_of_range")
+
+
+@pytest.mark.parametrize("column", [schema.TRANSACTION_ID, schema.CUSTOMER_ID, schema.TERMINAL_ID])
+def test_a_fractional_key_is_quarantined_and_a_whole_float_is_not(
+    rows: pd.DataFrame, column: str
+) -> None:
+    result = validate_transactions(with_value(rows, 4, column, 1.5), PARAMS)
+    assert_reconciles(result, len(rows))
+    assert result.quarantine[schema.REJECT_REASON].tolist() == [f"fractional_key:{column}"]
+    assert len(result.valid) == len(rows) - 1
+    whole = validate_transactions(rows.astype({column: "float64"}), PARAMS)
+    assert whole.summary["rows_quarantined"] == 0
+
+
+def test_contract_violations_name_the_codes_and_rows_batch_would(rows: pd.DataFrame) -> None:
+    bad = with_value(with_value(rows, 3, schema.AMOUNT, -1.0), 7, schema.TIMESTAMP, "1900-01-01")
+    found = contract_violations(bad.drop(columns=[schema.TARGET]), PARAMS)
+    assert found == {"non_positive_amount": [3], "timestamp_out_of_range": [7]}
+    assert contract_violations(rows, PARAMS) == {}
 
 
 def test_negative_amount_is_quarantined(rows: pd.DataFrame) -> None:

@@ -20,6 +20,7 @@ from inferloop.core.config import ParamsError
 __all__ = [
     "MODEL_NAME",
     "PARAMS",
+    "STATE",
     "main",
     "monitor",
     "production",
@@ -56,6 +57,13 @@ def main() -> None:
 
 PARAMS = click.option(
     "--params", "params_path", default="params.yaml", show_default=True, type=click.Path()
+)
+STATE = click.option(
+    "--state",
+    "state_location",
+    default=None,
+    help="Feature state: a SQLite path, redis://host:port/db, or none (stateless)  "
+    "[default: $INFERLOOP_FEATURE_STATE, else state.location]",
 )
 
 
@@ -247,13 +255,7 @@ def rollback(name: str) -> None:
     hidden=True,
     help="Seconds to pause after each chunk (tests).",
 )
-@click.option(
-    "--state",
-    "state_location",
-    default=None,
-    help="Feature state (a SQLite path, redis://..., none)  "
-    "[default: $INFERLOOP_FEATURE_STATE, else state.location]",
-)
+@STATE
 def score(
     params_path: str,
     model_uri: str | None,
@@ -369,13 +371,7 @@ def _scoring_errors() -> Iterator[None]:
     show_default=True,
     type=click.Path(dir_okay=False),
 )
-@click.option(
-    "--state",
-    "state_location",
-    default=None,
-    help="Feature state (a SQLite path, redis://..., none)  "
-    "[default: $INFERLOOP_FEATURE_STATE, else state.location]",
-)
+@STATE
 def stream(
     params_path: str,
     model_uri: str | None,

@@ -6,18 +6,9 @@ from pathlib import Path
 
 import click
 
-from inferloop.cli import PARAMS, main
+from inferloop.cli import PARAMS, STATE, main
 
-__all__ = ["STATE", "label", "serve", "state", "state_seed", "state_stats"]
-
-
-STATE = click.option(
-    "--state",
-    "state_location",
-    default=None,
-    help="Feature state: a SQLite path, redis://host:port/db, or none (stateless)  "
-    "[default: $INFERLOOP_FEATURE_STATE, else state.location]",
-)
+__all__ = ["label", "serve", "state", "state_seed", "state_stats"]
 
 
 @main.command()

@@ -75,6 +75,24 @@ class ScoredEvents:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def take(self, rows: np.ndarray | slice) -> ScoredEvents:
+        """The events at ``rows`` (a boolean mask, positions or a slice)."""
+
+        def cut(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[rows]
+
+        return ScoredEvents(
+            ids=self.ids[rows],
+            time=self.time[rows],
+            amount=self.amount[rows],
+            keys={e: k[rows] for e, k in self.keys.items()},
+            score=self.score[rows],
+            decision=self.decision[rows],
+            model=self.model,
+            label=cut(self.label),
+            label_time=cut(self.label_time),
+        )
+
 
 @dataclass(frozen=True)
 class Labels:

@@ -246,7 +246,7 @@ class RedisState(FeatureState):
         """Bulk write in script calls of a few thousand events."""
         written = 0
         for start in range(0, len(events), _BULK_EVENTS):
-            part = _slice(events, slice(start, start + _BULK_EVENTS))
+            part = events.take(slice(start, start + _BULK_EVENTS))
             written += int(self._write(args=[self.prefix, 0, *_event_args(part)]))
         return written
 
@@ -361,21 +361,4 @@ def _parse_events(
         label=fields[:, 2],
         label_time=fields[:, 3].astype(np.int64),
         last=last,
-    )
-
-
-def _slice(events: ScoredEvents, part: slice) -> ScoredEvents:
-    def cut(values: np.ndarray | None) -> np.ndarray | None:
-        return None if values is None else values[part]
-
-    return ScoredEvents(
-        ids=events.ids[part],
-        time=events.time[part],
-        amount=events.amount[part],
-        keys={e: k[part] for e, k in events.keys.items()},
-        score=events.score[part],
-        decision=events.decision[part],
-        model=events.model,
-        label=cut(events.label),
-        label_time=cut(events.label_time),
     )

@@ -322,7 +322,7 @@ def _insert(
         _, first = np.unique(events.ids.astype(str), return_index=True)
         once = np.zeros(len(events), dtype=bool)
         once[first] = True
-        events = _take(events, fresh & once)
+        events = events.take(fresh & once)
         if len(events) == 0:
             return 0
     entities = list(events.keys)
@@ -347,23 +347,6 @@ def _insert(
     for entity in entities if known is None else list(known):
         _append_events(db, entity, events, None if known is None else known[entity])
     return len(events)
-
-
-def _take(events: ScoredEvents, mask: np.ndarray) -> ScoredEvents:
-    def cut(values: np.ndarray | None) -> np.ndarray | None:
-        return None if values is None else values[mask]
-
-    return ScoredEvents(
-        ids=events.ids[mask],
-        time=events.time[mask],
-        amount=events.amount[mask],
-        keys={e: k[mask] for e, k in events.keys.items()},
-        score=events.score[mask],
-        decision=events.decision[mask],
-        model=events.model,
-        label=cut(events.label),
-        label_time=cut(events.label_time),
-    )
 
 
 def _append_events(
