@@ -57,8 +57,14 @@ TARGETS = {
 
 @dataclass(frozen=True)
 class Settings:
-    """Bounds of one run."""
+    """Bounds of one run.
 
+    ``world``: ``lifecycle`` trains the LightGBM candidate exactly as ``make run``'s train stage
+    does (params.yaml's simulate, featurize, split and train sections) and scores the weeks after
+    its data, as the issue's AP table did; ``small`` a quicker world of ``n_customers``.
+    """
+
+    world: str = "lifecycle"
     n_customers: int = 1500
     n_terminals: int = 1000
     train_days: int = 42
@@ -77,6 +83,7 @@ class Settings:
 
 QUICK = replace(
     Settings(),
+    world="small",
     n_customers=400,
     n_terminals=300,
     train_days=28,
@@ -120,28 +127,56 @@ def build_world(store: Path, settings: Settings) -> World:
     from inferloop.model import FraudModel, input_example, log_fraud_model
 
     configure_mlflow(store)
-    sim = SimulateParams(
-        n_customers=settings.n_customers,
-        n_terminals=settings.n_terminals,
-        n_days=settings.train_days,
-        seed=21,
-    )
-    days = settings.train_days - 22  # two label-delay gaps, a validation week, one spare day
-    split = SplitParams(train_days=days, validation_days=7, test_days=0, gap_days=7)
-    data = simulated_splits(sim, FeatureParams(), split)
-    train = data.splits.train
-    clf = lgb.LGBMClassifier(
-        n_estimators=300, num_leaves=31, learning_rate=0.05, n_jobs=2, verbose=-1, seed=0
-    ).fit(train[data.features], train[s.TARGET])
+    if settings.world == "lifecycle":
+        sim, data, clf = _lifecycle_model()
+        train_end = sim.n_days
+    else:
+        sim = SimulateParams(
+            n_customers=settings.n_customers,
+            n_terminals=settings.n_terminals,
+            n_days=settings.train_days,
+            seed=21,
+        )
+        days = settings.train_days - 22  # two label-delay gaps, a validation week, one spare day
+        split = SplitParams(train_days=days, validation_days=7, test_days=0, gap_days=7)
+        data = simulated_splits(sim, FeatureParams(), split)
+        train = data.splits.train
+        clf = lgb.LGBMClassifier(
+            n_estimators=300, num_leaves=31, learning_rate=0.05, n_jobs=2, verbose=-1, seed=0
+        ).fit(train[data.features], train[s.TARGET])
+        train_end = settings.train_days
     model = FraudModel(data.featurizer, clf, 0.5, "lightgbm")
     weeks = [
-        simulate_transactions(sim, start_day=settings.train_days + 7 * w, n_days=7)
+        simulate_transactions(sim, start_day=train_end + 7 * w, n_days=7)
         for w in range(settings.weeks)
     ]
     with mlflow.start_run(experiment_id=ensure_experiment("bench-state", store)):
         info = log_fraud_model(model, input_example(weeks[0]))
     register_version(info.model_uri, "bench-state", {}, alias=CHAMPION)
     return World(store, f"models:/bench-state@{CHAMPION}", model, weeks)
+
+
+def _lifecycle_model() -> tuple[Any, Any, Any]:
+    """The LightGBM candidate of ``make run``'s train stage, on the same simulated data."""
+    from inferloop.core.config import load_section
+    from inferloop.data.features import FeatureParams
+    from inferloop.data.samples import simulated_splits
+    from inferloop.data.simulate import SimulateParams
+    from inferloop.data.split import SplitParams
+    from inferloop.training.candidates import TrainParams, train_candidates
+
+    params = Path(__file__).resolve().parents[1] / "params.yaml"
+    sim = load_section(SimulateParams, "simulate", params)
+    data = simulated_splits(
+        sim,
+        load_section(FeatureParams, "featurize", params),
+        load_section(SplitParams, "split", params),
+    )
+    train = replace(load_section(TrainParams, "train", params), candidates=("lightgbm",))
+    trained = train_candidates(
+        data.splits.train, data.splits.validation, data.features, train, progress=False
+    )
+    return sim, data, trained["lightgbm"].estimator
 
 
 def _bodies(rows: pd.DataFrame) -> list[str]:

@@ -419,7 +419,7 @@ class LiveScorer:
         state: FeatureState | None = None,
         *,
         label: str = "",
-        prune_every: int = 20000,
+        prune_every: int = 200_000,
     ) -> None:
         self.model = model
         self.state = state
@@ -482,6 +482,7 @@ class LiveScorer:
             ids=ids[first],
             queries=featurizer.state_queries(tx.raw),
             label_cutoff=int(tx.raw.seconds.max()),
+            horizon=featurizer.state_horizon_s,
         )
         computed: dict[str, Any] = {}
 

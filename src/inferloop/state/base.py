@@ -39,12 +39,15 @@ class StateRequest:
 
     ``label_cutoff``: labels that arrived after this time (the batch's last timestamp) are not
     read; the featurizer checks the rest against each row's own time, so a score never uses
-    a label delivered after its transaction.
+    a label delivered after its transaction. ``horizon``: seconds of events a feature reads
+    back; a write drops a key's events older than that before its newest (each key keeps its
+    newest event), so the keys in use stay bounded between full prunes.
     """
 
     ids: np.ndarray
     queries: list[EntityQuery]
     label_cutoff: int
+    horizon: int | None = None
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,6 @@ class StateParams:
     """The ``state`` section of params.yaml."""
 
     location: str = "state/features.db"
-    prune_every: int = 20000  # events written between two prunes
     redis_prefix: str = "inferloop"
 
 

@@ -102,7 +102,8 @@ return result
 
 _WRITE = r"""
 local p = ARGV[1]
-local i = 2
+local horizon = tonumber(ARGV[2])  -- negative: no trimming
+local i = 3
 local n_checks = tonumber(ARGV[i]); i = i + 1
 for c = 1, n_checks do
   local now = redis.call('HGET', p .. ':ver:' .. ARGV[i], ARGV[i + 1]) or '0'
@@ -124,7 +125,11 @@ for e = 1, n_events do
   for k = 1, n_keys do
     local entity, key = ARGV[i], ARGV[i + 1]; i = i + 2
     if new then
-      redis.call('ZADD', p .. ':ev:' .. entity .. ':' .. key, time, id .. '|' .. amount)
+      local set = p .. ':ev:' .. entity .. ':' .. key
+      redis.call('ZADD', set, time, id .. '|' .. amount)
+      if horizon >= 0 then
+        redis.call('ZREMRANGEBYSCORE', set, '-inf', '(' .. (tonumber(time) - horizon))
+      end
       if label ~= '' then
         redis.call('ZADD', p .. ':lz:' .. entity .. ':' .. key, time, id .. '|' .. label)
       end
@@ -215,7 +220,9 @@ class RedisState(FeatureState):
             snapshot, versions = self._snapshot(request)
             events = compute(snapshot)
             checks = [x for (entity, key), v in versions.items() for x in (entity, key, v)]
-            written = self._write(args=[self.prefix, len(versions), *checks, *_event_args(events)])
+            horizon = -1 if request.horizon is None else request.horizon
+            args = [self.prefix, horizon, len(versions), *checks, *_event_args(events)]
+            written = self._write(args=args)
             if int(written) >= 0:
                 return snapshot, events
         raise RuntimeError(
@@ -247,7 +254,7 @@ class RedisState(FeatureState):
         written = 0
         for start in range(0, len(events), _BULK_EVENTS):
             part = events.take(slice(start, start + _BULK_EVENTS))
-            written += int(self._write(args=[self.prefix, 0, *_event_args(part)]))
+            written += int(self._write(args=[self.prefix, -1, 0, *_event_args(part)]))
         return written
 
     def add_labels(self, labels: Labels) -> tuple[int, int]:

@@ -176,7 +176,7 @@ class SqliteState(FeatureState):
             # read only for its labels (the terminal) gets its labelled entries from the
             # label feed; its plain series is not kept up here (no feature reads it)
             plain = {q.entity: series[q.entity] for q in request.queries if not q.labelled}
-            _insert(db, written, known=plain)
+            _insert(db, written, known=plain, horizon=request.horizon)
         return snapshot, written
 
     def scored(self, ids: np.ndarray) -> dict[str, tuple[float, int, str]]:
@@ -304,13 +304,17 @@ def _window(query: EntityQuery, series: dict[str, _Series], label_cutoff: int) -
 
 
 def _insert(
-    db: sqlite3.Connection, events: ScoredEvents, known: dict[str, dict[str, _Series]] | None
+    db: sqlite3.Connection,
+    events: ScoredEvents,
+    known: dict[str, dict[str, _Series]] | None,
+    horizon: int | None = None,
 ) -> int:
     """Insert new events and append them to their keys' series; returns how many were new.
 
     ``known``: the event series this transaction already read, per entity, with the ids of
     ``events`` already checked as new (:meth:`SqliteState.transact`); entities missing there
-    are read here. None: a bulk write,
+    are read here; ``horizon`` trims each rewritten series (see ``StateRequest``). None: a
+    bulk write,
     which checks the ids and reads the series here; ids already stored are skipped, so a bulk
     write is idempotent.
     """
@@ -345,12 +349,16 @@ def _insert(
         ),
     )
     for entity in entities if known is None else list(known):
-        _append_events(db, entity, events, None if known is None else known[entity])
+        _append_events(db, entity, events, None if known is None else known[entity], horizon)
     return len(events)
 
 
 def _append_events(
-    db: sqlite3.Connection, entity: str, events: ScoredEvents, current: dict[str, _Series] | None
+    db: sqlite3.Connection,
+    entity: str,
+    events: ScoredEvents,
+    current: dict[str, _Series] | None,
+    horizon: int | None = None,
 ) -> None:
     """Append each event to its key's kind-0 series (one row rewritten per key).
 
@@ -370,7 +378,10 @@ def _append_events(
         old = existing.get(key)
         new_times = times[pick] if old is None else np.concatenate([old.times, times[pick]])
         new_amounts = amounts[pick] if old is None else np.concatenate([old.a, amounts[pick]])
-        rows.append((entity, key, _EVENTS, *_Series(new_times, new_amounts).encode()))
+        series = _Series(new_times, new_amounts)
+        if horizon is not None and old is not None:
+            series = _trim(series, int(new_times.max()) - horizon, keep_newest=True) or series
+        rows.append((entity, key, _EVENTS, *series.encode()))
     db.executemany("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
 
