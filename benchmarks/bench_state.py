@@ -281,6 +281,7 @@ def bench_ap(world: World, workdir: Path, settings: Settings) -> dict[str, Any]:
                 "ap_per_request_stateless": round(average_precision_score(y, stateless[i]), 4),
                 "ap_batch_live_history": round(average_precision_score(y, batch[i][k]), 4),
                 "max_abs_diff_state_vs_batch": float(np.abs(with_state[i] - batch[i]).max()),
+                "rows_differing_over_1e-9": int((np.abs(with_state[i] - batch[i]) > 1e-9).sum()),
             }
         )
         print(json.dumps(rows[-1]), flush=True)

@@ -120,7 +120,10 @@ class SqliteState(FeatureState):
         self.path = Path(path).expanduser().resolve()
         self.location = f"sqlite:///{self.path}"
         self.timeout = timeout
-        self._local = threading.local()  # one connection per thread (server thread pools)
+        # One connection per process, used under ``_thread_lock``: MLflow's server calls the
+        # model from a pool of threads, and one connection keeps one warm page cache.
+        self._db: sqlite3.Connection | None = None
+        self._db_pid = -1
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Writers queue on an OS file lock, not on SQLite's busy handler: that one sleeps
         # 1, 2, 5 ... 100 ms between retries, which at 8 concurrent clients put waits of half
@@ -133,8 +136,8 @@ class SqliteState(FeatureState):
 
     # ------------------------------------------------------------------ connections
     def _connection(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
+        """This process's connection (shared by its threads: every use holds the lock)."""
+        if self._db is None or self._db_pid != os.getpid():
             db = sqlite3.connect(
                 self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
             )
@@ -142,8 +145,8 @@ class SqliteState(FeatureState):
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA mmap_size=1073741824")  # reads from the page cache, no syscalls
             db.execute("PRAGMA cache_size=-65536")
-            self._local.db = db
-        return db
+            self._db, self._db_pid = db, os.getpid()
+        return self._db
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -174,17 +177,18 @@ class SqliteState(FeatureState):
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _create_schema(self) -> None:
-        db = self._connection()
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                db.execute(statement)
+        with self._thread_lock:
+            db = self._connection()
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
 
     def close(self) -> None:
-        """Close this thread's connection (and the writers' lock file)."""
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        """Close the connection and the writers' lock file."""
+        with self._thread_lock:
+            if self._db is not None and self._db_pid == os.getpid():
+                self._db.close()
+            self._db = None
         if self._lock_fd is not None and self._lock_pid == os.getpid():
             os.close(self._lock_fd)
         self._lock_fd = None
@@ -209,7 +213,8 @@ class SqliteState(FeatureState):
 
     def scored(self, ids: np.ndarray) -> dict[str, tuple[float, int, str]]:
         """Stored ``(score, decision, model)`` per known id."""
-        return _scored(self._connection(), ids)
+        with self._thread_lock:
+            return _scored(self._connection(), ids)
 
     def write_events(self, events: ScoredEvents) -> int:
         """Bulk write, skipping ids already stored; one transaction."""
@@ -255,7 +260,10 @@ class SqliteState(FeatureState):
 
     def stats(self) -> StateStats:
         """Counts, active keys per entity kind, bytes in use (database pages)."""
-        db = self._connection()
+        with self._thread_lock:
+            return self._stats(self._connection())
+
+    def _stats(self, db: sqlite3.Connection) -> StateStats:
         events, newest = db.execute(
             "SELECT COUNT(*), COALESCE(MAX(time), -1) FROM events"
         ).fetchone()
