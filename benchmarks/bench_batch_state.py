@@ -1,0 +1,66 @@
+"""Batch scoring through the SQLite feature state against raw ``Booster.predict``.
+
+The batch part of ``bench_scoring.py`` alone (in-memory history, SQLite state and the edge
+model, each paired with a raw ``Booster.predict`` of the same rows), on 200,000 incoming rows
+and 3 pairs: a few minutes instead of the whole scoring benchmark. Writes
+``results/scoring-batch.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_scoring import (
+    RESULTS,
+    TARGETS,
+    Settings,
+    _environment,
+    _params,
+    bench_batch,
+    build_world,
+)
+from bench_serving import machine
+
+SETTINGS = replace(Settings(), incoming_rows=200_000, repeats=3)
+
+
+def main() -> int:
+    """Build the world, measure the three batch paths in pairs, write the JSON."""
+    before = machine()
+    with tempfile.TemporaryDirectory(prefix="bench-batch-state-") as tmp:
+        root = Path(tmp)
+        env = _environment(root)
+        os.environ.update({k: env[k] for k in ("INFERLOOP_ROOT", "MLFLOW_TRACKING_URI")})
+        _params(root, SETTINGS)
+        start = time.perf_counter()
+        incoming, matrix, booster = build_world(SETTINGS, root)
+        print(f"world: {len(incoming):,} rows, {time.perf_counter() - start:.0f} s", flush=True)
+        data = root / "incoming.parquet"
+        incoming.to_parquet(data, index=False)
+        batch = bench_batch(SETTINGS, booster, matrix, data, root)
+    summary = {
+        name: round(batch[name]["vs_raw_predict_median"], 3)
+        for name in ("batch_in_process", "batch_in_process_sqlite_state", "batch_in_process_edge")
+    }
+    out = {
+        "machine": {**before, "load_average_end": [round(x, 2) for x in os.getloadavg()]},
+        "settings": asdict(SETTINGS),
+        "target_vs_raw_predict": TARGETS["batch_vs_raw_predict"],
+        "vs_raw_predict_median": summary,
+        "results": batch,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "scoring-batch.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
