@@ -28,18 +28,15 @@ import numpy as np
 import pandas as pd
 
 from inferloop.core import schema as s
-from inferloop.data.contract import (
-    ContractError,
-    ContractParams,
-    contract_violations,
-    is_fractional,
-)
-from inferloop.data.features import TransactionFeaturizer, concat_raw, take_raw, text_keys
+from inferloop.data.contract import ContractParams
+from inferloop.data.events import concat_raw, take_raw, text_keys
+from inferloop.data.features import TransactionFeaturizer
 from inferloop.data.rows import (
     SMALL_BATCH_ROWS,
     InvalidInput,
     Transactions,
     as_frame,
+    read_request,
     read_transactions,
 )
 from inferloop.state.base import FeatureState, ScoredEvents, Snapshot, StateRequest
@@ -61,7 +58,6 @@ __all__ = [
     "history_end",
     "input_example",
     "log_fraud_model",
-    "may_break_contract",
     "package_dir",
     "positive_scores",
     "runtime_requirements",
@@ -267,15 +263,7 @@ class FraudModel(PythonModel):
         contract costs milliseconds, so it runs only when a cheap check of the parsed values
         finds something it would reject.
         """
-        try:
-            tx = read_transactions(frame)
-        except InvalidInput as exc:
-            raise _contract_error(frame, self.contract) or exc from None
-        if may_break_contract(frame, tx, self.contract):
-            error = _contract_error(frame, self.contract)
-            if error is not None:
-                raise error
-        return tx
+        return read_request(frame, self.contract)
 
     @property
     def contract(self) -> ContractParams:
@@ -327,46 +315,6 @@ def _records(ids: np.ndarray, scores: np.ndarray, decisions: np.ndarray) -> list
         {s.TRANSACTION_ID: i, s.SCORE: p, s.DECISION: d}
         for i, p, d in zip(ids.tolist(), scores.tolist(), decisions.tolist(), strict=True)
     ]
-
-
-def may_break_contract(frame: pd.DataFrame, tx: Transactions, contract: ContractParams) -> bool:
-    """Whether parsed request rows might break a data-contract rule (then check in full).
-
-    Never false when the contract would reject a row that :func:`read_transactions`
-    accepted: time range, amount range, fractional or duplicated ids, labels and sensitive
-    attributes sent along. Cheap on plain rows (microseconds).
-    """
-    ts = tx.timestamps.astype("datetime64[us]")
-    lo, hi = (
-        np.datetime64(_naive(v), "us") for v in (contract.min_timestamp, contract.max_timestamp)
-    )
-    amount = tx.raw.amount
-    if ((ts < lo) | (ts > hi)).any() or (amount <= 0).any() or (amount > contract.max_amount).any():
-        return True
-    if len(tx.ids) > 1 and len(set(tx.ids.tolist())) < len(tx.ids):
-        return True
-    for column in s.ID_COLUMNS:
-        if frame[column].dtype.kind in "fO" and is_fractional(frame[column]).any():
-            return True
-    return any(c in frame.columns for c in (*s.SENSITIVE_COLUMNS, s.TARGET))
-
-
-def _naive(value: str) -> Any:
-    stamp = pd.Timestamp(value)
-    return (stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp).to_datetime64()
-
-
-def _contract_error(frame: pd.DataFrame, contract: ContractParams) -> InvalidInput | None:
-    """The contract's verdict on ``frame`` as one InvalidInput naming codes and rows, if any."""
-    try:
-        violations = contract_violations(frame, contract)
-    except (ContractError, ValueError, TypeError):
-        return None
-    if not violations:
-        return None
-    parts = [f"{code} (row {', '.join(map(str, rows[:5]))})" for code, rows in violations.items()]
-    n = sum(len(rows) for rows in violations.values())
-    return InvalidInput(f"{n} row(s) break the data contract: {'; '.join(parts)}")
 
 
 # --------------------------------------------------------------------------- the live scorer

@@ -174,9 +174,9 @@ def test_bad_label_rows_are_quarantined_with_their_reason(tmp_path: Path) -> Non
     result = deliver_labels(store, frame, table_dir=tmp_path / "table")
     assert result.rows_in == result.rows_applied + result.rows_rejected == 4
     assert result.by_reason == {
-        "invalid_label": 1,
-        "null_transaction_id": 1,
-        "invalid_label_time": 1,
+        "invalid_target": 1,
+        "null_key:transaction_id": 1,
+        "unparseable_label_available_at": 1,
     }
     assert result.quarantine_path is not None
     assert len(pd.read_parquet(result.quarantine_path)) == 3
@@ -195,7 +195,7 @@ def test_label_command_applies_a_file_and_names_rejected_rows(
     cmd += ["--table", str(tmp_path / "table"), "--quarantine", str(tmp_path / "q")]
     done = subprocess.run(cmd, env=champion.env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr  # one row was rejected
-    assert "3 in, 2 applied" in done.stdout and "invalid_label: 1" in done.stdout
+    assert "3 in, 2 applied" in done.stdout and "invalid_target: 1" in done.stdout
     assert sqlite3.connect(state).execute("SELECT COUNT(*) FROM labels").fetchone()[0] == 2
 
 
@@ -390,7 +390,7 @@ def test_two_workers_and_eight_clients_keep_every_count_exact(
 def test_pruning_bounds_the_state_and_keeps_each_keys_newest_time(
     new_store: Callable[[], FeatureState],
 ) -> None:
-    from inferloop.data.features import EntityQuery
+    from inferloop.data.events import EntityQuery
     from inferloop.state.base import Labels, ScoredEvents, StateRequest
 
     store = new_store()
@@ -444,3 +444,56 @@ def test_the_location_comes_from_the_flag_then_the_environment_then_params(
     assert open_state("none") is None
     with pytest.raises(ValueError, match="unknown feature-state location"):
         open_state("memcached://x")
+
+
+def _labelled_series(path: Path) -> dict[tuple[str, str], tuple[bytes, bytes, bytes, str]]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT entity, key, times, a, b, ids FROM series WHERE kind = 1")
+        return {(e, k): (t, a, b, i) for e, k, t, a, b, i in rows}
+
+
+def test_labels_in_several_deliveries_equal_one_and_a_redelivery_replaces(
+    tmp_path: Path,
+) -> None:
+    """The label feed's merge: per key, the same series whatever the deliveries' split."""
+    from inferloop.state.base import Labels, ScoredEvents
+
+    rng = np.random.default_rng(7)
+    n = 600
+    events = ScoredEvents(
+        ids=np.asarray([f"t{i}" for i in range(n)], dtype=object),
+        time=np.arange(n, dtype=np.int64) * 60 + 1_700_000_000,
+        amount=rng.uniform(1, 100, n),
+        keys={
+            "customer": np.asarray([f"c{i}" for i in rng.integers(0, 40, n)], dtype=object),
+            "terminal": np.asarray([f"m{i}" for i in rng.integers(0, 15, n)], dtype=object),
+        },
+        score=np.zeros(n),
+        decision=np.zeros(n, np.int8),
+    )
+    labels = Labels(events.ids[::-1].copy(), rng.integers(0, 2, n).astype(float), events.time + 99)
+    stores = [SqliteState(tmp_path / f"s{k}.db") for k in range(2)]
+    for store in stores:
+        store.write_events(events)
+    assert stores[0].add_labels(labels) == (n, n)
+    for part in np.array_split(np.arange(n), 5):
+        stores[1].add_labels(Labels(labels.ids[part], labels.label[part], labels.label_time[part]))
+    one, several = (_labelled_series(store.path) for store in stores)
+    assert one == several and len(one) == len(set(events.keys["customer"])) + 15
+
+    again = Labels(labels.ids[:3], 1.0 - labels.label[:3], labels.label_time[:3] + 5)
+    assert stores[1].add_labels(again) == (3, 3)
+    after = _labelled_series(stores[1].path)
+    entries = sum(len(ids.split("\x1f")) for *_, ids in after.values())
+    assert entries == 2 * n  # each event once per entity: replaced, not appended
+    with sqlite3.connect(stores[1].path) as db:
+        stored = dict(db.execute("SELECT id, label FROM labels").fetchall())
+    assert [stored[i] for i in again.ids] == again.label.tolist()
+    in_series = {
+        i: float(v)
+        for _, a, _, ids in after.values()
+        for i, v in zip(ids.split("\x1f"), np.frombuffer(a, "<f8"), strict=True)
+    }
+    assert [in_series[i] for i in again.ids] == again.label.tolist()
+    for store in stores:
+        store.close()

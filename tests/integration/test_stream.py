@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 INFERLOOP = str(Path(sys.executable).parent / "inferloop")
 
 
-def _params(champion: Champion, tmp_path: Path, **stream: int) -> Path:
+def _params(champion: Champion, tmp_path: Path, **stream: int | bool) -> Path:
     params = yaml.safe_load(champion.params_path.read_text())
     params["stream"].update(stream)
     path = tmp_path / "params.yaml"
@@ -117,7 +117,9 @@ def test_sigterm_flushes_the_open_batch(
     champion: Champion, incoming: pd.DataFrame, tmp_path: Path
 ) -> None:
     """Records read into a batch that has not closed yet are scored before the exit."""
-    params = _params(champion, tmp_path, max_batch_rows=100_000, max_wait_ms=600_000)
+    params = _params(
+        champion, tmp_path, max_batch_rows=100_000, max_wait_ms=600_000, send_when_idle=False
+    )
     proc = _start(champion, params, "--quarantine", str(tmp_path / "q.jsonl"))
     _wait_ready(proc)
     assert proc.stdin is not None
@@ -167,7 +169,9 @@ def test_sigterm_while_records_keep_coming_loses_none(
 def test_a_batch_closes_after_max_wait(
     champion: Champion, incoming: pd.DataFrame, tmp_path: Path
 ) -> None:
-    params = _params(champion, tmp_path, max_batch_rows=100_000, max_wait_ms=50)
+    params = _params(
+        champion, tmp_path, max_batch_rows=100_000, max_wait_ms=50, send_when_idle=False
+    )
     proc = _start(champion, params, "--quarantine", str(tmp_path / "q.jsonl"))
     try:
         _wait_ready(proc)

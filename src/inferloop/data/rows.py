@@ -5,6 +5,8 @@ stream, ``mlflow models serve``): ids, timestamps, amounts, keys and categories 
 and converted once, and a row that breaks a rule raises :class:`InvalidInput` naming it. Small
 requests take a plain-value path that skips pandas (:func:`_read_plain`); both paths give the
 same result. :func:`as_frame` turns what MLflow parsed from a request into a DataFrame.
+:func:`read_request` adds the data contract on top, so that the server rejects what batch
+scoring would quarantine, with the same reason codes.
 """
 
 from __future__ import annotations
@@ -17,8 +19,14 @@ import numpy as np
 import pandas as pd
 
 from inferloop.core import schema as s
-from inferloop.data.contract import canonical_ids
-from inferloop.data.features import RawColumns
+from inferloop.data.contract import (
+    ContractError,
+    ContractParams,
+    canonical_ids,
+    contract_violations,
+    is_fractional,
+)
+from inferloop.data.events import RawColumns
 
 __all__ = [
     "SMALL_BATCH_ROWS",
@@ -26,6 +34,8 @@ __all__ = [
     "Transactions",
     "as_frame",
     "coerce_input",
+    "may_break_contract",
+    "read_request",
     "read_transactions",
 ]
 
@@ -337,3 +347,62 @@ def _labels(frame: pd.DataFrame) -> np.ndarray | None:
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"column {s.TARGET!r} must hold 0, 1 or nothing: {exc}") from exc
     return labels.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def read_request(frame: pd.DataFrame, contract: ContractParams) -> Transactions:
+    """Read request rows under the input rules and the data contract that batch scoring applies.
+
+    A row that batch scoring would quarantine raises :class:`InvalidInput` naming the same
+    reason code(s) (``non_positive_amount``, ``timestamp_out_of_range``, ...). The full
+    contract costs milliseconds, so it runs only when a cheap check of the parsed values
+    finds something it would reject.
+    """
+    try:
+        tx = read_transactions(frame)
+    except InvalidInput as exc:
+        raise _contract_error(frame, contract) or exc from None
+    if may_break_contract(frame, tx, contract):
+        error = _contract_error(frame, contract)
+        if error is not None:
+            raise error
+    return tx
+
+
+def may_break_contract(frame: pd.DataFrame, tx: Transactions, contract: ContractParams) -> bool:
+    """Whether parsed request rows might break a data-contract rule (then check in full).
+
+    Never false when the contract would reject a row that :func:`read_transactions`
+    accepted: time range, amount range, fractional or duplicated ids, labels and sensitive
+    attributes sent along. Cheap on plain rows (microseconds).
+    """
+    ts = tx.timestamps.astype("datetime64[us]")
+    lo, hi = (
+        np.datetime64(_naive(v), "us") for v in (contract.min_timestamp, contract.max_timestamp)
+    )
+    amount = tx.raw.amount
+    if ((ts < lo) | (ts > hi)).any() or (amount <= 0).any() or (amount > contract.max_amount).any():
+        return True
+    if len(tx.ids) > 1 and len(set(tx.ids.tolist())) < len(tx.ids):
+        return True
+    for column in s.ID_COLUMNS:
+        if frame[column].dtype.kind in "fO" and is_fractional(frame[column]).any():
+            return True
+    return any(c in frame.columns for c in (*s.SENSITIVE_COLUMNS, s.TARGET))
+
+
+def _naive(value: str) -> Any:
+    stamp = pd.Timestamp(value)
+    return (stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp).to_datetime64()
+
+
+def _contract_error(frame: pd.DataFrame, contract: ContractParams) -> InvalidInput | None:
+    """The contract's verdict on ``frame`` as one InvalidInput naming codes and rows, if any."""
+    try:
+        violations = contract_violations(frame, contract)
+    except (ContractError, ValueError, TypeError):
+        return None
+    if not violations:
+        return None
+    parts = [f"{code} (row {', '.join(map(str, rows[:5]))})" for code, rows in violations.items()]
+    n = sum(len(rows) for rows in violations.values())
+    return InvalidInput(f"{n} row(s) break the data contract: {'; '.join(parts)}")

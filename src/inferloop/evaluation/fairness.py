@@ -433,15 +433,32 @@ def plot_group_metrics(report: Mapping[str, GroupFairness]) -> Figure:
     from matplotlib.figure import Figure
 
     n_rows = max(len(report), 1)
-    fig = Figure(figsize=(4.0 * len(_PLOTTED), 3.0 * n_rows), layout="constrained")
+    fig = Figure(figsize=(4.0 * len(_PLOTTED), 3.4 * n_rows), layout="constrained")
     axes = fig.subplots(n_rows, len(_PLOTTED), squeeze=False)
     for row, (attribute, result) in enumerate(report.items()):
         table = result.by_group
-        labels = [str(group) for group in table.index]
+        labels = [
+            f"{group}\nn={int(n):,}\n{int(p):,} fraud"
+            for group, n, p in zip(table.index, table["count"], table["positives"], strict=True)
+        ]
         for col, (column, title) in enumerate(_PLOTTED):
             ax = axes[row][col]
             ax.bar(labels, table[column], color=_bar_colors(table["included"]))
+            overall = _overall_rate(table, column)
+            if np.isfinite(overall):
+                ax.axhline(overall, color="black", linestyle="--", linewidth=1)
             ax.set_title(f"{attribute}: {title}")
-            ax.tick_params(axis="x", labelrotation=30)
+            ax.tick_params(axis="x", labelsize="x-small")
             ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Per group; dashed line: all groups together; grey: too small to compare")
     return fig
+
+
+def _overall_rate(table: pd.DataFrame, column: str) -> float:
+    """The rate over all groups together, from the per-group rates and their denominators."""
+    count = table["count"].to_numpy(dtype=float)
+    positives = table["positives"].to_numpy(dtype=float)
+    weights = {"tpr": positives, "fpr": count - positives}.get(column, count)
+    rates = table[column].to_numpy(dtype=float)
+    ok = np.isfinite(rates) & (weights > 0)
+    return float(np.sum(rates[ok] * weights[ok]) / weights[ok].sum()) if ok.any() else np.nan

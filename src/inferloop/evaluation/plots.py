@@ -98,9 +98,14 @@ def plot_calibration(
     y_true: ArrayLike,
     scores: ArrayLike | Mapping[str, ArrayLike],
     n_bins: int = 10,
-    log_scale: bool = False,
+    log_scale: bool = True,
 ) -> Figure:
     """Reliability diagram: observed fraud rate against mean score per quantile bin.
+
+    Fraud is rare, so most equal-count bins sit near zero and a linear diagram shows one
+    point away from the corner. Log-log axes (the default) spread them out. A bin with no
+    fraud has no place on a log axis: it is drawn as a hollow marker at half of one fraud in
+    that bin (``1 / (2 n)``), the bound below which its true rate most likely lies.
 
     Parameters
     ----------
@@ -109,25 +114,44 @@ def plot_calibration(
         One model's scores or several models' scores (one line each).
     n_bins : int, default 10
         Quantile bins per model (see :func:`calibration_table`).
-    log_scale : bool, default False
-        Log-log axes, useful when most scores are close to zero.
+    log_scale : bool, default True
+        Log-log axes; False draws linear axes from 0 to 1.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
     fig, (ax,) = _new_figure()
+    lows: list[float] = []
     for name, model_scores in _as_model_dict(scores).items():
         table = calibration_table(y_true, model_scores, n_bins=n_bins)
-        ax.plot(table["mean_score"], table["fraud_rate"], marker="o", label=name)
-    lo = 1e-4 if log_scale else 0.0
+        x, rate, count = (
+            table[c].to_numpy(dtype=float) for c in ("mean_score", "fraud_rate", "count")
+        )
+        if not log_scale:
+            ax.plot(x, rate, marker="o", label=name)
+            continue
+        x = np.maximum(x, 1e-6)
+        none = rate == 0
+        shown = np.where(none, 0.5 / np.maximum(count, 1), rate)
+        (line,) = ax.plot(x, shown, marker="o", label=name)
+        if none.any():
+            ax.plot(x[none], shown[none], "o", markerfacecolor="white", color=line.get_color(),
+                    label=f"{name}: no fraud in bin (at 1/2n)")  # fmt: skip
+        lows += [float(x.min()), float(shown.min())]
+    lo = max(min(lows, default=1e-4) / 2, 1e-6) if log_scale else 0.0
     ax.plot([lo, 1], [lo, 1], color="grey", linestyle=":", label="perfectly calibrated")
     if log_scale:
         ax.set_xscale("log")
         ax.set_yscale("log")
-    ax.set(xlabel="Mean score in bin", ylabel="Observed fraud rate", title="Calibration")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
+        ax.set(xlim=(lo, 1.2), ylim=(lo, 1.2))
+    ax.set(
+        xlabel="Mean score in bin",
+        ylabel="Observed fraud rate",
+        title=f"Calibration ({n_bins} equal-count bins)",
+    )
+    ax.grid(alpha=0.3, which="both" if not log_scale else "major")
+    ax.legend(loc="upper left", fontsize="small")
     return fig
 
 

@@ -31,9 +31,9 @@ from inferloop.evaluation.metrics import compute_metrics
 from inferloop.loop.retrain import RetrainParams, labelled_window, run_retrain
 from inferloop.model import FraudModel, LiveScorer, seed_state
 from inferloop.monitoring.drift import ReferenceProfile
-from inferloop.monitoring.monitor import MonitorResult, monitor_batch
+from inferloop.monitoring.monitor import MonitorResult
 from inferloop.monitoring.params import MonitorParams
-from inferloop.monitoring.sinks import log_to_mlflow
+from inferloop.monitoring.stage import monitor_scored
 from inferloop.scoring.live_state import (
     attach_labels,
     deliver_labels,
@@ -262,23 +262,22 @@ class ProductionLoop:
 
     def _monitor(self, window: pd.DataFrame, w: int, as_of: pd.Timestamp) -> MonitorResult:
         c = self.champion
-        result = monitor_batch(
+        result = monitor_scored(
             window,
             c.reference,
             params=self.monitor,
-            model_validation_metrics=c.validation,
-            feature_cols=[*c.features],
-            out_dir=self.out / "monitoring",
-            batch_name=f"week_{w:02d}",
-            as_of=as_of,
-            history=self.summaries,
-            profile=c.profile,
             model_name=FULL_MODEL,
             model_version=c.version,
+            out_dir=self.out / "monitoring",
             workspace_dir=self.root / "reports/evidently",
+            batch_name=f"week_{w:02d}",
+            as_of=as_of,
+            feature_cols=[*c.features],
+            profile=c.profile,
+            validation=c.validation,
+            history=self.summaries,
             project_name="production",
         )
-        log_to_mlflow(result, FULL_MODEL, c.version)
         self.summaries.append(result.summary)
         return result
 

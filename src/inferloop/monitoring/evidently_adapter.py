@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from inferloop.core import schema as s
@@ -97,14 +98,17 @@ def run_evidently(
     if score_col:
         metrics.append(ValueDrift(column=score_col))
     report = Report(metrics, include_tests=True)
-    return report.run(
-        datasets[0],
-        datasets[1],
-        timestamp=timestamp,
-        metadata=dict(metadata or {}),
-        tags=list(tags),
-        name=name,
-    )
+    # Evidently's summary correlates every column pair; a constant sampled column divides
+    # by a zero deviation. The NaN it yields is what the report shows; the warning is noise.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return report.run(
+            datasets[0],
+            datasets[1],
+            timestamp=timestamp,
+            metadata=dict(metadata or {}),
+            tags=list(tags),
+            name=name,
+        )
 
 
 def evidently_summary(snapshot: Snapshot, score_col: str | None) -> dict[str, Any]:
@@ -153,13 +157,35 @@ def add_to_workspace(
     str
         The stored snapshot's id.
     """
-    from evidently.ui.workspace import Workspace
-
-    Path(workspace_dir).mkdir(parents=True, exist_ok=True)
-    workspace = Workspace(str(workspace_dir))
+    workspace = _open_workspace(Path(workspace_dir))
     found = workspace.search_project(project_name)
     project = found[0] if found else _create_project(workspace, project_name)
     return str(workspace.add_run(project.id, snapshot).id)
+
+
+#: Workspaces opened by this process, with the folder's identity when opened.
+_OPEN: dict[Path, tuple[tuple[int, int], Any]] = {}
+
+
+def _open_workspace(folder: Path) -> Any:
+    """The local Evidently workspace in ``folder``, opened once per process.
+
+    Opening one reads every snapshot stored in it, which grows with each monitored batch
+    (the production simulation opens it once a week). The cached one is reused while the
+    folder is the same one: a folder deleted and made again (a fresh run) is opened anew.
+    """
+    from evidently.ui.workspace import Workspace
+
+    folder.mkdir(parents=True, exist_ok=True)
+    key = folder.resolve()
+    stat = key.stat()
+    identity = (stat.st_ino, stat.st_mtime_ns)  # a new project or a new folder changes it
+    cached = _OPEN.get(key)
+    if cached is not None and cached[0] == identity:
+        return cached[1]
+    workspace = Workspace(str(key))
+    _OPEN[key] = (identity, workspace)
+    return workspace
 
 
 def _create_project(workspace: Any, project_name: str) -> Any:

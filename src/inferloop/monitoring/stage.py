@@ -7,7 +7,7 @@ which the daily job (:mod:`inferloop.loop.daily`) calls after scoring.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import pandas as pd
 
 from inferloop.monitoring.drift import ReferenceProfile
 from inferloop.monitoring.monitor import monitor_batch
-from inferloop.monitoring.params import MonitorParams
+from inferloop.monitoring.params import DEFAULT_PROJECT, MonitorParams
 from inferloop.monitoring.policy import load_history
 from inferloop.monitoring.result import MonitorResult
 from inferloop.monitoring.sinks import log_to_mlflow, model_of, registry_figures
@@ -92,6 +92,9 @@ def monitor_scored(
     log_mlflow: bool = True,
     feature_cols: Sequence[str] | None = None,
     profile: ReferenceProfile | None = None,
+    validation: Mapping[str, float] | None = None,
+    history: Sequence[Mapping[str, Any]] | None = None,
+    project_name: str = DEFAULT_PROJECT,
 ) -> MonitorResult:
     """Monitor one scored batch of a model version, keep its history, log it to MLflow.
 
@@ -114,21 +117,32 @@ def monitor_scored(
         See :func:`~inferloop.monitoring.monitor.monitor_batch`.
     log_mlflow : bool, default True
         Log the result to MLflow when the model version is known.
+    validation, history : optional
+        The version's validation figures and its earlier summaries, when the caller holds
+        them already (the production simulation); read from the registry and ``out_dir``
+        otherwise.
+    project_name : str
+        Evidently project of the workspace.
     """
+    if validation is None:
+        validation = registry_figures(model_name, model_version)
+    if history is None:
+        history = load_history(out_dir, model_version) if model_version else ()
     result = monitor_batch(
         scored,
         reference,
         params=params,
-        model_validation_metrics=registry_figures(model_name, model_version),
+        model_validation_metrics=validation,
         feature_cols=feature_cols,
         out_dir=out_dir,
         batch_name=batch_name,
         as_of=as_of,
-        history=load_history(out_dir, model_version) if model_version else (),
+        history=history,
         profile=profile,
         model_name=model_name,
         model_version=model_version,
         workspace_dir=workspace_dir,
+        project_name=project_name,
     )
     if log_mlflow and model_name and model_version:
         try:

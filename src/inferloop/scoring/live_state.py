@@ -24,7 +24,13 @@ import pandas as pd
 from inferloop.core import schema as s
 from inferloop.core.config import read_params
 from inferloop.core.storage import write_parquet
-from inferloop.data.features import text_keys
+from inferloop.data.contract import (
+    INVALID_TARGET,
+    UNPARSEABLE_LABEL_AVAILABLE_AT,
+    canonical_ids,
+    null_key_reason,
+)
+from inferloop.data.events import text_keys
 from inferloop.model import seed_state
 from inferloop.state.base import FeatureState, Labels
 from inferloop.state.config import StateParams, open_state, resolve_location
@@ -141,10 +147,12 @@ def _check_labels(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     ids = frame[s.TRANSACTION_ID]
     label = pd.to_numeric(frame[s.TARGET], errors="coerce")
     at = pd.to_datetime(frame[s.LABEL_AVAILABLE_AT], errors="coerce", utc=True, format="mixed")
+    # the data contract's codes, so a rejected label reads like a rejected transaction; the
+    # first failing check in the contract's order wins (assigned last to first)
     reason = pd.Series("", index=frame.index, dtype=object)
-    reason[at.isna()] = "invalid_label_time"
-    reason[~label.isin([0, 1])] = "invalid_label"
-    reason[ids.isna() | (ids.astype(str).str.strip() == "")] = "null_transaction_id"
+    reason[at.isna()] = UNPARSEABLE_LABEL_AVAILABLE_AT
+    reason[~label.isin([0, 1])] = INVALID_TARGET
+    reason[ids.isna() | (ids.astype(str).str.strip() == "")] = null_key_reason(s.TRANSACTION_ID)
     parsed = pd.DataFrame(
         {
             s.TRANSACTION_ID: ids,
@@ -207,8 +215,6 @@ def deliver_labels(
 
 def read_transactions_ids(ids: pd.Series) -> np.ndarray:
     """Transaction ids in the canonical form the scorers store them in (ints stay ints)."""
-    from inferloop.data.contract import canonical_ids
-
     return np.asarray(canonical_ids(ids.reset_index(drop=True)).to_numpy())
 
 

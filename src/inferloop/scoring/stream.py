@@ -1,8 +1,9 @@
 """Streaming scoring: JSON lines in, scored JSON lines out, in micro-batches of bounded latency.
 
 Records arrive on stdin (one JSON object per line) or as ``*.jsonl`` files landing in a watched
-folder. A micro-batch closes when it holds ``max_batch_rows`` records or ``max_wait_ms`` after
-its first record arrived, whichever comes first; it then goes through the same data contract
+folder. A micro-batch closes when it holds ``max_batch_rows`` records, ``max_wait_ms`` after
+its first record arrived, or as soon as the input pauses (``send_when_idle``; see
+:mod:`inferloop.scoring.sources`), whichever comes first; it then goes through the same data contract
 and the same :meth:`FraudModel.score_frame` as batch scoring (:mod:`inferloop.scoring.batch`).
 
 Every accepted record ends up in exactly one place: a scored JSON line on the output, or a
@@ -29,11 +30,8 @@ import contextlib
 import copy
 import itertools
 import json
-import os
-import select
 import signal
 import threading
-import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -46,25 +44,24 @@ import pandas as pd
 
 from inferloop.core import schema as s
 from inferloop.data.contract import DUPLICATE_TRANSACTION_ID, ContractParams, validate_transactions
+from inferloop.data.rows import InvalidInput, Transactions, read_request
 from inferloop.model import LiveScorer, epoch_seconds, history_end, seed_state
 from inferloop.scoring.loading import ScoringModel
+from inferloop.scoring.sources import Batcher, Record, StdinSource, WatchSource
 from inferloop.state.base import FeatureState
 
 __all__ = [
     "INVALID_JSON",
     "NOT_AN_OBJECT",
     "BatchResult",
-    "Batcher",
     "JsonLinesSink",
-    "Record",
     "SeenIds",
-    "StdinSource",
     "StreamParams",
     "StreamRunner",
     "StreamScorer",
     "StreamStats",
-    "WatchSource",
     "install_stop_handlers",
+    "json_lines",
     "load_stream_params",
     "output_lines",
     "parse_records",
@@ -77,7 +74,6 @@ __all__ = [
 INVALID_JSON = "invalid_json"
 NOT_AN_OBJECT = "not_a_json_object"
 _POS = "__stream_pos"
-_POLL_S = 0.1
 _CONTEXT_COLUMNS = (*s.SCORING_COLUMNS, s.TARGET)
 
 
@@ -87,120 +83,10 @@ class StreamParams:
 
     max_batch_rows: int = 500
     max_wait_ms: int = 50
+    send_when_idle: bool = True
     fold_rows: int = 2000
     poll_ms: int = 200
     dedupe_ids: int = 1_000_000
-
-
-@dataclass
-class Record:
-    """One input line and when it was read (``time.monotonic``)."""
-
-    line: str
-    arrived: float
-    source: Path | None = None
-    last_of_source: bool = False
-
-
-# --------------------------------------------------------------------------- sources
-
-
-class StdinSource:
-    """Complete lines from a file descriptor (stdin), read without blocking the loop."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.eof = False
-        self._partial = b""
-
-    def poll(self, timeout: float) -> list[Record]:
-        """Lines that arrived within ``timeout`` seconds (possibly none)."""
-        if self.eof:
-            return []
-        ready, _, _ = select.select([self.fd], [], [], max(timeout, 0.0))
-        if not ready:
-            return []
-        data = os.read(self.fd, 1 << 16)
-        now = time.monotonic()
-        if not data:
-            self.eof = True
-            rest, self._partial = self._partial, b""
-            return [Record(rest.decode("utf-8", "replace"), now)] if rest.strip() else []
-        *lines, self._partial = (self._partial + data).split(b"\n")
-        return [Record(x.decode("utf-8", "replace"), now) for x in lines if x.strip()]
-
-    def acknowledge(self, records: Iterable[Record]) -> None:
-        """Nothing to do: stdin records need no acknowledgement."""
-
-
-class WatchSource:
-    """Records of ``*.jsonl`` files landing in a folder, oldest name first.
-
-    Parameters
-    ----------
-    folder:
-        The watched folder; finished files move to ``folder/processed``.
-    poll_s:
-        Seconds between listings of the folder.
-    once:
-        End (``eof``) when a listing finds nothing new and no file is in flight.
-    """
-
-    def __init__(self, folder: Path, poll_s: float, *, once: bool = False) -> None:
-        self.folder = folder
-        self.done_dir = folder / "processed"
-        self.poll_s = poll_s
-        self.once = once
-        self.eof = False
-        self._in_flight: set[Path] = set()
-        self._next_listing = 0.0
-
-    def poll(self, timeout: float) -> list[Record]:
-        """Records of files that landed since the last listing (waits up to ``timeout``)."""
-        wait = self._next_listing - time.monotonic()
-        if wait > 0:
-            time.sleep(min(wait, max(timeout, 0.0)))
-            if self._next_listing > time.monotonic():
-                return []
-        self._next_listing = time.monotonic() + self.poll_s
-        new = [p for p in self._landed() if p not in self._in_flight]
-        records = [r for path in new for r in self._read(path)]
-        if self.once and not new and not self._in_flight:
-            self.eof = True
-        return records
-
-    def _landed(self) -> list[Path]:
-        if not self.folder.is_dir():
-            return []
-        return sorted(
-            p
-            for p in self.folder.iterdir()
-            if p.is_file() and p.suffix == ".jsonl" and not p.name.startswith(".")
-        )
-
-    def _read(self, path: Path) -> list[Record]:
-        now = time.monotonic()
-        lines = [
-            x for x in path.read_text(encoding="utf-8", errors="replace").splitlines() if x.strip()
-        ]
-        if not lines:
-            self._finish(path)
-            return []
-        self._in_flight.add(path)
-        records = [Record(x, now, path) for x in lines]
-        records[-1].last_of_source = True
-        return records
-
-    def acknowledge(self, records: Iterable[Record]) -> None:
-        """Move files whose last record has been written out to ``processed/``."""
-        for record in records:
-            if record.last_of_source and record.source is not None:
-                self._in_flight.discard(record.source)
-                self._finish(record.source)
-
-    def _finish(self, path: Path) -> None:
-        self.done_dir.mkdir(parents=True, exist_ok=True)
-        os.replace(path, self.done_dir / path.name)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -437,50 +323,91 @@ def score_batch(
     """
     now = pd.Timestamp.now(tz="UTC")
     objects, bad = parse_records(batch)
-    quarantine = [_quarantine_line(raw, reason, now) for raw, reason in bad]
-    by_reason = Counter(reason for _, reason in bad)
-    scored: list[str] = []
-    if objects:
-        result = validate_transactions(
-            records_frame(objects),
-            contract,
-            require_target=False,
-            timestamp_format=timestamp_format,
-        )
-        rejected: Iterable[tuple[Any, Any]] = zip(
-            result.quarantine[_POS], result.quarantine[s.REJECT_REASON], strict=True
-        )
-        valid = result.valid
-        if seen is not None and len(valid):
-            again = seen.seen(valid[s.TRANSACTION_ID].tolist())
-            repeats = ((pos, DUPLICATE_TRANSACTION_ID) for pos in valid.loc[again, _POS])
-            rejected = itertools.chain(rejected, repeats)
-            valid = valid[~again]
-        for pos, reason in rejected:
-            quarantine.append(_quarantine_line(objects[int(pos)], str(reason), now))
-            by_reason[str(reason)] += 1
-        if len(valid):
-            scored = output_lines(valid, scorer.score(valid), model, now)
-            if seen is not None:
-                seen.add(valid[s.TRANSACTION_ID].tolist())
-    return BatchResult(scored, quarantine, by_reason)
+    result = BatchResult([], [_quarantine_line(raw, r, now) for raw, r in bad], Counter())
+    result.by_reason.update(reason for _, reason in bad)
+    if not objects:
+        return result
+    frame = records_frame(objects)
+    tx = _clean_batch(frame, scorer, contract, timestamp_format, seen)
+    if tx is not None:  # the common case: every row passes (the server's cheap check)
+        ids, scores, decisions, _ = scorer.score_transactions(tx)
+        result.scored_lines.extend(json_lines(ids, tx.timestamps, scores, decisions, model, now))
+        if seen is not None:
+            seen.add(ids.tolist())
+        return result
+    checked = validate_transactions(
+        frame, contract, require_target=False, timestamp_format=timestamp_format
+    )
+    rejected: Iterable[tuple[Any, Any]] = zip(
+        checked.quarantine[_POS], checked.quarantine[s.REJECT_REASON], strict=True
+    )
+    valid = checked.valid
+    if seen is not None and len(valid):
+        again = seen.seen(valid[s.TRANSACTION_ID].tolist())
+        repeats = ((pos, DUPLICATE_TRANSACTION_ID) for pos in valid.loc[again, _POS])
+        rejected = itertools.chain(rejected, repeats)
+        valid = valid[~again]
+    for pos, reason in rejected:
+        result.quarantine_lines.append(_quarantine_line(objects[int(pos)], str(reason), now))
+        result.by_reason[str(reason)] += 1
+    if len(valid):
+        result.scored_lines.extend(output_lines(valid, scorer.score(valid), model, now))
+        if seen is not None:
+            seen.add(valid[s.TRANSACTION_ID].tolist())
+    return result
+
+
+def _clean_batch(
+    frame: pd.DataFrame,
+    scorer: LiveScorer,
+    contract: ContractParams,
+    timestamp_format: str | None,
+    seen: SeenIds | None,
+) -> Transactions | None:
+    """The batch's transactions when every row passes the contract and none is a repeat.
+
+    The same check the server runs on a request (:func:`read_request`): microseconds where the
+    full contract costs milliseconds per batch. None sends the batch to the full contract,
+    which sorts rows into scored and quarantined (also for a custom timestamp format, which
+    only the full contract parses, and for the in-memory scorer, which scores frames).
+    """
+    if scorer.state is None or timestamp_format is not None:
+        return None
+    try:
+        tx = read_request(frame, contract)
+    except InvalidInput:
+        return None
+    if seen is not None and seen.seen(tx.ids.tolist()).any():
+        return None
+    return tx
 
 
 def output_lines(
     valid: pd.DataFrame, scored: pd.DataFrame, model: ScoringModel, scored_at: pd.Timestamp
 ) -> list[str]:
     """One JSON object per scored row: id, event time, score, decision, model, scoring time."""
-    times = np.datetime_as_string(
-        valid[s.TIMESTAMP].to_numpy(dtype="datetime64[us]"), unit="us", timezone="UTC"
+    return json_lines(
+        scored[s.TRANSACTION_ID].to_numpy(),
+        valid[s.TIMESTAMP].to_numpy(dtype="datetime64[us]"),
+        scored[s.SCORE].to_numpy(),
+        scored[s.DECISION].to_numpy(),
+        model,
+        scored_at,
     )
+
+
+def json_lines(
+    ids: np.ndarray,
+    timestamps: np.ndarray,
+    scores: np.ndarray,
+    decisions: np.ndarray,
+    model: ScoringModel,
+    scored_at: pd.Timestamp,
+) -> list[str]:
+    """The output lines of scored rows (``timestamps`` naive UTC), in the given order."""
+    times = np.datetime_as_string(timestamps.astype("datetime64[us]"), unit="us", timezone="UTC")
     at = scored_at.isoformat().replace("+00:00", "Z")
-    rows = zip(
-        scored[s.TRANSACTION_ID].tolist(),
-        times.tolist(),
-        scored[s.SCORE].tolist(),
-        scored[s.DECISION].tolist(),
-        strict=True,
-    )
+    rows = zip(ids.tolist(), times.tolist(), scores.tolist(), decisions.tolist(), strict=True)
     return [
         json.dumps(
             {
@@ -503,36 +430,6 @@ def _quarantine_line(record: Any, reason: str, at: pd.Timestamp) -> str:
 
 
 # --------------------------------------------------------------------------- the loop
-
-
-class Batcher:
-    """Cuts the record flow into micro-batches of at most N rows or T seconds."""
-
-    def __init__(
-        self, source: Any, max_rows: int, max_wait_s: float, stop: threading.Event
-    ) -> None:
-        self.source = source
-        self.max_rows = max_rows
-        self.max_wait_s = max_wait_s
-        self.stop = stop
-        self._buffer: deque[Record] = deque()
-
-    @property
-    def finished(self) -> bool:
-        """True when no record is buffered and no more will be read."""
-        return not self._buffer and (self.source.eof or self.stop.is_set())
-
-    def next_batch(self) -> list[Record]:
-        """The next micro-batch (may be empty when input ended or a stop was requested)."""
-        while not self.stop.is_set() and not self.source.eof and len(self._buffer) < self.max_rows:
-            wait = _POLL_S
-            if self._buffer:
-                wait = self._buffer[0].arrived + self.max_wait_s - time.monotonic()
-                if wait <= 0:
-                    break
-            self._buffer.extend(self.source.poll(min(wait, _POLL_S)))
-        take = min(self.max_rows, len(self._buffer))
-        return [self._buffer.popleft() for _ in range(take)]
 
 
 class JsonLinesSink:
@@ -679,7 +576,13 @@ def stream_records(
         if watch_dir is not None
         else StdinSource(sys.stdin.fileno())
     )
-    batcher = Batcher(source, params.max_batch_rows, params.max_wait_ms / 1000, stop)
+    batcher = Batcher(
+        source,
+        params.max_batch_rows,
+        params.max_wait_ms / 1000,
+        stop,
+        send_when_idle=params.send_when_idle,
+    )
     Path(quarantine_path).parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as files:
         out = sys.stdout if output_path is None else files.enter_context(_append(output_path))

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from inferloop.data.features import EntityEvents, EntityQuery
+from inferloop.data.events import EntityEvents, EntityQuery
 from inferloop.state.base import (
     Compute,
     FeatureState,

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from inferloop.data.features import EntityEvents, EntityQuery
+from inferloop.data.events import EntityEvents, EntityQuery
 from inferloop.state.base import (
     Compute,
     FeatureState,
@@ -223,10 +223,9 @@ class SqliteState(FeatureState):
             if events.label is not None and events.label_time is not None:
                 known = ~np.isnan(events.label)
                 if known.any():
-                    _add_labels(
-                        db,
-                        Labels(events.ids[known], events.label[known], events.label_time[known]),
-                    )
+                    labelled = events.take(known)
+                    labels = Labels(labelled.ids, events.label[known], events.label_time[known])
+                    _add_labels(db, labels, labelled)
             return written
 
     def add_labels(self, labels: Labels) -> tuple[int, int]:
@@ -367,10 +366,10 @@ def _insert(
             return 0
     entities = list(events.keys)
     key_lists = [events.keys[e].tolist() for e in entities]
-    joined = [
-        _SEP.join(x for pair in zip(entities, keys, strict=True) for x in pair)
-        for keys in zip(*key_lists, strict=True)
-    ]
+    # "customer<SEP>c1<SEP>terminal<SEP>t7": where a late label finds its event's keys
+    escaped = (e.replace("{", "{{").replace("}", "}}") for e in entities)
+    template = _SEP.join(f"{entity}{_SEP}{{}}" for entity in escaped)
+    joined = list(map(template.format, *key_lists))
     db.executemany(
         "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
         zip(
@@ -421,65 +420,129 @@ def _append_events(
     db.executemany("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
 
-def _add_labels(db: sqlite3.Connection, labels: Labels) -> int:
-    """Store labels and add each to the labelled series of its event's keys; returns matches."""
+def _add_labels(db: sqlite3.Connection, labels: Labels, events: ScoredEvents | None = None) -> int:
+    """Store labels and add each to the labelled series of its event's keys; returns matches.
+
+    ``events``: the labels' own events, in the same order (a bulk write with labels), so
+    their keys need not be looked up.
+    """
     ids = [str(i) for i in labels.ids.tolist()]
-    values = labels.label.astype(np.float64).tolist()
-    at = labels.label_time.astype(np.int64).tolist()
+    values = labels.label.astype(np.float64)
+    at = labels.label_time.astype(np.int64)
     db.executemany(
         "INSERT INTO labels VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
         "label = excluded.label, label_time = excluded.label_time",
-        zip(ids, values, at, strict=True),
+        zip(ids, values.tolist(), at.tolist(), strict=True),
     )
+    if events is not None:
+        hit = np.ones(len(ids), dtype=bool)
+        times = events.time.astype(np.int64)
+        keys = {entity: np.asarray(k, dtype=object) for entity, k in events.keys.items()}
+        matched = ids
+    else:
+        hit, times, keys = _locate(db, ids)
+        matched = [ids[n] for n in np.flatnonzero(hit).tolist()]
+    for entity, entity_keys in keys.items():
+        _merge_labels(db, entity, entity_keys, matched, times, values[hit], at[hit])
+    return len(set(matched))
+
+
+def _locate(
+    db: sqlite3.Connection, ids: list[str]
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Which ids have a stored event, and those events' times and keys per entity."""
     found: dict[str, tuple[int, str]] = {}
-    for start in range(0, len(ids), 20000):
-        chunk = ids[start : start + 20000]
-        condition, param = _in(chunk)
+    for start in range(0, len(ids), _READ_CHUNK):
+        condition, param = _in(ids[start : start + _READ_CHUNK])
         for i, time, keys in db.execute(
             f"SELECT id, time, keys FROM events WHERE id {condition}", (param,)
         ):
             found[str(i)] = (int(time), str(keys))
-    additions: dict[tuple[str, str], list[tuple[str, int, float, int]]] = {}
-    for i, value, arrived in zip(ids, values, at, strict=True):
-        if i not in found:
-            continue
-        time, keys = found[i]
-        parts = keys.split(_SEP)
-        for entity, key in zip(parts[0::2], parts[1::2], strict=True):
-            additions.setdefault((entity, key), []).append((i, time, value, arrived))
-    for (entity, key), items in additions.items():
-        _merge_labels(db, entity, key, items)
-    return len(found)
+    hit = np.fromiter((i in found for i in ids), dtype=bool, count=len(ids))
+    located = [found[ids[n]] for n in np.flatnonzero(hit).tolist()]
+    times = np.fromiter((time for time, _ in located), dtype=np.int64, count=len(located))
+    split = [keys.split(_SEP) for _, keys in located]
+    entities = split[0][0::2] if split else []
+    keys = {
+        entity: np.asarray([parts[2 * n + 1] for parts in split], dtype=object)
+        for n, entity in enumerate(entities)
+    }
+    return hit, times, keys
+
+
+#: Keys or ids per ``IN (json_each(?))`` read.
+_READ_CHUNK = 20_000
 
 
 def _merge_labels(
-    db: sqlite3.Connection, entity: str, key: str, items: list[tuple[str, int, float, int]]
+    db: sqlite3.Connection,
+    entity: str,
+    keys: np.ndarray,
+    ids: list[str],
+    times: np.ndarray,
+    values: np.ndarray,
+    arrived: np.ndarray,
 ) -> None:
-    """Add labelled events to one key's kind-1 series; a re-delivered id replaces its entry."""
-    current = _read_series(db, entity, [key], _LABELLED).get(key)
-    ids = list(current.ids or []) if current is not None else []
-    times = current.times.tolist() if current is not None else []
-    values = current.a.tolist() if current is not None else []
-    arrived = current.b.tolist() if current is not None and current.b is not None else []
-    position = {i: n for n, i in enumerate(ids)}
-    for i, time, value, at in items:
+    """Add labelled events to their keys' kind-1 series, one row rewritten per key.
+
+    A label delivered again (same id) replaces its entry in place; new ids are appended in
+    delivery order, so a series reads the same whether its labels came in one delivery or
+    in several.
+    """
+    order = np.argsort(keys.astype(str), kind="stable")
+    sorted_keys = keys[order]
+    bounds = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True])
+    unique = [str(k) for k in sorted_keys[bounds[:-1]]]
+    current: dict[str, _Series] = {}
+    for start in range(0, len(unique), _READ_CHUNK):
+        current.update(_read_series(db, entity, unique[start : start + _READ_CHUNK], _LABELLED))
+    rows = []
+    for j, key in enumerate(unique):
+        pick = order[bounds[j] : bounds[j + 1]]
+        new_ids = [ids[n] for n in pick.tolist()]
+        series = _merged(current.get(key), new_ids, times[pick], values[pick], arrived[pick])
+        rows.append((entity, key, _LABELLED, *series.encode()))
+    db.executemany("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def _merged(
+    old: _Series | None,
+    ids: list[str],
+    times: np.ndarray,
+    values: np.ndarray,
+    arrived: np.ndarray,
+) -> _Series:
+    """``old`` with the labelled events added: appended, or replacing an entry of the same id."""
+    old_ids = list(old.ids or []) if old is not None else []
+    if len(set(ids)) == len(ids) and set(ids).isdisjoint(old_ids):  # the common case
+        if old is None or old.b is None:
+            return _Series(times.copy(), values.copy(), arrived.copy(), ids)
+        return _Series(
+            np.concatenate([old.times, times]),
+            np.concatenate([old.a, values]),
+            np.concatenate([old.b, arrived]),
+            old_ids + ids,
+        )
+    all_times = old.times.tolist() if old is not None else []
+    all_values = old.a.tolist() if old is not None else []
+    all_arrived = old.b.tolist() if old is not None and old.b is not None else []
+    position = {i: n for n, i in enumerate(old_ids)}
+    for i, time, value, at in zip(
+        ids, times.tolist(), values.tolist(), arrived.tolist(), strict=True
+    ):
         if i in position:
-            values[position[i]], arrived[position[i]] = value, at
+            all_values[position[i]], all_arrived[position[i]] = value, at
             continue
-        position[i] = len(ids)
-        ids.append(i)
-        times.append(time)
-        values.append(value)
-        arrived.append(at)
-    series = _Series(
-        np.asarray(times, dtype=np.int64),
-        np.asarray(values, dtype=np.float64),
-        np.asarray(arrived, dtype=np.int64),
-        ids,
-    )
-    db.execute(
-        "INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (entity, key, _LABELLED, *series.encode()),
+        position[i] = len(old_ids)
+        old_ids.append(i)
+        all_times.append(time)
+        all_values.append(value)
+        all_arrived.append(at)
+    return _Series(
+        np.asarray(all_times, dtype=np.int64),
+        np.asarray(all_values, dtype=np.float64),
+        np.asarray(all_arrived, dtype=np.int64),
+        old_ids,
     )
 
 

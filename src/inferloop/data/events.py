@@ -1,0 +1,210 @@
+"""The records that pass between scoring paths, the featurizer and a feature-state store.
+
+* :class:`RawColumns`: the raw transaction fields the featurizer reads, as numpy arrays (a
+  request's columns are read once and shared by the contract checks, the featurizer and the
+  store).
+* :class:`EntityQuery` and :class:`EntityEvents`: what a batch asks a feature-state store for,
+  per entity kind, and what the store answers.
+
+They live apart from :mod:`inferloop.data.features` so that a store depends on these plain
+records, not on the featurizer's window arithmetic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from inferloop.core import schema as s
+
+__all__ = [
+    "ENTITY_COLUMNS",
+    "EntityEvents",
+    "EntityQuery",
+    "RawColumns",
+    "concat_raw",
+    "take_raw",
+    "text_keys",
+]
+
+
+def _epoch_seconds(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    values = ts if _is_naive_datetime(ts) else pd.to_datetime(ts)
+    return values.to_numpy(dtype="datetime64[s]").astype(np.int64)
+
+
+def _is_naive_datetime(ts: pd.Series | pd.DatetimeIndex) -> bool:
+    return isinstance(ts.dtype, np.dtype) and ts.dtype.kind == "M"  # tz-aware: a pandas dtype
+
+
+def _wall_clock_seconds(ts: pd.Series, utc_seconds: np.ndarray) -> np.ndarray:
+    """Epoch seconds of the local wall-clock time (hour, weekday): UTC unless tz-aware."""
+    if _is_naive_datetime(ts):
+        return utc_seconds
+    parsed = pd.to_datetime(ts)
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        return _epoch_seconds(parsed.dt.tz_localize(None))
+    return utc_seconds
+
+
+def _as_text_values(values: pd.Series) -> np.ndarray:
+    """Values as an object array; ``==`` with a category name compares element by element."""
+    return np.asarray(values.to_numpy(), dtype=object)
+
+
+def _labels(X: pd.DataFrame, y: pd.Series | np.ndarray | None) -> np.ndarray | None:
+    """Labels from ``y`` or the ``is_fraud`` column as float64 (NaN where unknown), else None."""
+    if y is not None:
+        return pd.to_numeric(pd.Series(np.asarray(y)), errors="coerce").to_numpy(dtype=np.float64)
+    if s.TARGET in X:
+        return pd.to_numeric(X[s.TARGET], errors="coerce").to_numpy(dtype=np.float64)
+    return None
+
+
+@dataclass(frozen=True)
+class RawColumns:
+    """The raw transaction fields the featurizer reads, as numpy arrays.
+
+    Build it from a frame with :meth:`from_frame`, or directly from arrays that a caller has
+    already read and validated (the scoring path reads each column of a request once).
+
+    Parameters
+    ----------
+    seconds:
+        Epoch seconds (UTC) of each transaction, int64.
+    customer, terminal:
+        Customer and terminal keys.
+    amount:
+        Amounts, float64.
+    channel, merchant_category:
+        Category values (compared with the contract's category names).
+    label:
+        Fraud labels, float64 with NaN where unknown; None when no labels came with the rows.
+    wall_seconds:
+        Epoch seconds of the local wall-clock time for hour and weekday, when it differs from
+        ``seconds`` (tz-aware input); None means ``seconds``.
+    """
+
+    seconds: np.ndarray
+    customer: np.ndarray
+    terminal: np.ndarray
+    amount: np.ndarray
+    channel: np.ndarray
+    merchant_category: np.ndarray
+    label: np.ndarray | None = None
+    wall_seconds: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.seconds)
+
+    @classmethod
+    def from_frame(cls, X: pd.DataFrame, y: pd.Series | np.ndarray | None = None) -> RawColumns:
+        """Read the featurizer's columns (and labels from ``y`` or ``is_fraud``) from ``X``."""
+        ts = X[s.TIMESTAMP]
+        seconds = _epoch_seconds(ts)
+        wall = _wall_clock_seconds(ts, seconds)
+        return cls(
+            seconds=seconds,
+            customer=X[s.CUSTOMER_ID].to_numpy(),
+            terminal=X[s.TERMINAL_ID].to_numpy(),
+            amount=X[s.AMOUNT].to_numpy(dtype=np.float64),
+            channel=_as_text_values(X[s.CHANNEL]),
+            merchant_category=_as_text_values(X[s.MERCHANT_CATEGORY]),
+            label=_labels(X, y),
+            wall_seconds=None if wall is seconds else wall,
+        )
+
+
+def concat_raw(first: RawColumns, second: RawColumns) -> RawColumns:
+    """``first``'s transactions followed by ``second``'s (labels unknown where one has none)."""
+
+    def labels(raw: RawColumns) -> np.ndarray:
+        return raw.label if raw.label is not None else np.full(len(raw), np.nan)
+
+    def wall(raw: RawColumns) -> np.ndarray:
+        return raw.wall_seconds if raw.wall_seconds is not None else raw.seconds
+
+    has_labels = first.label is not None or second.label is not None
+    has_wall = first.wall_seconds is not None or second.wall_seconds is not None
+    return RawColumns(
+        seconds=np.concatenate([first.seconds, second.seconds]),
+        customer=np.concatenate([first.customer, second.customer]),
+        terminal=np.concatenate([first.terminal, second.terminal]),
+        amount=np.concatenate([first.amount, second.amount]),
+        channel=np.concatenate([first.channel, second.channel]),
+        merchant_category=np.concatenate([first.merchant_category, second.merchant_category]),
+        label=np.concatenate([labels(first), labels(second)]) if has_labels else None,
+        wall_seconds=np.concatenate([wall(first), wall(second)]) if has_wall else None,
+    )
+
+
+#: The entity kinds the featurizer keys its windows by, and their raw columns.
+ENTITY_COLUMNS: dict[str, str] = {"customer": s.CUSTOMER_ID, "terminal": s.TERMINAL_ID}
+
+
+def take_raw(raw: RawColumns, positions: np.ndarray) -> RawColumns:
+    """The transactions of ``raw`` at ``positions`` (in that order)."""
+
+    def pick(values: np.ndarray | None) -> np.ndarray | None:
+        return None if values is None else values[positions]
+
+    return RawColumns(
+        seconds=raw.seconds[positions],
+        customer=raw.customer[positions],
+        terminal=raw.terminal[positions],
+        amount=raw.amount[positions],
+        channel=raw.channel[positions],
+        merchant_category=raw.merchant_category[positions],
+        label=pick(raw.label),
+        wall_seconds=pick(raw.wall_seconds),
+    )
+
+
+def text_keys(values: np.ndarray) -> np.ndarray:
+    """Entity keys or ids as text (an object array): the form a feature-state store keys by."""
+    if values.dtype.kind in "iu":
+        return np.asarray(values.astype(str), dtype=object)
+    return np.fromiter((str(v) for v in values), dtype=object, count=len(values))
+
+
+@dataclass(frozen=True)
+class EntityQuery:
+    """What a batch needs from a feature-state store for one entity kind.
+
+    Events of ``keys`` with ``time > since``; with ``labelled``, only events whose label had
+    arrived by the store request's label cutoff (the batch's last timestamp), with the label
+    and the time it arrived.
+    """
+
+    entity: str
+    keys: np.ndarray
+    since: int
+    labelled: bool
+
+
+@dataclass(frozen=True)
+class EntityEvents:
+    """Events of one entity kind read from a feature-state store.
+
+    ``key`` is text, ``time`` epoch seconds, ``label`` NaN where unknown and ``label_time``
+    the second the label arrived (0 where unknown). ``last`` maps a key to the time of its
+    newest event ever written (also when that event is older than the window read), so "time
+    since the previous transaction" does not end at the window.
+    """
+
+    key: np.ndarray
+    time: np.ndarray
+    amount: np.ndarray
+    label: np.ndarray
+    label_time: np.ndarray
+    last: dict[str, int]
+
+    @staticmethod
+    def empty(last: dict[str, int] | None = None) -> EntityEvents:
+        """No events."""
+        no_times = np.empty(0, np.int64)
+        return EntityEvents(
+            np.empty(0, object), no_times, np.empty(0), np.empty(0), no_times, last or {}
+        )
