@@ -22,6 +22,7 @@ write rewrites the few small rows it touched.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 import sqlite3
@@ -388,6 +389,17 @@ def _insert(
     return len(events)
 
 
+def _by_key(keys: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Each distinct key as text, in sorted order, with its entries' positions in input order."""
+    if len(keys) == 0:
+        return []
+    text = keys.astype(str)
+    order = np.argsort(text, kind="stable")
+    ordered = text[order]
+    bounds = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1], True])
+    return [(str(ordered[a]), order[a:b]) for a, b in itertools.pairwise(bounds.tolist())]
+
+
 def _append_events(
     db: sqlite3.Connection,
     entity: str,
@@ -400,16 +412,12 @@ def _append_events(
     ``current``: the keys' series as this transaction read them (a key absent there has none
     yet); None reads them here.
     """
-    keys = events.keys[entity].astype(str)
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    bounds = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True])
-    unique = [str(k) for k in sorted_keys[bounds[:-1]]]
+    groups = _by_key(events.keys[entity])
+    unique = [key for key, _ in groups]
     existing = current if current is not None else _read_series(db, entity, unique, _EVENTS)
     times, amounts = events.time.astype(np.int64), events.amount.astype(np.float64)
     rows = []
-    for j, key in enumerate(unique):
-        pick = order[bounds[j] : bounds[j + 1]]
+    for key, pick in groups:
         old = existing.get(key)
         new_times = times[pick] if old is None else np.concatenate([old.times, times[pick]])
         new_amounts = amounts[pick] if old is None else np.concatenate([old.a, amounts[pick]])
@@ -489,16 +497,13 @@ def _merge_labels(
     delivery order, so a series reads the same whether its labels came in one delivery or
     in several.
     """
-    order = np.argsort(keys.astype(str), kind="stable")
-    sorted_keys = keys[order]
-    bounds = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True])
-    unique = [str(k) for k in sorted_keys[bounds[:-1]]]
+    groups = _by_key(keys)
+    unique = [key for key, _ in groups]
     current: dict[str, _Series] = {}
     for start in range(0, len(unique), _READ_CHUNK):
         current.update(_read_series(db, entity, unique[start : start + _READ_CHUNK], _LABELLED))
     rows = []
-    for j, key in enumerate(unique):
-        pick = order[bounds[j] : bounds[j + 1]]
+    for key, pick in groups:
         new_ids = [ids[n] for n in pick.tolist()]
         series = _merged(current.get(key), new_ids, times[pick], values[pick], arrived[pick])
         rows.append((entity, key, _LABELLED, *series.encode()))
