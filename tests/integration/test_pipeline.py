@@ -49,6 +49,8 @@ TINY = {
             "max_equalized_odds_difference": 1.0,
             "max_demographic_parity_difference": 1.0,
         },
+        # a tiny test window has a handful of frauds per group: let every TPR enter the gap
+        "fairness_gate": {"min_group_positives": 1},
     },
 }
 
@@ -464,15 +466,29 @@ def test_production_simulation_runs_the_whole_loop(repo: Path) -> None:
         assert (repo / f"reports/production/monitoring/week_{week:02d}/report.html").is_file()
         predictions = pd.read_parquet(repo / f"data/production/predictions/week_{week:02d}.parquet")
         assert {"model_name", "model_version", "score", "decision"} <= set(predictions.columns)
+    # no week is scored by a champion that has seen it
+    trained = pd.to_datetime(timeline["champion_trained_through"])
+    assert (trained < pd.to_datetime(timeline["start"])).all(), timeline
     register = json.loads((repo / "reports/retrain/register.json").read_text())
+    assert register["model_name"] == "fraud-detector-production"
     out = _python(
         repo,
         f"""
 import mlflow
 from inferloop.core.tracking import configure_mlflow
 configure_mlflow()
-v = mlflow.MlflowClient().get_model_version("fraud-detector", "{register["version"]}")
+client = mlflow.MlflowClient()
+v = client.get_model_version("fraud-detector-production", "{register["version"]}")
 assert v.tags.get("trigger_report", "").startswith("reports/production/monitoring/"), v.tags
+# the simulation's world is its own: it started from a copy of the serving champion and
+# retrained into its own name, so the main champion (what a rerun starts from) is untouched
+first = client.get_model_version("fraud-detector-production", "1")
+main = client.get_model_version_by_alias("fraud-detector", "champion")
+assert first.tags["copied_from"] == f"fraud-detector/{{main.version}}", first.tags
+assert main.tags["trained_through"] < "{timeline["start"].iloc[0]}", main.tags
+leaked = [m.version for m in client.search_model_versions("name='fraud-detector'")
+          if m.tags.get("trigger_report", "").startswith("reports/production")]
+assert leaked == [], leaked
 print("ok")
 """,
     )

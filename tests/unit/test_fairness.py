@@ -19,6 +19,7 @@ from inferloop.evaluation.fairness import (
     group_fairness,
     plot_group_metrics,
 )
+from inferloop.evaluation.fairness_ci import IntervalParams, passes_rule
 
 
 def _group(
@@ -40,9 +41,16 @@ def _frame(*groups: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(groups, ignore_index=True)
 
 
-def _fairness(frame: pd.DataFrame, min_group_size: int = 30) -> GroupFairness:
+def _fairness(
+    frame: pd.DataFrame, min_group_size: int = 30, min_positives: int = 10
+) -> GroupFairness:
     return group_fairness(
-        frame["y"], frame["pred"], frame["score"], frame["group"].rename("age_band"), min_group_size
+        frame["y"],
+        frame["pred"],
+        frame["score"],
+        frame["group"].rename("age_band"),
+        min_group_size,
+        IntervalParams(min_group_positives=min_positives),
     )
 
 
@@ -83,14 +91,14 @@ def test_small_groups_are_reported_but_excluded_from_gaps() -> None:
     assert result.equalized_odds_difference == pytest.approx(0.5)
     assert result.demographic_parity_difference == pytest.approx(0.125)
     # with a lower bar, C enters: TPR gap 1.0 - 0.0, FPR gap 1.0 - 0.1
-    everyone = _fairness(_frame(A, B, small), min_group_size=5)
+    everyone = _fairness(_frame(A, B, small), min_group_size=5, min_positives=1)
     assert (everyone.tpr_difference, everyone.fpr_difference) == pytest.approx((1.0, 0.9))
     assert everyone.equalized_odds_difference == pytest.approx(1.0)
 
 
 def test_matches_fairlearn_when_every_rate_is_defined() -> None:
     frame = _frame(A, B, _group("C", positives=5, caught=1, negatives=35, false_alerts=7))
-    result = _fairness(frame)
+    result = _fairness(frame, min_positives=1)
     expected = equalized_odds_difference(
         frame["y"], frame["pred"], sensitive_features=frame["group"], agg="worst_case"
     )
@@ -196,3 +204,45 @@ def test_plot_group_metrics_copes_with_undefined_rates_and_small_groups() -> Non
     grey = to_rgba("lightgrey")
     # groups A, D, E: only E (2 rows) is below min_group_size
     assert [bar.get_facecolor() == grey for bar in fig.axes[0].patches] == [False, False, True]
+
+
+# --------------------------------------------------------------------------- intervals
+
+
+def test_every_rate_and_gap_carries_an_interval_around_its_value() -> None:
+    result = _fairness(_frame(A, B))
+    for gap in ("equalized_odds_difference", "tpr_difference", "demographic_parity_difference"):
+        low, high = result.interval(gap)
+        assert low <= getattr(result, gap) <= high, (gap, low, high)
+    table = result.by_group
+    assert (table["tpr_low"] <= table["tpr"]).all() and (table["tpr"] <= table["tpr_high"]).all()
+    assert {"tpr_low", "fpr_high", "selection_rate_low", "note"} <= set(table.columns)
+    flat = result.as_dict()
+    assert "fairness/age_band/equalized_odds_difference_low" in flat
+
+
+def test_intervals_narrow_with_more_rows_and_are_reproducible() -> None:
+    small, large = _frame(A, B), _frame(*([A] * 10), *([B] * 10))
+    width = lambda r: np.subtract(*r.interval("tpr_difference")[::-1])  # noqa: E731
+    assert width(_fairness(large)) < width(_fairness(small)) / 2
+    assert _fairness(small).intervals == _fairness(small).intervals
+
+
+def test_a_group_with_too_few_frauds_is_not_assessable_and_says_so() -> None:
+    few = _group("C", positives=3, caught=0, negatives=60, false_alerts=1)
+    result = _fairness(_frame(A, B, few))
+    assert result.by_group.loc["C", "note"] == "TPR not assessable: 3 frauds (< 10)"
+    assert result.tpr_difference == pytest.approx(0.5)  # A and B only
+    alone = _fairness(_frame(A, few))
+    assert math.isnan(alone.equalized_odds_difference)
+    why = alone.not_assessable["equalized_odds_difference"]
+    assert "age_band: fewer than two groups" in why and "C 63 rows / 3 frauds" in why, why
+
+
+def test_gate_rules() -> None:
+    assert passes_rule(0.5, 0.3, 0.7, 0.45, "lower_bound")
+    assert not passes_rule(0.5, 0.3, 0.7, 0.45, "upper_bound")
+    assert not passes_rule(0.5, 0.3, 0.7, 0.45, "point")
+    assert not passes_rule(math.nan, math.nan, math.nan, 0.45, "lower_bound")
+    with pytest.raises(ValueError, match="rule must be one of"):
+        IntervalParams(rule="median")

@@ -27,12 +27,11 @@ from inferloop.training.candidates import (
     SearchParams,
     TrainParams,
     downsample_genuine,
-    feature_importance,
-    plot_feature_importance,
     search_lightgbm,
     train_candidate,
     train_candidates,
 )
+from inferloop.training.importance import feature_importance, plot_feature_importance
 from inferloop.training.nn import TorchMLPClassifier
 
 FAST = TrainParams(
@@ -245,3 +244,47 @@ def test_retraining_with_the_same_seed_writes_byte_identical_model_files(
     assert (tmp_path / "other" / "mlp.pkl").read_bytes() != (
         tmp_path / "first" / "mlp.pkl"
     ).read_bytes()
+
+
+# --------------------------------------------------------------------------- mitigated candidates
+
+
+def _biased_world(n: int = 6000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, pd.Series]:
+    """Two groups; group B's frauds carry a weaker signal, so a plain model misses them."""
+    rng = np.random.default_rng(seed)
+    group = pd.Series(np.where(rng.random(n) < 0.4, "B", "A"), name="age_band")
+    y = (rng.random(n) < 0.06).astype(np.int64)
+    signal = np.where(group == "B", 0.6, 2.5) * y
+    X = pd.DataFrame({"x1": rng.normal(size=n) + signal, "x2": rng.normal(size=n)})
+    return X, y, group
+
+
+def _tpr_gap(scores: np.ndarray, y: np.ndarray, group: pd.Series, alert_rate: float) -> float:
+    alert = scores >= np.quantile(scores, 1 - alert_rate)
+    tprs = [alert[(group == g).to_numpy() & (y == 1)].mean() for g in ("A", "B")]
+    return float(abs(tprs[0] - tprs[1]))
+
+
+def test_a_mitigated_candidate_narrows_the_tpr_gap_without_the_attribute_at_prediction() -> None:
+    X, y, group = _biased_world()
+    Xv, yv, _ = _biased_world(seed=1)
+    params = dataclasses.replace(FAST, candidates=("logistic", "logistic_fair"))
+    plain = train_candidate("logistic", X, y, Xv, yv, params)
+    fair = train_candidate("logistic_fair", X, y, Xv, yv, params, sensitive=group)
+    assert fair.params["logistic_fair.models_kept"] >= 1 and fair.params["n_features"] == 2
+    Xt, yt, gt = _biased_world(seed=2)
+    scores = {c.name: c.estimator.predict_proba(Xt)[:, 1] for c in (plain, fair)}  # no attribute
+    rate = float(y.mean())
+    assert _tpr_gap(scores["logistic_fair"], yt, gt, rate) < _tpr_gap(
+        scores["logistic"], yt, gt, rate
+    )
+    assert np.array_equal(scores["logistic_fair"], fair.estimator.predict_proba(Xt)[:, 1])
+    assert feature_importance(fair, ["x1", "x2"])["feature"].iloc[0] == "x1"
+    restored = pickle.loads(cloudpickle.dumps(fair.estimator))
+    assert np.array_equal(restored.predict_proba(Xt)[:, 1], scores["logistic_fair"])
+
+
+def test_a_mitigated_candidate_needs_the_sensitive_attribute_to_train() -> None:
+    X, y, _ = _biased_world(n=500)
+    with pytest.raises(ValueError, match="needs the sensitive attribute 'age_band'"):
+        train_candidate("logistic_fair", X, y, X, y, FAST)

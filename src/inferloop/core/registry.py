@@ -16,12 +16,16 @@ __all__ = [
     "CHAMPION",
     "EDGE_MODEL",
     "FULL_MODEL",
+    "TAG_COPIED_FROM",
     "TAG_FAILED_GATES",
     "TAG_GATES_PASSED",
     "TAG_PREVIOUS_CHAMPION",
+    "TAG_TRAINED_THROUGH",
     "AliasMove",
     "RegistryError",
+    "RegistryParams",
     "alias_version",
+    "copy_as_champion",
     "promote",
     "register_version",
     "resolve",
@@ -38,6 +42,20 @@ CHALLENGER = "challenger"
 TAG_GATES_PASSED = "gates_passed"
 TAG_PREVIOUS_CHAMPION = "previous_champion"
 TAG_FAILED_GATES = "failed_gates"
+#: The last day of data (train, validation or test window) the version has seen, ISO date.
+TAG_TRAINED_THROUGH = "trained_through"
+TAG_COPIED_FROM = "copied_from"
+
+
+@dataclass(frozen=True)
+class RegistryParams:
+    """The ``registry`` section of params.yaml: the registered model the pipeline writes.
+
+    The production simulation points its retraining at a name of its own, so that the models
+    it trains on simulated weeks never become the champion of the main pipeline.
+    """
+
+    model_name: str = FULL_MODEL
 
 
 class RegistryError(RuntimeError):
@@ -137,6 +155,25 @@ def promote(name: str, version: str, *, force: bool = False) -> AliasMove:
         client.set_model_version_tag(name, version, TAG_PREVIOUS_CHAMPION, previous)
     client.set_registered_model_alias(name, CHAMPION, version)
     return AliasMove(name, CHAMPION, str(version), previous, force)
+
+
+def copy_as_champion(source: str, version: str, name: str, tags: dict[str, str]) -> str:
+    """Copy ``source`` v``version`` into ``name`` as a new version and make it the champion.
+
+    The copy keeps the source's tags (gate results, validation figures, ``trained_through``)
+    plus ``tags`` and ``copied_from``; it passed its gates as the source, so no gate is rerun.
+    """
+    client = _client()
+    source_tags = dict(client.get_model_version(source, version).tags)
+    copied = client.copy_model_version(f"models:/{source}/{version}", name)
+    for key, value in {
+        **source_tags,
+        **tags,
+        TAG_COPIED_FROM: f"{source}/{version}",
+    }.items():
+        client.set_model_version_tag(name, copied.version, key, str(value))
+    client.set_registered_model_alias(name, CHAMPION, copied.version)
+    return str(copied.version)
 
 
 def rollback(name: str) -> AliasMove:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
@@ -41,6 +41,14 @@ import pandas as pd
 from fairlearn.metrics import MetricFrame, demographic_parity_difference, selection_rate
 from numpy.typing import ArrayLike, NDArray
 from sklearn.metrics import average_precision_score
+
+from inferloop.evaluation.fairness_ci import (
+    IntervalParams,
+    bootstrap_cells,
+    cell_rates,
+    gap_of,
+    percentile_interval,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -73,7 +81,15 @@ GROUP_COLUMNS: Final = (
     "precision",
     "average_precision",
     "included",
+    "tpr_low",
+    "tpr_high",
+    "fpr_low",
+    "fpr_high",
+    "selection_rate_low",
+    "selection_rate_high",
+    "note",
 )
+_INTERVAL_RATES: Final = ("tpr", "fpr", "selection_rate")
 _PLOTTED: Final = (
     ("tpr", "True positive rate"),
     ("fpr", "False positive rate"),
@@ -167,6 +183,13 @@ class GroupFairness:
         Largest minus smallest TPR / FPR among included groups where that rate is defined.
     min_group_size : int
         Smallest group size that enters the gaps.
+    intervals : dict of str to (float, float)
+        Bootstrap interval of each gap in :data:`GAP_NAMES` at ``confidence``.
+    confidence : float
+        Two-sided confidence of the intervals.
+    not_assessable : dict of str to str
+        Why a gap could not be assessed (fewer than two groups with enough rows or frauds),
+        keyed by gap name; the gap itself is NaN.
 
     Gaps are NaN when fewer than two groups qualify.
     """
@@ -178,6 +201,13 @@ class GroupFairness:
     tpr_difference: float
     fpr_difference: float
     min_group_size: int = 30
+    intervals: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    confidence: float = 0.9
+    not_assessable: Mapping[str, str] = field(default_factory=dict)
+
+    def interval(self, gap: str) -> tuple[float, float]:
+        """The bootstrap interval of ``gap`` (NaNs when it was not computed)."""
+        return tuple(self.intervals.get(gap, (float("nan"), float("nan"))))  # type: ignore[return-value]
 
     def as_dict(self, prefix: str = "fairness/", per_group: bool = False) -> dict[str, float]:
         """Flat metrics for logging, e.g. ``fairness/age_band/equalized_odds_difference``.
@@ -192,6 +222,9 @@ class GroupFairness:
         """
         base = f"{prefix}{_metric_name(self.attribute)}/"
         out = {f"{base}{name}": float(getattr(self, name)) for name in GAP_NAMES}
+        for name in GAP_NAMES:
+            low, high = self.interval(name)
+            out[f"{base}{name}_low"], out[f"{base}{name}_high"] = low, high
         out[f"{base}n_groups_included"] = float(self.by_group["included"].sum())
         if per_group:
             for group, row in self.by_group.iterrows():
@@ -268,12 +301,6 @@ def _by_group(
     return table.astype({"count": np.int64, "positives": np.int64})
 
 
-def _gap(values: pd.Series) -> float:
-    """``max - min`` over the defined values, NaN with fewer than two."""
-    defined = values.dropna()
-    return float(defined.max() - defined.min()) if len(defined) >= 2 else float("nan")
-
-
 def _parity_difference(reduced: pd.DataFrame, included: pd.Index) -> float:
     """fairlearn's demographic parity difference over the included groups' (reduced) rows."""
     if len(included) < 2:
@@ -289,10 +316,89 @@ def _parity_difference(reduced: pd.DataFrame, included: pd.Index) -> float:
     )
 
 
-def _worst_case(*gaps: float) -> float:
-    """Largest of the defined gaps (NaN when none is defined)."""
-    defined = [gap for gap in gaps if not np.isnan(gap)]
-    return max(defined) if defined else float("nan")
+def _cells(y: NDArray[np.int64], p: NDArray[np.int64], groups: pd.Series) -> NDArray[np.int64]:
+    """Rows per group (in category order) and cell ``label * 2 + decision``, shape (groups, 4)."""
+    combo = groups.cat.codes.to_numpy(dtype=np.int64) * 4 + y * 2 + p
+    counts = np.bincount(combo, minlength=4 * len(groups.cat.categories))
+    return counts.reshape(-1, 4)
+
+
+@dataclass(frozen=True)
+class _Masks:
+    """Which groups enter each gap: large enough, and with enough frauds / genuine rows."""
+
+    included: NDArray[np.bool_]
+    tpr: NDArray[np.bool_]
+    fpr: NDArray[np.bool_]
+
+    @classmethod
+    def of(cls, table: pd.DataFrame, min_positives: int) -> _Masks:
+        included = table["included"].to_numpy(dtype=bool)
+        positives = table["positives"].to_numpy()
+        negatives = table["count"].to_numpy() - positives
+        return cls(
+            included,
+            included & (positives >= min_positives),
+            included & (negatives >= min_positives),
+        )
+
+
+def _group_note(row: pd.Series, min_group_size: int, min_positives: int) -> str:
+    """Why a group's rates stay out of the gaps, in words ("" when they enter)."""
+    if not row["included"]:
+        return f"too small: {int(row['count']):,} rows (< {min_group_size})"
+    if row["positives"] < min_positives:
+        return f"TPR not assessable: {int(row['positives'])} frauds (< {min_positives})"
+    return ""
+
+
+def _sizes(table: pd.DataFrame) -> str:
+    return ", ".join(
+        f"{group} {int(n):,} rows / {int(p):,} frauds"
+        for group, n, p in zip(table.index, table["count"], table["positives"], strict=True)
+    )
+
+
+def _not_assessable(
+    attribute: str, table: pd.DataFrame, masks: _Masks, min_group_size: int, min_positives: int
+) -> dict[str, str]:
+    """A message per gap that fewer than two groups can enter, naming the group sizes."""
+    need = {
+        "demographic_parity_difference": (masks.included, f">= {min_group_size} rows"),
+        "tpr_difference": (masks.tpr, f">= {min_group_size} rows and >= {min_positives} frauds"),
+        "fpr_difference": (masks.fpr, f">= {min_group_size} rows and >= {min_positives} genuine"),
+    }
+    out = {
+        gap: f"{attribute}: fewer than two groups with {what} ({_sizes(table)})"
+        for gap, (mask, what) in need.items()
+        if mask.sum() < 2
+    }
+    if "tpr_difference" in out or "fpr_difference" in out:
+        out["equalized_odds_difference"] = out.get("tpr_difference") or out["fpr_difference"]
+    return out
+
+
+def _add_rate_intervals(
+    table: pd.DataFrame, boot: dict[str, NDArray[np.float64]], confidence: float
+) -> None:
+    for rate in _INTERVAL_RATES:
+        bounds = [percentile_interval(boot[rate][:, g], confidence) for g in range(len(table))]
+        table[f"{rate}_low"] = [low for low, _ in bounds]
+        table[f"{rate}_high"] = [high for _, high in bounds]
+
+
+def _gap_intervals(
+    boot: dict[str, NDArray[np.float64]], masks: _Masks, confidence: float
+) -> dict[str, tuple[float, float]]:
+    tpr, fpr = gap_of(boot["tpr"], masks.tpr), gap_of(boot["fpr"], masks.fpr)
+    eod = np.where(np.isfinite(tpr) & np.isfinite(fpr), np.fmax(tpr, fpr), np.nan)
+    gaps = {
+        "demographic_parity_difference": gap_of(boot["selection_rate"], masks.included),
+        "equalized_odds_difference": eod,
+        "tpr_difference": tpr,
+        "fpr_difference": fpr,
+    }
+    return {name: percentile_interval(values, confidence) for name, values in gaps.items()}
 
 
 def group_fairness(
@@ -301,8 +407,9 @@ def group_fairness(
     scores: ArrayLike,
     sensitive: pd.Series,
     min_group_size: int = 30,
+    interval: IntervalParams | None = None,
 ) -> GroupFairness:
-    """Per-group alert metrics and fairness gaps for one sensitive attribute.
+    """Per-group alert metrics and fairness gaps, with bootstrap intervals, for one attribute.
 
     Parameters
     ----------
@@ -317,31 +424,53 @@ def group_fairness(
         values form a group of their own, ``"<missing>"``.
     min_group_size : int, default 30
         Groups with fewer rows are reported but excluded from the gaps.
+    interval : IntervalParams, optional
+        Bootstrap settings and the frauds a group needs for its TPR to enter the TPR gap
+        (default :class:`IntervalParams`).
 
     Returns
     -------
     GroupFairness
+        The equalized-odds gap needs both the TPR and the FPR gap; when either cannot be
+        assessed it is NaN and ``not_assessable`` says why.
 
     Raises
     ------
     ValueError
         On empty input, mismatched lengths or labels other than 0/1.
     """
+    interval = interval or IntervalParams()
     y, p, s = _check_inputs(y_true, y_pred, scores)
     groups = _as_groups(sensitive, y.size)
     reduced = _reduce(y, p, groups)
-    table = _by_group(reduced, y, s, groups)
+    table = _by_group(reduced, y, s, groups).reindex(groups.cat.categories)
     table["included"] = table["count"] >= min_group_size
-    included = table[table["included"]]
-    tpr_gap, fpr_gap = _gap(included["tpr"]), _gap(included["fpr"])
+    masks = _Masks.of(table, interval.min_group_positives)
+    cells = _cells(y, p, groups)
+    boot = cell_rates(bootstrap_cells(cells, interval.n_boot, interval.seed))
+    _add_rate_intervals(table, boot, interval.confidence)
+    table["note"] = [
+        _group_note(row, min_group_size, interval.min_group_positives)
+        for _, row in table.iterrows()
+    ]
+    point = cell_rates(cells)
+    tpr_gap = float(gap_of(point["tpr"], masks.tpr))
+    fpr_gap = float(gap_of(point["fpr"], masks.fpr))
+    eod = max(tpr_gap, fpr_gap) if np.isfinite(tpr_gap) and np.isfinite(fpr_gap) else np.nan
+    attribute = str(groups.name)
     return GroupFairness(
-        attribute=str(groups.name),
+        attribute=attribute,
         by_group=table,
-        demographic_parity_difference=_parity_difference(reduced, included.index),
-        equalized_odds_difference=_worst_case(tpr_gap, fpr_gap),
+        demographic_parity_difference=_parity_difference(reduced, table.index[masks.included]),
+        equalized_odds_difference=float(eod),
         tpr_difference=tpr_gap,
         fpr_difference=fpr_gap,
         min_group_size=min_group_size,
+        intervals=_gap_intervals(boot, masks, interval.confidence),
+        confidence=interval.confidence,
+        not_assessable=_not_assessable(
+            attribute, table, masks, min_group_size, interval.min_group_positives
+        ),
     )
 
 
@@ -353,6 +482,7 @@ def fairness_report(
     score_col: str,
     attributes: Sequence[str],
     min_group_size: int = 30,
+    interval: IntervalParams | None = None,
 ) -> dict[str, GroupFairness]:
     """:func:`group_fairness` for each sensitive attribute column of ``frame``.
 
@@ -365,6 +495,8 @@ def fairness_report(
     attributes : sequence of str
         Sensitive attribute columns, e.g. :data:`inferloop.core.schema.SENSITIVE_COLUMNS`.
     min_group_size : int, default 30
+        See :func:`group_fairness`.
+    interval : IntervalParams, optional
         See :func:`group_fairness`.
 
     Returns
@@ -382,6 +514,7 @@ def fairness_report(
             frame[score_col].to_numpy(),
             frame[attribute].rename(attribute),
             min_group_size=min_group_size,
+            interval=interval,
         )
         for attribute in attributes
     }

@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import pandas as pd
-
 from inferloop.evaluation.fairness import GroupFairness, fairness_table
+from inferloop.evaluation.fairness_ci import IntervalParams, passes_rule
 from inferloop.evaluation.metrics import ClassificationMetrics
 
 __all__ = [
@@ -46,27 +45,47 @@ class EvaluateParams:
     fairness_attributes: tuple[str, ...] = ("age_band", "region")
     min_group_size: int = 30
     gates: GateParams = field(default_factory=GateParams)
+    fairness_gate: IntervalParams = field(default_factory=IntervalParams)
 
 
 @dataclass(frozen=True)
 class Gate:
-    """One gate: ``value`` must be ``>= threshold`` (kind ``min``) or ``<= threshold`` (``max``)."""
+    """One gate: ``value`` must be ``>= threshold`` (kind ``min``) or ``<= threshold`` (``max``).
+
+    A fairness gate also carries its bootstrap interval (``low``, ``high``) and the ``rule``
+    that judges it (see :mod:`inferloop.evaluation.fairness_ci`); ``note`` says why a value
+    could not be assessed.
+    """
 
     name: str
     value: float
     threshold: float
     kind: str
+    low: float = math.nan
+    high: float = math.nan
+    rule: str = "point"
+    note: str = ""
 
     @property
     def passed(self) -> bool:
         """NaN values fail: a metric that cannot be computed proves nothing."""
         if math.isnan(self.value):
             return False
+        if self.kind == "max" and self.rule != "point":
+            return passes_rule(self.value, self.low, self.high, self.threshold, self.rule)
         return self.value >= self.threshold if self.kind == "min" else self.value <= self.threshold
 
     def as_dict(self) -> dict[str, Any]:
-        """Value, threshold, kind and verdict."""
+        """Value, threshold, kind, interval, rule and verdict."""
         return {**asdict(self), "passed": self.passed}
+
+    def describe(self) -> str:
+        """The gate's value in words: the interval and the rule when there is one."""
+        if self.note and math.isnan(self.value):
+            return f"not assessable: {self.note}"
+        if self.rule == "point":
+            return _fmt(self.value)
+        return f"{_fmt(self.value)} [{_fmt(self.low)}, {_fmt(self.high)}] ({self.rule.replace('_', ' ')})"
 
 
 @dataclass(frozen=True)
@@ -105,8 +124,15 @@ def decide(
     params: GateParams,
     champion: ClassificationMetrics | None = None,
     champion_version: str | None = None,
+    fairness_gate: IntervalParams | None = None,
 ) -> Decision:
-    """Evaluate every gate for ``candidate``; champion gates apply only when one exists."""
+    """Evaluate every gate for ``candidate``; champion gates apply only when one exists.
+
+    Fairness gates judge each gap's bootstrap interval by ``fairness_gate.rule`` (default
+    :class:`IntervalParams`). A gap that cannot be assessed fails with a note that names the
+    attribute and its group sizes; no sensitive attribute at all adds no fairness gate.
+    """
+    rule = (fairness_gate or IntervalParams()).rule
     gates = [
         Gate(
             "min_average_precision", metrics.average_precision, params.min_average_precision, "min"
@@ -128,26 +154,51 @@ def decide(
                 "min",
             ),
         ]
-    for attribute, report in fairness.items():
-        gates += [
-            Gate(
-                f"equalized_odds_difference:{attribute}",
-                report.equalized_odds_difference,
-                params.max_equalized_odds_difference,
-                "max",
-            ),
-            Gate(
-                f"demographic_parity_difference:{attribute}",
-                report.demographic_parity_difference,
-                params.max_demographic_parity_difference,
-                "max",
-            ),
-        ]
+    limits = {
+        "equalized_odds_difference": params.max_equalized_odds_difference,
+        "demographic_parity_difference": params.max_demographic_parity_difference,
+    }
+    for report in fairness.values():
+        gates += [_fairness_gate(report, gap, limit, rule) for gap, limit in limits.items()]
     return Decision(candidate, tuple(gates), champion_version)
+
+
+def _fairness_gate(report: GroupFairness, gap: str, limit: float, rule: str) -> Gate:
+    low, high = report.interval(gap)
+    return Gate(
+        f"{gap}:{report.attribute}",
+        float(getattr(report, gap)),
+        limit,
+        "max",
+        low=low,
+        high=high,
+        rule=rule,
+        note=report.not_assessable.get(gap, ""),
+    )
 
 
 def _fmt(value: float) -> str:
     return "n/a" if isinstance(value, float) and math.isnan(value) else f"{value:.4f}"
+
+
+def _fairness_lines(fairness: Mapping[str, GroupFairness]) -> list[str]:
+    """The per-group table with intervals, and what could not be assessed, in words."""
+    if not fairness:
+        return ["Fairness not assessed: no sensitive attribute is declared.", ""]
+    confidence = next(iter(fairness.values())).confidence
+    table = fairness_table(fairness)
+    lines = [
+        f"Rates with their {confidence:.0%} bootstrap interval; groups in the `note` column "
+        "stay out of the gaps.",
+        "",
+        table.to_markdown(index=False, floatfmt=".3f"),
+        "",
+    ]
+    for result in fairness.values():
+        lines += [
+            f"- Not assessable: {why}" for why in dict.fromkeys(result.not_assessable.values())
+        ]
+    return [*lines, ""]
 
 
 def model_card(
@@ -179,19 +230,15 @@ def model_card(
             f"{_fmt(m.precision)} | {_fmt(m.recall)} | {_fmt(m.brier)} | {'' if secs is None else f'{secs:.1f}'} |"
         )
     lines += ["", "## Fairness (at the operating threshold)", ""]
-    table = fairness_table(fairness) if fairness else pd.DataFrame()
-    lines += [
-        table.to_markdown(index=False, floatfmt=".3f") if len(table) else "no sensitive attributes",
-        "",
-    ]
+    lines += _fairness_lines(fairness)
     lines += [
         "## Gates",
         "",
-        "| gate | value | threshold | kind | passed |",
+        "| gate | value [interval] | threshold | kind | passed |",
         "| --- | --- | --- | --- | --- |",
     ]
     lines += [
-        f"| {g.name} | {_fmt(g.value)} | {_fmt(g.threshold)} | {g.kind} | {'yes' if g.passed else '**no**'} |"
+        f"| {g.name} | {g.describe()} | {_fmt(g.threshold)} | {g.kind} | {'yes' if g.passed else '**no**'} |"
         for g in decision.gates
     ]
     verdict = (
@@ -211,4 +258,9 @@ def model_card(
         "- Scores of class-weighted models are not calibrated probabilities; use the threshold.",
         "- Fairness is measured on the sensitive attributes present in the data only.",
     ]
+    if candidate.endswith("_fair"):
+        lines.append(
+            "- Bias-mitigated (fairlearn reductions): the sensitive attribute was used to TRAIN "
+            "this model only; it scores without any sensitive attribute."
+        )
     return "\n".join(lines) + "\n"

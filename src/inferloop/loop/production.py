@@ -9,6 +9,15 @@ monitoring compares the last two weeks with the champion's reference window (lab
 older week have arrived by then); the policy decides; retraining runs the retrain DVC pipeline
 and the challenger is promoted only through the gates. The result is a timeline: week,
 champion version, drift share, AP, fairness gap, action.
+
+The simulation runs in a world of its own. It starts from a copy of the serving champion
+(``fraud-detector@champion``, trained by ``dvc repro`` on the days before the simulated
+weeks) under a registered name of its own (``production.model_name``), and its retraining
+registers there. The models it trains on simulated weeks therefore never serve the main
+pipeline, and a second run, or a run after ``make run``, starts again from the main
+champion: no week is scored by a model that was trained on it. The first simulated day must
+come after the last day the serving champion has seen (its ``trained_through`` tag), or the
+run refuses to start.
 """
 
 from __future__ import annotations
@@ -23,7 +32,15 @@ import pandas as pd
 
 from inferloop.core import schema as s
 from inferloop.core.config import load_section
-from inferloop.core.registry import CHAMPION, FULL_MODEL, alias_version, validation_figures
+from inferloop.core.registry import (
+    CHAMPION,
+    FULL_MODEL,
+    TAG_TRAINED_THROUGH,
+    alias_version,
+    copy_as_champion,
+    validation_figures,
+    version_tags,
+)
 from inferloop.core.storage import write_parquet
 from inferloop.data.contract import ContractParams, validate_transactions
 from inferloop.data.simulate import SimulateParams, simulate_transactions
@@ -33,6 +50,7 @@ from inferloop.model import FraudModel, LiveScorer, seed_state
 from inferloop.monitoring.drift import ReferenceProfile
 from inferloop.monitoring.monitor import MonitorResult
 from inferloop.monitoring.params import MonitorParams
+from inferloop.monitoring.policy import fairness_breached
 from inferloop.monitoring.stage import monitor_scored
 from inferloop.scoring.live_state import (
     attach_labels,
@@ -54,6 +72,7 @@ __all__ = [
     "load_champion",
     "scenario_params",
     "score_week",
+    "start_champion",
 ]
 
 
@@ -78,6 +97,7 @@ class ProductionParams:
     scenario: str = "new_fraud_pattern"
     drift_week: int = 1
     out_dir: str = "reports/production"
+    model_name: str = "fraud-detector-production"
 
 
 def scenario_params(sim: SimulateParams, scenario: str, start_day: int) -> SimulateParams:
@@ -124,11 +144,13 @@ class Champion:
     reference: pd.DataFrame
     profile: ReferenceProfile
     state: FeatureState | None = None
+    name: str = FULL_MODEL
+    trained_through: str = ""
 
     scorer: LiveScorer = field(init=False)
 
     def __post_init__(self) -> None:
-        label = f"{FULL_MODEL}:{self.version}"
+        label = f"{self.name}:{self.version}"
         self.scorer = LiveScorer(self.model, self.state, label=label)
 
     @property
@@ -137,27 +159,53 @@ class Champion:
         return self.model.feature_names
 
 
-def load_champion(
-    reference_path: Path, params: MonitorParams, state: FeatureState | None = None
-) -> Champion:
-    """Load ``fraud-detector@champion`` and score its reference window once."""
-    import mlflow
+def start_champion(name: str, first_day: pd.Timestamp) -> str:
+    """Copy the serving ``fraud-detector@champion`` into ``name`` as its champion.
 
+    Raises
+    ------
+    RuntimeError
+        Without a serving champion, or when it has seen data on or after ``first_day`` (it
+        would score weeks it was trained on).
+    """
     version = alias_version(FULL_MODEL, CHAMPION)
     if version is None:
-        raise RuntimeError("no champion registered: run `make run` (dvc repro) first")
+        raise RuntimeError(f"no {FULL_MODEL}@{CHAMPION} registered: run `make run` first")
+    seen = version_tags(FULL_MODEL, version).get(TAG_TRAINED_THROUGH, "")
+    if seen and pd.Timestamp(seen) >= first_day.normalize():
+        raise RuntimeError(
+            f"{FULL_MODEL} v{version} (the champion) was trained on data up to {seen}, but the "
+            f"simulation starts on {first_day.date()}: it would score days it was trained on. "
+            f"Promote a version trained by `dvc repro` (`inferloop promote VERSION`) first."
+        )
+    return copy_as_champion(FULL_MODEL, version, name, {"simulation_start": str(first_day.date())})
+
+
+def load_champion(
+    reference_path: Path,
+    params: MonitorParams,
+    state: FeatureState | None = None,
+    name: str = FULL_MODEL,
+) -> Champion:
+    """Load ``name@champion`` and score its reference window once."""
+    import mlflow
+
+    version = alias_version(name, CHAMPION)
+    if version is None:
+        raise RuntimeError(f"no {name}@{CHAMPION} registered: run `make run` (dvc repro) first")
     model = copy.deepcopy(
-        mlflow.pyfunc.load_model(f"models:/{FULL_MODEL}@{CHAMPION}").unwrap_python_model()
+        mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}").unwrap_python_model()
     )
     # the threshold the model applies is the one monitoring judges it by
-    validation = {**validation_figures(FULL_MODEL, version), "threshold": model.threshold}
+    validation = {**validation_figures(name, version), "threshold": model.threshold}
     reference = pd.read_parquet(reference_path)
     reference = reference.assign(**{s.SCORE: model.scores_for_features(reference)})
     reference[s.DECISION] = (reference[s.SCORE] >= model.threshold).astype(np.int8)
     profile = ReferenceProfile.fit(
         reference, numeric_cols=model.feature_names, n_bins=params.n_bins, score_col=s.SCORE
     )
-    return Champion(version, model, validation, reference, profile, state)
+    seen = version_tags(name, version).get(TAG_TRAINED_THROUGH, "")
+    return Champion(version, model, validation, reference, profile, state, name, seen)
 
 
 def score_week(champion: Champion, valid: pd.DataFrame) -> pd.DataFrame:
@@ -169,7 +217,7 @@ def score_week(champion: Champion, valid: pd.DataFrame) -> pd.DataFrame:
     scored = champion.scorer.score(valid, with_features=True)
     return pd.concat([valid, scored.drop(columns=[s.TRANSACTION_ID])], axis=1).assign(
         **{
-            s.MODEL_NAME: FULL_MODEL,
+            s.MODEL_NAME: champion.name,
             s.MODEL_VERSION: champion.version,
             s.SCORED_AT: pd.Timestamp.now(tz="UTC").tz_localize(None),
         }
@@ -183,10 +231,14 @@ def _week_ap(scored: pd.DataFrame) -> tuple[float, float]:
     return m.average_precision, m.roc_auc
 
 
-def _max_gap(result: MonitorResult) -> float:
-    gaps = [f.equalized_odds_difference for f in result.fairness.values()]
-    gaps = [g for g in gaps if np.isfinite(g)]
-    return max(gaps) if gaps else float("nan")
+def _max_gap(result: MonitorResult) -> tuple[float, float, float]:
+    """The largest equalized-odds gap over the attributes, with its interval (NaNs if none)."""
+    gaps = [
+        (f.equalized_odds_difference, *f.interval("equalized_odds_difference"))
+        for f in result.fairness.values()
+        if np.isfinite(f.equalized_odds_difference)
+    ]
+    return max(gaps) if gaps else (np.nan, np.nan, np.nan)
 
 
 @dataclass
@@ -217,15 +269,22 @@ class ProductionLoop:
         self.history_raw = [pd.read_parquet(root / "data/validated/transactions.parquet")]
         self.labels_dir = root / LABELS_DIR
         self.state = fresh_state(root, params_path)
+        self.name = self.prod.model_name
+        start_champion(self.name, self._day(0))
         self.champion = load_champion(
-            root / "data/processed/split/validation.parquet", self.monitor, self.state
+            root / "data/processed/split/validation.parquet", self.monitor, self.state, self.name
         )
         if self.state is not None:
             seed_state(self.state, self.champion.model)
         self.summaries: list[dict[str, Any]] = []
+        self.last_summary: dict[str, Any] | None = None  # of any champion: the escalation count
         self.previous: pd.DataFrame | None = None
         self.scored_weeks: list[pd.DataFrame] = []
         self.rows: list[dict[str, Any]] = []
+
+    def _day(self, w: int) -> pd.Timestamp:
+        """The first day of simulated week ``w``."""
+        return pd.Timestamp(self.sim.start_date) + pd.Timedelta(days=self.first_day + 7 * w)
 
     def week(self, w: int) -> None:
         start = self.first_day + 7 * w
@@ -256,6 +315,8 @@ class ProductionLoop:
         self.scored_weeks.append(scored)
         self.previous = scored
         row = self._row(w, start, scored, result)
+        if result.action.kind == "needs_review":
+            row["retrained"] = "stopped: needs review"
         if result.action.kind == "retrain" and w < self.weeks - 1:
             row.update(self._retrain(result, as_of))
         self.rows.append(row)
@@ -266,7 +327,7 @@ class ProductionLoop:
             window,
             c.reference,
             params=self.monitor,
-            model_name=FULL_MODEL,
+            model_name=c.name,
             model_version=c.version,
             out_dir=self.out / "monitoring",
             workspace_dir=self.root / "reports/evidently",
@@ -277,26 +338,33 @@ class ProductionLoop:
             validation=c.validation,
             history=self.summaries,
             project_name="production",
+            previous=self.last_summary,
         )
         self.summaries.append(result.summary)
+        self.last_summary = result.summary
         return result
 
     def _row(
         self, w: int, start: int, scored: pd.DataFrame, result: MonitorResult
     ) -> dict[str, Any]:
         day0 = pd.Timestamp(self.sim.start_date) + pd.Timedelta(days=start)
+        gap, gap_low, gap_high = _max_gap(result)
         return {
             "week": w,
             "start": str(day0.date()),
             "drifted": self.scenario != "none" and w >= self.drift_week,
             "champion": self.champion.version,
+            "champion_trained_through": self.champion.trained_through,
             "rows": len(scored),
             "fraud_rate": float(scored[s.TARGET].mean()),
             "drift_share": float(result.drift.drift_share),
             "score_psi": float(
                 result.summary["checks"].get("score_psi", {}).get("value") or np.nan
             ),
-            "fairness_gap": _max_gap(result),
+            "fairness_gap": gap,
+            "fairness_gap_low": gap_low,
+            "fairness_gap_high": gap_high,
+            "alerts": int(scored[s.DECISION].sum()),
             "status": result.status,
             "action": result.action.kind,
             "reasons": "; ".join(result.action.reasons),
@@ -310,20 +378,27 @@ class ProductionLoop:
             [self.history_raw[0], labelled], as_of, self.retrain.window_days,
             self.sim.label_delay_days,
         )  # fmt: skip
+        mitigate = self.monitor.mitigate_on_fairness and fairness_breached(result.summary)
         outcome = run_retrain(
             self.root,
             window,
             params_path=self.params_path,
             trigger_report=str(result.report_path.relative_to(self.root)),
             reason="; ".join(result.action.reasons),
+            model_name=self.name,
+            candidates=self.retrain.mitigated_candidates if mitigate else None,
         )
         if outcome.promoted:
             self._switch_champion(as_of)
-        return {"retrained": f"v{outcome.version} {'promoted' if outcome.promoted else 'rejected'}"}
+        verdict = "promoted" if outcome.promoted else "rejected"
+        return {"retrained": f"v{outcome.version}{' mitigated' if mitigate else ''} {verdict}"}
 
     def _switch_champion(self, as_of: pd.Timestamp) -> None:
         self.champion = load_champion(
-            self.root / "data/retrain/processed/split/validation.parquet", self.monitor, self.state
+            self.root / "data/retrain/processed/split/validation.parquet",
+            self.monitor,
+            self.state,
+            self.name,
         )
         if self.state is None:  # stateless: the new model's history ends a label delay ago
             self._catch_up_history()

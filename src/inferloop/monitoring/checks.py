@@ -38,27 +38,40 @@ class Check:
     """One monitored quantity against its maximum.
 
     ``breached`` is ``value > threshold``. A check that could not be evaluated (no labels
-    yet, no validation figures, a single class) has ``value`` None and never breaches.
+    yet, no validation figures, a single class) has ``value`` None and never breaches. A
+    fairness check carries its bootstrap interval: under ``rule`` ``lower_bound`` it breaches
+    only when the interval's lower end exceeds the threshold (``upper_bound``: its upper end).
     """
 
     name: str
     value: float | None
     threshold: float
     evaluated: bool = True
+    low: float | None = None
+    high: float | None = None
+    rule: str = "point"
 
     @property
     def breached(self) -> bool:
-        """Whether the value exceeds the threshold."""
-        return self.evaluated and self.value is not None and self.value > self.threshold
+        """Whether the value (or the bound the rule names) exceeds the threshold."""
+        if not self.evaluated or self.value is None:
+            return False
+        judged = {"lower_bound": self.low, "upper_bound": self.high}.get(self.rule, self.value)
+        if judged is None or not math.isfinite(judged):
+            judged = self.value
+        return judged > self.threshold
 
     def as_dict(self) -> dict[str, Any]:
-        """``{value, threshold, breached, evaluated}``."""
-        return {
+        """``{value, threshold, breached, evaluated}``, and the interval when there is one."""
+        out: dict[str, Any] = {
             "value": self.value,
             "threshold": self.threshold,
             "breached": self.breached,
             "evaluated": self.evaluated,
         }
+        if self.rule != "point":
+            out.update(low=self.low, high=self.high, rule=self.rule)
+        return out
 
 
 def _measured(name: str, value: float, threshold: float) -> Check:
@@ -115,26 +128,31 @@ def performance_checks(
     return checks
 
 
+def _fairness_check(
+    result: GroupFairness | None, gap: str, attribute: str, limit: float, rule: str
+) -> Check:
+    name = f"{gap}:{attribute}"
+    value = float(getattr(result, gap)) if result else float("nan")
+    if not math.isfinite(value) or result is None:
+        return Check(name, None, limit, evaluated=False)
+    low, high = result.interval(gap)
+    finite = lambda v: v if math.isfinite(v) else None  # noqa: E731
+    return Check(name, value, limit, low=finite(low), high=finite(high), rule=rule)
+
+
 def fairness_checks(
     report: Mapping[str, GroupFairness], attributes: Sequence[str], params: MonitorParams
 ) -> list[Check]:
-    """Equalized-odds and demographic-parity gaps per sensitive attribute."""
-    checks = []
-    for attribute in attributes:
-        result = report.get(attribute)
-        eod = result.equalized_odds_difference if result else float("nan")
-        dpd = result.demographic_parity_difference if result else float("nan")
-        checks += [
-            _measured(
-                f"equalized_odds_difference:{attribute}", eod, params.max_equalized_odds_difference
-            ),
-            _measured(
-                f"demographic_parity_difference:{attribute}",
-                dpd,
-                params.max_demographic_parity_difference,
-            ),
-        ]
-    return checks
+    """Equalized-odds and demographic-parity gaps per sensitive attribute, with intervals."""
+    limits = {
+        "equalized_odds_difference": params.max_equalized_odds_difference,
+        "demographic_parity_difference": params.max_demographic_parity_difference,
+    }
+    return [
+        _fairness_check(report.get(attribute), gap, attribute, limit, params.fairness_gate.rule)
+        for attribute in attributes
+        for gap, limit in limits.items()
+    ]
 
 
 # --------------------------------------------------------------------------------------------

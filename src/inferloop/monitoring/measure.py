@@ -165,6 +165,7 @@ def measure_fairness(
         score_col="_score",
         attributes=present,
         min_group_size=params.min_group_size,
+        interval=params.fairness_gate,
     )
 
 

@@ -14,12 +14,14 @@ report:
 
 Outputs of one batch go to ``out_dir/<batch>/``: ``report.html`` and ``summary.json``, whose
 ``checks`` map every check to ``{value, threshold, breached, evaluated}`` and whose
-``status`` is ``ok``, ``alert`` or ``retrain``. A breach is sent to the webhook once, from
+``status`` is ``ok``, ``alert``, ``retrain`` or ``needs_review``. A batch that needs a human
+review is also appended to ``out_dir/needs_review.jsonl``. A breach is sent to the webhook once, from
 here (:func:`inferloop.monitoring.sinks.notify_breach`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -55,10 +57,11 @@ from inferloop.monitoring.measure import (
 from inferloop.monitoring.params import (
     DEFAULT_PROJECT,
     REPORT_FILE,
+    REVIEW_FILE,
     SUMMARY_FILE,
     MonitorParams,
 )
-from inferloop.monitoring.policy import Action, breached_checks, decide_action
+from inferloop.monitoring.policy import Action, breached_checks, decide_action, fairness_retrains
 from inferloop.monitoring.report import compose_report, render_section
 from inferloop.monitoring.result import MonitorResult
 from inferloop.monitoring.sinks import notify_breach
@@ -225,6 +228,7 @@ def monitor_batch(
     model_version: str | None = None,
     workspace_dir: str | Path | None = None,
     project_name: str = DEFAULT_PROJECT,
+    previous: Mapping[str, Any] | None = None,
 ) -> MonitorResult:
     """Monitor one scored batch against the reference and write its report and verdict.
 
@@ -266,6 +270,10 @@ def monitor_batch(
         Also add the Evidently snapshot to this workspace.
     project_name : str
         Evidently project of the workspace.
+    previous : dict, optional
+        The summary before this batch of ANY model version (default the last of
+        ``history``): it carries the count of retrains that failed to clear a fairness
+        breach, which a new champion does not reset.
 
     Returns
     -------
@@ -310,8 +318,16 @@ def monitor_batch(
         model_validation_metrics, inputs, model,
     )  # fmt: skip
     earlier = [h for h in history if h.get("batch") != batch]  # a re-run replaces its batch
-    action = decide_action([*earlier, summary], params)
-    summary.update(status=action.status, action=action.as_dict())
+    before = previous if previous is not None else (earlier[-1] if earlier else None)
+    action = decide_action([*earlier, summary], params, before)
+    summary.update(
+        status=action.status,
+        action=action.as_dict(),
+        escalation={
+            "fairness_retrains": fairness_retrains(before, summary),
+            "max_fairness_retrains": params.max_fairness_retrains,
+        },
+    )
     snapshot = _evidently_part(scored, reference, inputs, params, summary)
     return _write_outputs(
         batch, summary, drift, performance, fairness, action, snapshot, Path(out_dir),
@@ -346,6 +362,8 @@ def _write_outputs(
     if sent is not None:
         summary["webhook_sent"] = sent
     summary = jsonable(summary)
+    if action.kind == "needs_review":
+        _record_review(out_dir / REVIEW_FILE, summary)
     evidently_html = snapshot.get_html_str(as_iframe=False) if snapshot is not None else None
     report_path = folder / REPORT_FILE
     report_path.write_text(
@@ -355,6 +373,14 @@ def _write_outputs(
     return MonitorResult(
         batch, summary, drift, performance, fairness, action, report_path, summary_path, snapshot
     )
+
+
+def _record_review(path: Path, summary: Mapping[str, Any]) -> None:
+    """Append the batch that needs a human review to the review log (one JSON line each)."""
+    entry = {key: summary.get(key) for key in ("batch", "as_of", "model", "action", "escalation")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as log:
+        log.write(json.dumps(entry, default=str) + "\n")
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal
 
 from inferloop.core import schema as s
+from inferloop.evaluation.fairness_ci import IntervalParams
 from inferloop.monitoring.drift import (
     DriftThresholds,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "MONITORING_EXPERIMENT",
     "NON_FEATURE_COLUMNS",
     "REPORT_FILE",
+    "REVIEW_FILE",
     "STATUS_OF_ACTION",
     "SUMMARY_FILE",
     "ActionKind",
@@ -35,6 +37,8 @@ DEFAULT_PROJECT: Final = "inferloop monitoring"
 MONITORING_EXPERIMENT: Final = "monitoring"
 REPORT_FILE: Final = "report.html"
 SUMMARY_FILE: Final = "summary.json"
+#: Batches that need a human review (fairness retraining exhausted), one JSON line each.
+REVIEW_FILE: Final = "needs_review.jsonl"
 
 #: Columns never monitored as features: identifiers, times, labels and model outputs.
 NON_FEATURE_COLUMNS: Final = frozenset(
@@ -53,9 +57,14 @@ NON_FEATURE_COLUMNS: Final = frozenset(
     }
 )
 
-ActionKind = Literal["none", "alert", "retrain"]
-Status = Literal["ok", "alert", "retrain"]
-STATUS_OF_ACTION: Final[dict[str, Status]] = {"none": "ok", "alert": "alert", "retrain": "retrain"}
+ActionKind = Literal["none", "alert", "retrain", "needs_review"]
+Status = Literal["ok", "alert", "retrain", "needs_review"]
+STATUS_OF_ACTION: Final[dict[str, Status]] = {
+    "none": "ok",
+    "alert": "alert",
+    "retrain": "retrain",
+    "needs_review": "needs_review",
+}
 FAMILIES: Final = ("data_drift", "score_drift", "performance", "fairness")
 
 
@@ -90,8 +99,19 @@ class MonitorParams:
         Fairness maxima per sensitive attribute.
     min_group_size : int
         Groups smaller than this are left out of the fairness gaps.
+    fairness_gate : IntervalParams
+        Bootstrap intervals of the fairness gaps and the rule that judges them, as in the
+        promotion gates: with ``lower_bound`` a window breaches only when its interval's lower
+        end is over the maximum.
     consecutive_windows : int
         Windows in a row a check family must breach before retraining.
+    max_fairness_retrains : int
+        Retrains that may fail to clear a fairness breach before the policy stops retraining
+        and asks for a human review (``needs_review``); 0 never retrains while fairness is
+        breached.
+    mitigate_on_fairness : bool
+        A retrain decided while fairness is breached trains the mitigated candidates
+        (``retrain.mitigated_candidates``) instead of the usual ones.
     retrain_on_performance_at_once : bool
         A performance breach triggers retraining in the window it is seen.
     evidently_sample_size : int
@@ -128,7 +148,10 @@ class MonitorParams:
     max_equalized_odds_difference: float = 0.45
     max_demographic_parity_difference: float = 0.05
     min_group_size: int = 30
+    fairness_gate: IntervalParams = field(default_factory=IntervalParams)
     consecutive_windows: int = 3
+    max_fairness_retrains: int = 2
+    mitigate_on_fairness: bool = False
     retrain_on_performance_at_once: bool = True
     evidently_sample_size: int = 20_000
     evidently_max_columns: int = 0

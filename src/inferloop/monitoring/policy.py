@@ -32,6 +32,8 @@ __all__ = [
     "Policy",
     "breached_checks",
     "decide_action",
+    "fairness_breached",
+    "fairness_retrains",
     "load_history",
 ]
 
@@ -45,7 +47,7 @@ class Action:
 
     Attributes
     ----------
-    kind : {"none", "alert", "retrain"}
+    kind : {"none", "alert", "retrain", "needs_review"}
     reasons : tuple of str
         One human-readable line per breached check family.
     families : tuple of str
@@ -95,17 +97,27 @@ class Policy:
     * ``retrain`` at once on a performance breach when ``performance_at_once``: performance
       is measured on ground truth that already lags by the label delay; waiting more windows
       would leave a degraded model catching less fraud for weeks.
+    * ``needs_review`` instead of ``retrain`` while fairness is breached and
+      ``max_fairness_retrains`` retrains (whatever triggered them) have already failed to
+      clear that breach: a bias that the data cannot fix is not fixed by retraining on more
+      of it, so the loop stops retraining and asks a person (the alert repeats until
+      fairness clears).
     * ``alert`` when the latest window breached something that does not (yet) persist.
     * ``none`` otherwise, including whenever the latest window breached nothing.
     """
 
     consecutive_windows: int = 3
     performance_at_once: bool = True
+    max_fairness_retrains: int = 2
 
     @classmethod
     def from_params(cls, params: MonitorParams) -> Policy:
         """The policy configured by the ``monitor`` params."""
-        return cls(params.consecutive_windows, params.retrain_on_performance_at_once)
+        return cls(
+            params.consecutive_windows,
+            params.retrain_on_performance_at_once,
+            params.max_fairness_retrains,
+        )
 
     def trailing_breaches(self, history: Sequence[Mapping[str, Any]], family: str) -> int:
         """Consecutive evaluated windows, newest first, in which ``family`` breached."""
@@ -129,20 +141,55 @@ class Policy:
             return True, f"{family}: breached in {run} consecutive windows ({names})"
         return False, f"{family}: {names} breached ({run}/{self.consecutive_windows} windows)"
 
-    def decide(self, history: Sequence[Mapping[str, Any]]) -> Action:
-        """The action after the last summary of ``history`` (oldest first)."""
+    def decide(self, history: Sequence[Mapping[str, Any]], failed_retrains: int = 0) -> Action:
+        """The action after the last summary of ``history`` (oldest first).
+
+        ``failed_retrains`` counts the retrains that have not cleared the current fairness
+        breach (:func:`fairness_retrains`).
+        """
         breached = [f for f in FAMILIES if history and _family_state(history[-1], f)]
         if not breached:
             return Action("none")
         verdicts = {family: self._judge(history, family) for family in breached}
         reasons = tuple(reason for _, reason in verdicts.values())
         retrain = tuple(family for family, (yes, _) in verdicts.items() if yes)
+        if retrain and "fairness" in breached and failed_retrains >= self.max_fairness_retrains:
+            why = (
+                f"fairness: {failed_retrains} retrain(s) did not clear the breach; "
+                "retraining stopped, needs review"
+            )
+            return Action("needs_review", (*reasons, why), ("fairness",))
         if retrain:
             return Action("retrain", reasons, retrain)
         return Action("alert", reasons, tuple(breached))
 
 
-def decide_action(history: Sequence[Mapping[str, Any]], params: MonitorParams) -> Action:
+def fairness_retrains(previous: Mapping[str, Any] | None, latest: Mapping[str, Any]) -> int:
+    """Retrains since the current fairness breach began that did not clear it.
+
+    Carried from summary to summary across model versions (``escalation.fairness_retrains``):
+    each retrain decided in a window where fairness was breached adds one, and a window where
+    fairness was evaluated and passed starts over at 0.
+    """
+    if previous is None or _family_state(latest, "fairness") is False:
+        return 0
+    count = int((previous.get("escalation") or {}).get("fairness_retrains", 0))
+    action = previous.get("action") or {}
+    if action.get("kind") == "retrain" and _family_state(previous, "fairness"):
+        count += 1
+    return count
+
+
+def fairness_breached(summary: Mapping[str, Any]) -> bool:
+    """Whether a fairness check breached in this window."""
+    return bool(_family_state(summary, "fairness"))
+
+
+def decide_action(
+    history: Sequence[Mapping[str, Any]],
+    params: MonitorParams,
+    previous: Mapping[str, Any] | None = None,
+) -> Action:
     """:meth:`Policy.decide` with the policy configured by ``params``.
 
     Parameters
@@ -150,12 +197,18 @@ def decide_action(history: Sequence[Mapping[str, Any]], params: MonitorParams) -
     history : sequence of dict
         Batch summaries (``summary.json`` contents), oldest first, the latest window last.
     params : MonitorParams
+    previous : dict, optional
+        The summary before the latest one, of any model version (the escalation count
+        survives a new champion). Default: the one before it in ``history``.
 
     Returns
     -------
     Action
     """
-    return Policy.from_params(params).decide(history)
+    if previous is None and len(history) >= 2:
+        previous = history[-2]
+    failed = fairness_retrains(previous, history[-1]) if history else 0
+    return Policy.from_params(params).decide(history, failed)
 
 
 def load_history(out_dir: str | Path, model_version: str | None = None) -> list[dict[str, Any]]:

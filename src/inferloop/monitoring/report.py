@@ -42,6 +42,7 @@ _CSS: Final = """
   color: white; font-weight: bold}
 #inferloop-monitoring .ok {background: #2e7d32} #inferloop-monitoring .alert {background: #ef6c00}
 #inferloop-monitoring .retrain {background: #c62828}
+#inferloop-monitoring .needs_review {background: #6a1b9a}
 </style>
 """
 
@@ -56,11 +57,22 @@ def _checks_frame(summary: Mapping[str, Any]) -> pd.DataFrame:
             return "not evaluated"
         return "BREACHED" if check["breached"] else "ok"
 
+    def interval(check: Mapping[str, Any]) -> str:
+        if check.get("low") is None or check.get("high") is None:
+            return ""
+        return f"[{check['low']:.3f}, {check['high']:.3f}] {str(check.get('rule', '')).replace('_', ' ')}"
+
     rows = [
-        {"check": name, "value": c["value"], "threshold": c["threshold"], "verdict": verdict(c)}
+        {
+            "check": name,
+            "value": c["value"],
+            "interval": interval(c),
+            "threshold": c["threshold"],
+            "verdict": verdict(c),
+        }
         for name, c in summary["checks"].items()
     ]
-    return pd.DataFrame(rows, columns=["check", "value", "threshold", "verdict"])
+    return pd.DataFrame(rows, columns=["check", "value", "interval", "threshold", "verdict"])
 
 
 def _performance_frame(summary: Mapping[str, Any]) -> pd.DataFrame:

@@ -95,6 +95,7 @@ def monitor_scored(
     validation: Mapping[str, float] | None = None,
     history: Sequence[Mapping[str, Any]] | None = None,
     project_name: str = DEFAULT_PROJECT,
+    previous: Mapping[str, Any] | None = None,
 ) -> MonitorResult:
     """Monitor one scored batch of a model version, keep its history, log it to MLflow.
 
@@ -123,11 +124,17 @@ def monitor_scored(
         otherwise.
     project_name : str
         Evidently project of the workspace.
+    previous : dict, optional
+        The latest earlier summary of any version (it carries the fairness escalation
+        count); default the newest summary in ``out_dir`` when the history is read from there.
     """
     if validation is None:
         validation = registry_figures(model_name, model_version)
     if history is None:
         history = load_history(out_dir, model_version) if model_version else ()
+        if previous is None:
+            everything = [h for h in load_history(out_dir) if h.get("batch") != batch_name]
+            previous = everything[-1] if everything else None
     result = monitor_batch(
         scored,
         reference,
@@ -143,6 +150,7 @@ def monitor_scored(
         model_version=model_version,
         workspace_dir=workspace_dir,
         project_name=project_name,
+        previous=previous,
     )
     if log_mlflow and model_name and model_version:
         try:

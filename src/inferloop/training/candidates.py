@@ -3,7 +3,10 @@
 Three candidates share one interface (:class:`TrainedCandidate`): a LightGBM gradient-boosted
 tree model, a standardized logistic regression baseline and a small PyTorch MLP
 (:class:`inferloop.training.nn.TorchMLPClassifier`). All take the numeric feature columns of the
-processed data and return fraud probabilities from ``predict_proba(features)[:, 1]``.
+processed data and return fraud probabilities from ``predict_proba(features)[:, 1]``. Two
+opt-in bias-mitigated candidates, ``lightgbm_fair`` and ``logistic_fair``, wrap the LightGBM and
+logistic models in fairlearn's reductions (:mod:`inferloop.training.mitigation`); they need the
+sensitive attribute to train, never to predict.
 
 Time awareness: the validation window is later than the training window (with a label-delay
 gap, see :mod:`inferloop.data.split`), so early stopping and the optional random search over LightGBM
@@ -39,14 +42,17 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from inferloop.core import schema as s
+from inferloop.training.mitigation import MitigationParams, ReductionsClassifier
 from inferloop.training.nn import TorchMLPClassifier
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    pass
 
 __all__ = [
     "CANDIDATES",
+    "DEFAULT_CANDIDATES",
     "IMBALANCE_MODES",
+    "MITIGATED",
     "LightGBMParams",
     "LogisticParams",
     "MLPParams",
@@ -56,9 +62,7 @@ __all__ = [
     "TrainParams",
     "TrainedCandidate",
     "downsample_genuine",
-    "feature_importance",
     "fraud_scores",
-    "plot_feature_importance",
     "sample_lightgbm_params",
     "search_lightgbm",
     "train_candidate",
@@ -66,7 +70,12 @@ __all__ = [
 ]
 
 
-CANDIDATES: Final = ("lightgbm", "logistic", "mlp")
+CANDIDATES: Final = ("lightgbm", "logistic", "mlp", "lightgbm_fair", "logistic_fair")
+#: What ``train.candidates`` defaults to: the mitigated candidates are opt-in.
+DEFAULT_CANDIDATES: Final = ("lightgbm", "logistic", "mlp")
+#: Candidates trained with fairlearn's reductions: they need the sensitive attribute to train.
+MITIGATED: Final = ("lightgbm_fair", "logistic_fair")
+_SENSITIVE: Final = "__sensitive__"
 IMBALANCE_MODES: Final = ("none", "class_weight", "downsample")
 
 
@@ -144,13 +153,14 @@ class TrainParams:
     """The ``train`` section of params.yaml."""
 
     seed: int = 42
-    candidates: tuple[str, ...] = CANDIDATES
+    candidates: tuple[str, ...] = DEFAULT_CANDIDATES
     imbalance: str = "none"
     downsample_ratio: float = 20.0
     lightgbm: LightGBMParams = field(default_factory=LightGBMParams)
     logistic: LogisticParams = field(default_factory=LogisticParams)
     mlp: MLPParams = field(default_factory=MLPParams)
     search: SearchParams = field(default_factory=SearchParams)
+    mitigation: MitigationParams = field(default_factory=MitigationParams)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.candidates) - set(CANDIDATES))
@@ -363,10 +373,62 @@ def _fit_mlp(
     return model, model.best_epoch_, flat
 
 
+def _fit_reduction(
+    base: Any, scaler: Any, X: pd.DataFrame, y: NDArray[np.int64], params: TrainParams, name: str
+) -> _Fitted:
+    sensitive = X[_SENSITIVE].astype(str).to_numpy()
+    m = params.mitigation
+    model = ReductionsClassifier(base, m, scaler).fit(
+        X.drop(columns=[_SENSITIVE]), y, sensitive_features=sensitive
+    )
+    flat = {
+        **_flat(name, dataclasses.asdict(m)),
+        f"{name}.rounds": model.n_rounds_,
+        f"{name}.models_kept": len(model.estimators_),
+    }
+    return model, None, flat
+
+
+def _fit_lightgbm_fair(
+    X: pd.DataFrame,
+    y: NDArray[np.int64],
+    X_val: pd.DataFrame,
+    y_val: NDArray[np.int64],
+    params: TrainParams,
+) -> _Fitted:
+    settings = dataclasses.asdict(params.lightgbm)
+    settings.pop("early_stopping_rounds")
+    settings["n_estimators"] = params.mitigation.n_estimators  # no early stopping in the game
+    base = lgb.LGBMClassifier(
+        **settings,
+        objective="binary",
+        random_state=params.seed,
+        deterministic=True,
+        force_row_wise=True,
+        verbose=-1,
+    )
+    return _fit_reduction(base, None, X, y, params, "lightgbm_fair")
+
+
+def _fit_logistic_fair(
+    X: pd.DataFrame,
+    y: NDArray[np.int64],
+    X_val: pd.DataFrame,
+    y_val: NDArray[np.int64],
+    params: TrainParams,
+) -> _Fitted:
+    base = LogisticRegression(
+        C=params.logistic.C, max_iter=params.logistic.max_iter, random_state=params.seed
+    )
+    return _fit_reduction(base, StandardScaler(), X, y, params, "logistic_fair")
+
+
 _FITTERS: Final[dict[str, Callable[..., _Fitted]]] = {
     "lightgbm": _fit_lightgbm,
     "logistic": _fit_logistic,
     "mlp": _fit_mlp,
+    "lightgbm_fair": _fit_lightgbm_fair,
+    "logistic_fair": _fit_logistic_fair,
 }
 
 
@@ -384,6 +446,7 @@ def train_candidate(
     params: TrainParams,
     *,
     lightgbm_params: LightGBMParams | None = None,
+    sensitive: pd.Series | None = None,
 ) -> TrainedCandidate:
     """Fit one candidate on the training window, early-stopping on the validation window.
 
@@ -401,6 +464,9 @@ def train_candidate(
         The ``train`` section.
     lightgbm_params:
         Overrides ``params.lightgbm`` (e.g. the result of :func:`search_lightgbm`).
+    sensitive:
+        The sensitive attribute of each training row (aligned by position): required by the
+        mitigated candidates (:data:`MITIGATED`), which need it to train, never to predict.
 
     Returns
     -------
@@ -408,6 +474,14 @@ def train_candidate(
     """
     if name not in _FITTERS:
         raise ValueError(f"unknown candidate {name!r}; choose from {CANDIDATES}")
+    if name in MITIGATED:
+        if sensitive is None:
+            raise ValueError(
+                f"candidate {name} needs the sensitive attribute "
+                f"{params.mitigation.attribute!r} in the training rows"
+            )
+        # carried as a column so that downsampling keeps it aligned; dropped before fitting
+        X_train = X_train.assign(**{_SENSITIVE: np.asarray(sensitive)})
     X, y = _training_rows(X_train, y_train, params)
     yv = np.asarray(y_val).astype(np.int64)
     _check_both_classes(y, "training")
@@ -422,7 +496,7 @@ def train_candidate(
         "imbalance": params.imbalance,
         "train_rows": len(X),
         "train_frauds": int(y.sum()),
-        "n_features": X.shape[1],
+        "n_features": X.shape[1] - int(_SENSITIVE in X.columns),
     }
     if params.imbalance == "downsample":
         common["downsample_ratio"] = params.downsample_ratio
@@ -471,10 +545,14 @@ def train_candidates(
     search = None
     if params.search.enabled and "lightgbm" in params.candidates:
         search = search_lightgbm(X, y, X_val, y_val, params, progress=progress)
+    attribute = params.mitigation.attribute
+    sensitive = train_df[attribute] if attribute in train_df.columns else None
     out: dict[str, TrainedCandidate] = {}
     for name in tqdm(params.candidates, desc="train", disable=not progress):
         best = search.best if search is not None and name == "lightgbm" else None
-        out[name] = train_candidate(name, X, y, X_val, y_val, params, lightgbm_params=best)
+        out[name] = train_candidate(
+            name, X, y, X_val, y_val, params, lightgbm_params=best, sensitive=sensitive
+        )
         if best is not None and search is not None:
             out[name].search_trials = search.trials
     return out
@@ -560,87 +638,3 @@ def _trial_row(
         "best_iteration": fitted.best_iteration,
         "seconds": fitted.train_seconds,
     }
-
-
-# --------------------------------------------------------------------------------------------
-# feature importance
-# --------------------------------------------------------------------------------------------
-
-
-def feature_importance(candidate: TrainedCandidate, feature_cols: Sequence[str]) -> pd.DataFrame:
-    """Model-intrinsic feature importance (no permutation, so it costs nothing).
-
-    * LightGBM: total split gain of each feature.
-    * Logistic regression: ``|coefficient|`` on standardized features (change in log-odds per
-      standard deviation).
-    * MLP: L2 norm of each feature's first-layer weights on standardized inputs — a cheap proxy
-      for how strongly the network can use the feature, blind to later layers and
-      interactions; use permutation importance when it matters.
-
-    Parameters
-    ----------
-    candidate:
-        A trained candidate.
-    feature_cols:
-        The model's input columns, in training order.
-
-    Returns
-    -------
-    DataFrame
-        Columns ``feature``, ``importance``, ``share`` (of the total), sorted by importance,
-        descending; ``attrs["method"]`` names the measure.
-    """
-    values, method = _raw_importance(candidate.estimator)
-    if len(values) != len(feature_cols):
-        raise ValueError(f"model has {len(values)} inputs but {len(feature_cols)} names were given")
-    total = float(values.sum())
-    frame = pd.DataFrame(
-        {
-            "feature": list(feature_cols),
-            "importance": values,
-            "share": values / total if total > 0 else np.zeros_like(values),
-        }
-    )
-    frame = frame.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
-    frame.attrs["method"] = method
-    return frame
-
-
-def _raw_importance(estimator: Any) -> tuple[NDArray[np.float64], str]:
-    if isinstance(estimator, lgb.LGBMClassifier):
-        gain = estimator.booster_.feature_importance(importance_type="gain")
-        return np.asarray(gain, dtype=np.float64), "split gain"
-    if isinstance(estimator, Pipeline) and isinstance(estimator[-1], LogisticRegression):
-        return np.abs(estimator[-1].coef_.ravel()).astype(
-            np.float64
-        ), "|coefficient| (standardized)"
-    if isinstance(estimator, TorchMLPClassifier):
-        first, _ = estimator.export_layers(fold_standardizer=False)[0]
-        return np.linalg.norm(first, axis=0).astype(np.float64), "first-layer weight norm"
-    raise TypeError(f"no feature importance for {type(estimator).__name__}")
-
-
-def plot_feature_importance(importance: pd.DataFrame, top: int = 20) -> Figure:
-    """Horizontal bar chart of the ``top`` most important features (largest at the top).
-
-    Parameters
-    ----------
-    importance:
-        Output of :func:`feature_importance`.
-    top:
-        Number of features shown.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        Built without pyplot, so no global figure state is touched.
-    """
-    from matplotlib.figure import Figure
-
-    shown = importance.head(top).iloc[::-1]
-    fig = Figure(figsize=(7, 0.3 * len(shown) + 1.2), layout="constrained")
-    ax = fig.add_subplot()
-    ax.barh(shown["feature"], shown["share"], color="#4c72b0")
-    ax.set_xlabel(f"share of total importance ({importance.attrs.get('method', 'importance')})")
-    ax.set_title(f"Top {len(shown)} features")
-    return fig

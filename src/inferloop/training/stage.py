@@ -25,7 +25,9 @@ from inferloop.core.registry import (
     FULL_MODEL,
     TAG_FAILED_GATES,
     TAG_GATES_PASSED,
+    TAG_TRAINED_THROUGH,
     AliasMove,
+    RegistryParams,
     alias_version,
     promote,
     register_version,
@@ -55,10 +57,9 @@ from inferloop.model import FraudModel, LiveScorer, input_example, log_fraud_mod
 from inferloop.training.candidates import (
     TrainedCandidate,
     TrainParams,
-    feature_importance,
-    plot_feature_importance,
     train_candidates,
 )
+from inferloop.training.importance import feature_importance, plot_feature_importance
 
 __all__ = [
     "EXPERIMENT",
@@ -308,7 +309,8 @@ def run_evaluate(
     processed = load_processed(split_dir, featurizer_path)
     test = processed.test
     best = trained["best"]
-    scores, thresholds, champion_version = _score_on_test(trained, processed)
+    model_name = load_section(RegistryParams, "registry", params_path).model_name
+    scores, thresholds, champion_version = _score_on_test(trained, processed, model_name)
     metrics = {n: _metrics_for(test, sc, thresholds[n], params.k) for n, sc in scores.items()}
     decisions = (scores[best] >= thresholds[best]).astype(int)
     scored = test.assign(**{s.SCORE: scores[best], s.DECISION: decisions})
@@ -320,9 +322,16 @@ def run_evaluate(
         score_col=s.SCORE,
         attributes=attributes,
         min_group_size=params.min_group_size,
+        interval=params.fairness_gate,
     )
     decision = decide(
-        best, metrics[best], fairness, params.gates, metrics.get("champion"), champion_version
+        best,
+        metrics[best],
+        fairness,
+        params.gates,
+        metrics.get("champion"),
+        champion_version,
+        fairness_gate=params.fairness_gate,
     )
     windows = _windows(processed)
     card = model_card(
@@ -358,7 +367,7 @@ def run_evaluate(
 
 
 def _score_on_test(
-    trained: dict[str, Any], processed: ProcessedData
+    trained: dict[str, Any], processed: ProcessedData, model_name: str
 ) -> tuple[dict[str, np.ndarray], dict[str, float], str | None]:
     """Test-window scores and thresholds of every candidate and of the champion (if any)."""
     import mlflow
@@ -366,9 +375,9 @@ def _score_on_test(
     test = processed.test
     scores = {name: score_with(c["model_uri"], test) for name, c in trained["candidates"].items()}
     thresholds = {name: c["threshold"] for name, c in trained["candidates"].items()}
-    champion_version = alias_version(FULL_MODEL, CHAMPION)
+    champion_version = alias_version(model_name, CHAMPION)
     if champion_version is not None:
-        champ_uri = f"models:/{FULL_MODEL}@{CHAMPION}"
+        champ_uri = f"models:/{model_name}@{CHAMPION}"
         scores["champion"] = score_with(champ_uri, test, history=processed.featurizer)
         thresholds["champion"] = mlflow.pyfunc.load_model(champ_uri).unwrap_python_model().threshold
     return scores, thresholds, champion_version
@@ -488,31 +497,58 @@ class RegisterOutcome:
     promoted: bool
     move: AliasMove | None
     reason: str
+    model_name: str = FULL_MODEL
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
+        champion = self.move.version if self.move else alias_version(self.model_name, CHAMPION)
         return {
+            "model_name": self.model_name,
             "version": self.version,
             "promoted": self.promoted,
             "reason": self.reason,
-            "champion": self.move.version if self.move else alias_version(FULL_MODEL, CHAMPION),
+            "champion": champion,
             "previous_champion": self.move.previous if self.move else None,
         }
 
 
+def _trained_through(parent_run_id: str) -> str:
+    """The last day of any split window of the training run (the version has seen it)."""
+    import mlflow
+
+    params = mlflow.get_run(parent_run_id).data.params
+    ends = [v for k, v in params.items() if k.startswith("split.") and k.endswith("_end")]
+    return max(ends) if ends else ""
+
+
 def run_register(
-    candidates_path: str | Path, decision_path: str | Path, out_path: str | Path
+    candidates_path: str | Path,
+    decision_path: str | Path,
+    out_path: str | Path,
+    *,
+    params_path: str | Path | None = None,
 ) -> RegisterOutcome:
-    """Register the evaluated candidate as ``challenger``; promote it if every gate passed."""
+    """Register the evaluated candidate as ``challenger``; promote it if every gate passed.
+
+    The registered model is ``registry.model_name`` of ``params_path`` (default
+    ``fraud-detector``). The version is tagged with the last day of data it has seen
+    (``trained_through``), which the production simulation checks before scoring.
+    """
     import mlflow
 
     configure_mlflow(repo_root(Path(candidates_path).resolve().parent))
+    name = (
+        load_section(RegistryParams, "registry", params_path).model_name
+        if params_path is not None
+        else FULL_MODEL
+    )
     trained = read_json(candidates_path)
     decision = read_json(decision_path)
     best = trained["candidates"][decision["candidate"]]
     run_tags = mlflow.get_run(best["run_id"]).data.tags
     tags: dict[str, str] = {
         **{k: run_tags[k] for k in LINEAGE_TAGS if k in run_tags},
+        TAG_TRAINED_THROUGH: _trained_through(trained["parent_run_id"]),
         "candidate": decision["candidate"],
         "run_id": best["run_id"],
         "threshold": str(best["threshold"]),
@@ -529,18 +565,18 @@ def run_register(
             if g["value"] is not None
         },
     }
-    version = register_version(best["model_uri"], FULL_MODEL, tags)
+    version = register_version(best["model_uri"], name, tags)
     if decision["passed"]:
-        move = promote(FULL_MODEL, version)
-        outcome = RegisterOutcome(version, True, move, f"all gates passed: {move.describe()}")
+        move = promote(name, version)
+        outcome = RegisterOutcome(version, True, move, f"all gates passed: {move.describe()}", name)
     else:
-        champion = alias_version(FULL_MODEL, CHAMPION)
+        champion = alias_version(name, CHAMPION)
         reason = (
             f"gates failed ({', '.join(decision['failed'])}); champion stays v{champion}"
             if champion
             else f"gates failed ({', '.join(decision['failed'])}); no champion yet"
         )
-        outcome = RegisterOutcome(version, False, None, reason)
+        outcome = RegisterOutcome(version, False, None, reason, name)
     with mlflow.start_run(run_id=trained["parent_run_id"]):
         mlflow.set_tags({"registered_version": version, "promoted": str(outcome.promoted).lower()})
     write_json(outcome.as_dict(), out_path)
