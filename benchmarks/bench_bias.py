@@ -66,6 +66,7 @@ def _run(cmd: list[str], root: Path) -> None:
 def _project(work: Path) -> Path:
     """A git + DVC copy of the project with the main pipeline run on default params."""
     repo = work / "project"
+    repo.mkdir(parents=True)
     for name in ("dvc.yaml", "notebooks", "src", "pipelines", ".dvcignore", ".gitignore"):
         src = ROOT / name
         if src.is_dir():
