@@ -37,8 +37,10 @@ run: $(STAMP)  ## run the whole lifecycle (dvc repro + the production simulation
 	@cat reports/production/timeline.md
 	@$(BIN)/inferloop where
 
+# one worker per core; each test file stays on one worker (the pipeline tests share one DVC run)
+PYTEST_WORKERS ?= auto
 test: $(STAMP)  ## run the test suite
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP)  ## unit tests only
 	$(BIN)/python -m pytest -q tests/unit

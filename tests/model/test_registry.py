@@ -84,3 +84,25 @@ def test_champion_loads_by_alias(fraud_model: FraudModel, model_data: SimulatedS
     pd.testing.assert_series_equal(
         out[s.SCORE], fraud_model.score_frame(rows)[s.SCORE], check_names=False
     )
+
+
+@pytest.mark.usefixtures("mlflow_store")
+def test_the_production_world_starts_from_a_copy_and_never_from_a_model_that_saw_it(
+    fraud_model: FraudModel, model_data: SimulatedSplits
+) -> None:
+    from mlflow import MlflowClient
+
+    from inferloop.core.registry import TAG_TRAINED_THROUGH, version_tags
+    from inferloop.loop.production import start_champion
+
+    rows = model_data.splits.test[list(s.SCORING_COLUMNS)].head(5)
+    v1 = _register(fraud_model, rows, passed=True)
+    MlflowClient().set_model_version_tag(FULL_MODEL, v1, TAG_TRAINED_THROUGH, "2026-03-29")
+    promote(FULL_MODEL, v1)
+    copy = start_champion("world", pd.Timestamp("2026-03-30"))
+    assert alias_version("world", CHAMPION) == copy
+    tags = version_tags("world", copy)
+    assert tags["copied_from"] == f"{FULL_MODEL}/{v1}" and tags[TAG_TRAINED_THROUGH] == "2026-03-29"
+    assert alias_version(FULL_MODEL, CHAMPION) == v1  # the main champion is untouched
+    with pytest.raises(RuntimeError, match=r"trained on data up to 2026-03-29.*starts on 2026-03-29"):
+        start_champion("world", pd.Timestamp("2026-03-29 06:00"))

@@ -315,8 +315,6 @@ class ProductionLoop:
         self.scored_weeks.append(scored)
         self.previous = scored
         row = self._row(w, start, scored, result)
-        if result.action.kind == "needs_review":
-            row["retrained"] = "stopped: needs review"
         if result.action.kind == "retrain" and w < self.weeks - 1:
             row.update(self._retrain(result, as_of))
         self.rows.append(row)

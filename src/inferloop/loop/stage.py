@@ -67,7 +67,10 @@ def write_outputs(table: pd.DataFrame, out: Path, *, scenario: str, drift_week: 
 
 
 def plot_timeline(table: pd.DataFrame, *, scenario: str, drift_week: int) -> Any:
-    """AP per week with the drift share, drift start and retraining marked."""
+    """AP per week with the drift share, the fairness gap, drift start and retraining marked.
+
+    Weeks whose action is ``needs_review`` are shaded.
+    """
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4.2))
@@ -79,7 +82,18 @@ def plot_timeline(table: pd.DataFrame, *, scenario: str, drift_week: int) -> Any
         table["week"], table["roc_auc"], marker=".", label="ROC-AUC", color="tab:cyan", alpha=0.7
     )
     ax.bar(table["week"], table["drift_share"], alpha=0.25, color="tab:orange", label="drift share")
+    if "fairness_gap" in table and table["fairness_gap"].notna().any():
+        ax.plot(
+            table["week"], table["fairness_gap"], marker="s", color="tab:purple",
+            label="largest fairness gap (90% interval)",
+        )  # fmt: skip
+        ax.fill_between(
+            table["week"], table["fairness_gap_low"], table["fairness_gap_high"],
+            color="tab:purple", alpha=0.12,
+        )  # fmt: skip
     ax.axvline(drift_week - 0.5, color="tab:red", ls="--", label=f"{scenario} starts")
+    for _, row in table[table["action"] == "needs_review"].iterrows():
+        ax.axvspan(row["week"] - 0.5, row["week"] + 0.5, color="tab:purple", alpha=0.08)
     for _, row in table[table["retrained"] != ""].iterrows():
         ax.annotate(
             row["retrained"],
