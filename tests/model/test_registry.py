@@ -104,5 +104,7 @@ def test_the_production_world_starts_from_a_copy_and_never_from_a_model_that_saw
     tags = version_tags("world", copy)
     assert tags["copied_from"] == f"{FULL_MODEL}/{v1}" and tags[TAG_TRAINED_THROUGH] == "2026-03-29"
     assert alias_version(FULL_MODEL, CHAMPION) == v1  # the main champion is untouched
-    with pytest.raises(RuntimeError, match=r"trained on data up to 2026-03-29.*starts on 2026-03-29"):
+    with pytest.raises(
+        RuntimeError, match=r"trained on data up to 2026-03-29.*starts on 2026-03-29"
+    ):
         start_champion("world", pd.Timestamp("2026-03-29 06:00"))
