@@ -33,6 +33,7 @@ __all__ = [
     "breached_checks",
     "decide_action",
     "fairness_breached",
+    "fairness_cleared",
     "fairness_retrains",
     "load_history",
 ]
@@ -168,16 +169,32 @@ def fairness_retrains(previous: Mapping[str, Any] | None, latest: Mapping[str, A
     """Retrains since the current fairness breach began that did not clear it.
 
     Carried from summary to summary across model versions (``escalation.fairness_retrains``):
-    each retrain decided in a window where fairness was breached adds one, and a window where
-    fairness was evaluated and passed starts over at 0.
+    once fairness has breached, each retrain adds one, until a window CLEARS fairness (every
+    evaluated fairness check under its maximum with its interval's upper end): then the count
+    starts over at 0. A window that merely fails to show the breach beyond its noise does not
+    clear it, or one noisy window would restart the retraining it was meant to stop.
     """
-    if previous is None or _family_state(latest, "fairness") is False:
+    if previous is None or fairness_cleared(latest):
         return 0
     count = int((previous.get("escalation") or {}).get("fairness_retrains", 0))
     action = previous.get("action") or {}
-    if action.get("kind") == "retrain" and _family_state(previous, "fairness"):
+    in_breach = count > 0 or bool(_family_state(previous, "fairness"))
+    if action.get("kind") == "retrain" and in_breach:
         count += 1
     return count
+
+
+def fairness_cleared(summary: Mapping[str, Any]) -> bool:
+    """Whether every evaluated fairness check is under its maximum, upper bound included."""
+    checks = [
+        c
+        for name, c in summary.get("checks", {}).items()
+        if check_family(name) == "fairness" and c.get("evaluated", True)
+    ]
+    upper = [c.get("high") if c.get("high") is not None else c.get("value") for c in checks]
+    return bool(checks) and all(
+        u is not None and u <= c["threshold"] for u, c in zip(upper, checks, strict=True)
+    )
 
 
 def fairness_breached(summary: Mapping[str, Any]) -> bool:
