@@ -48,7 +48,7 @@ class RetrainParams:
 
     window_days: int = 84
     candidates: tuple[str, ...] = ("lightgbm",)
-    mitigated_candidates: tuple[str, ...] = ("logistic_fair",)
+    mitigated_candidates: tuple[str, ...] = ("lightgbm_fair",)
     validation_days: int = 2
     test_days: int = 2
     trigger_report: str = ""
