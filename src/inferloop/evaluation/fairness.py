@@ -266,10 +266,9 @@ def _check_inputs(
     return y.astype(np.int64), p.astype(np.int64), s
 
 
-def _reduce(y: NDArray[np.int64], p: NDArray[np.int64], groups: pd.Series) -> pd.DataFrame:
-    """One row per (group, y_true, y_pred) present, with its number of rows as ``weight``."""
-    combo = groups.cat.codes.to_numpy(dtype=np.int64) * 4 + y * 2 + p
-    counts = np.bincount(combo, minlength=4 * len(groups.cat.categories))
+def _reduce(cells: NDArray[np.int64], groups: pd.Series) -> pd.DataFrame:
+    """One row per (group, y_true, y_pred) present in ``cells``, with its rows as ``weight``."""
+    counts = cells.ravel()
     present = np.flatnonzero(counts)
     return pd.DataFrame(
         {
@@ -442,11 +441,11 @@ def group_fairness(
     interval = interval or IntervalParams()
     y, p, s = _check_inputs(y_true, y_pred, scores)
     groups = _as_groups(sensitive, y.size)
-    reduced = _reduce(y, p, groups)
+    cells = _cells(y, p, groups)
+    reduced = _reduce(cells, groups)
     table = _by_group(reduced, y, s, groups).reindex(groups.cat.categories)
     table["included"] = table["count"] >= min_group_size
     masks = _Masks.of(table, interval.min_group_positives)
-    cells = _cells(y, p, groups)
     boot = cell_rates(bootstrap_cells(cells, interval.n_boot, interval.seed))
     _add_rate_intervals(table, boot, interval.confidence)
     table["note"] = [

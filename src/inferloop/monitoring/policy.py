@@ -35,6 +35,7 @@ __all__ = [
     "fairness_breached",
     "fairness_cleared",
     "fairness_retrains",
+    "is_of_version",
     "load_history",
 ]
 
@@ -249,10 +250,14 @@ def load_history(out_dir: str | Path, model_version: str | None = None) -> list[
         except (OSError, json.JSONDecodeError) as exc:
             logger.warning("skipping unreadable monitoring summary %s: %s", path, exc)
             continue
-        version = (summary.get("model") or {}).get("version")
-        if model_version is None or str(version) == str(model_version):
+        if model_version is None or is_of_version(summary, model_version):
             summaries.append(summary)
     return sorted(summaries, key=lambda x: (str(x.get("as_of")), str(x.get("batch"))))
+
+
+def is_of_version(summary: Mapping[str, Any], model_version: str) -> bool:
+    """Whether a monitoring summary is of ``model_version``."""
+    return str((summary.get("model") or {}).get("version")) == str(model_version)
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pandas as pd
 from inferloop.monitoring.drift import ReferenceProfile
 from inferloop.monitoring.monitor import monitor_batch
 from inferloop.monitoring.params import DEFAULT_PROJECT, MonitorParams
-from inferloop.monitoring.policy import load_history
+from inferloop.monitoring.policy import is_of_version, load_history
 from inferloop.monitoring.result import MonitorResult
 from inferloop.monitoring.sinks import log_to_mlflow, model_of, registry_figures
 
@@ -131,10 +131,13 @@ def monitor_scored(
     if validation is None:
         validation = registry_figures(model_name, model_version)
     if history is None:
-        history = load_history(out_dir, model_version) if model_version else ()
+        everything = load_history(out_dir)  # read once: this version's history, and the last of any
+        history = (
+            [h for h in everything if is_of_version(h, model_version)] if model_version else ()
+        )
         if previous is None:
-            everything = [h for h in load_history(out_dir) if h.get("batch") != batch_name]
-            previous = everything[-1] if everything else None
+            earlier = [h for h in everything if h.get("batch") != batch_name]
+            previous = earlier[-1] if earlier else None
     result = monitor_batch(
         scored,
         reference,

@@ -292,6 +292,19 @@ def _flat(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
 _Fitted = tuple[ProbabilisticClassifier, int | None, dict[str, Any]]
 
 
+def _lgbm(settings: dict[str, Any], params: TrainParams, **extra: Any) -> lgb.LGBMClassifier:
+    """A deterministic binary LightGBM classifier from ``train.lightgbm`` settings."""
+    return lgb.LGBMClassifier(
+        **settings,
+        **extra,
+        objective="binary",
+        random_state=params.seed,
+        deterministic=True,
+        force_row_wise=True,
+        verbose=-1,
+    )
+
+
 def _fit_lightgbm(
     X: pd.DataFrame,
     y: NDArray[np.int64],
@@ -304,16 +317,7 @@ def _fit_lightgbm(
     settings = dataclasses.asdict(p)
     stopping = settings.pop("early_stopping_rounds")
     spw = _positive_weight(y) if params.imbalance == "class_weight" else 1.0
-    model = lgb.LGBMClassifier(
-        **settings,
-        scale_pos_weight=spw,
-        objective="binary",
-        metric="average_precision",
-        random_state=params.seed,
-        deterministic=True,
-        force_row_wise=True,
-        verbose=-1,
-    )
+    model = _lgbm(settings, params, scale_pos_weight=spw, metric="average_precision")
     # Only AP is computed and watched: with the default logloss also watched, class-weighted
     # runs stopped at iteration 1 (weighted logloss on validation worsens from the start).
     model.fit(
@@ -399,14 +403,7 @@ def _fit_lightgbm_fair(
     settings = dataclasses.asdict(params.lightgbm)
     settings.pop("early_stopping_rounds")
     settings["n_estimators"] = params.mitigation.n_estimators  # no early stopping in the game
-    base = lgb.LGBMClassifier(
-        **settings,
-        objective="binary",
-        random_state=params.seed,
-        deterministic=True,
-        force_row_wise=True,
-        verbose=-1,
-    )
+    base = _lgbm(settings, params)
     return _fit_reduction(base, None, X, y, params, "lightgbm_fair")
 
 
