@@ -86,7 +86,8 @@ def build_world(cfg: Settings, root: Path) -> tuple[pd.DataFrame, np.ndarray, An
     from inferloop.core.tracking import configure_mlflow, ensure_experiment
     from inferloop.data.features import FeatureParams, featurize_frame
     from inferloop.data.simulate import SimulateParams, simulate_transactions
-    from inferloop.model import FraudModel, input_example, log_fraud_model
+    from inferloop.model import FraudModel
+    from inferloop.model_logging import input_example, log_fraud_model
 
     sim = replace(SimulateParams(), n_days=cfg.history_days)
     history = simulate_transactions(sim)

@@ -203,7 +203,8 @@ def build_variants(store: Path, settings: Settings) -> list[Variant]:
     from inferloop.data.samples import simulated_splits
     from inferloop.data.simulate import SimulateParams
     from inferloop.data.split import SplitParams
-    from inferloop.model import FraudModel, input_example, log_fraud_model
+    from inferloop.model import FraudModel
+    from inferloop.model_logging import input_example, log_fraud_model
 
     configure_mlflow(store)
     sim = SimulateParams(n_customers=3000, n_terminals=2000, n_days=42, seed=21)

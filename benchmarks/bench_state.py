@@ -124,7 +124,8 @@ def build_world(store: Path, settings: Settings) -> World:
     from inferloop.data.samples import simulated_splits
     from inferloop.data.simulate import SimulateParams, simulate_transactions
     from inferloop.data.split import SplitParams
-    from inferloop.model import FraudModel, input_example, log_fraud_model
+    from inferloop.model import FraudModel
+    from inferloop.model_logging import input_example, log_fraud_model
 
     configure_mlflow(store)
     if settings.world == "lifecycle":

@@ -6,7 +6,8 @@ the stream and ``mlflow models serve`` all call the same :meth:`FraudModel.score
 validates its input first (:func:`read_transactions`, reading each column once); ``predict``
 turns :class:`InvalidInput` into MLflow's ``INVALID_PARAMETER_VALUE``, an HTTP 400 that names
 the problem. The logged signature leaves the input to this check by default: MLflow's own
-column-by-column enforcement costs more than the model per request (:func:`fraud_signature`).
+column-by-column enforcement costs more than the model per request
+(:func:`inferloop.model_logging.fraud_signature`).
 
 Serialisation: MLflow cloudpickles the ``PythonModel`` object, and the model folder carries
 a copy of the ``inferloop`` package (``code_paths``), so it loads in any process that has the
@@ -18,11 +19,9 @@ Pickle-based formats execute code on load: load models only from a registry you 
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import os
 from contextlib import suppress
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,28 +38,22 @@ from inferloop.data.rows import (
     read_request,
     read_transactions,
 )
+from inferloop.evaluation.group_thresholds import GroupThresholds
 from inferloop.state.base import FeatureState, ScoredEvents, Snapshot, StateRequest
 from inferloop.state.config import STATE_ENV, STATELESS, open_state, resolve_location
 
 __all__ = [
     "ARROW_STRINGS_ENV",
-    "INPUT_CONTRACT",
     "MAX_ROWS_ENV",
     "MODEL_LABEL_ENV",
     "OUTPUT_COLUMNS",
     "SERVER_MODEL_PATH_ENV",
     "SERVING_ENV",
     "FraudModel",
-    "InputSchema",
     "LiveScorer",
     "epoch_seconds",
-    "fraud_signature",
     "history_end",
-    "input_example",
-    "log_fraud_model",
-    "package_dir",
     "positive_scores",
-    "runtime_requirements",
     "seed_state",
 ]
 
@@ -144,6 +137,9 @@ class FraudModel(PythonModel):
         The candidate's name (``lightgbm``, ``logistic``, ``mlp``) for model cards and tags.
     contract:
         The data contract's limits (the ``validate`` params) the model applies to requests.
+    postprocess:
+        Per-group thresholds (:mod:`inferloop.evaluation.group_thresholds`): the score becomes
+        a per-group map of the estimator's, so every request must carry the attribute.
     """
 
     def __init__(
@@ -153,12 +149,14 @@ class FraudModel(PythonModel):
         threshold: float,
         candidate: str,
         contract: ContractParams | None = None,
+        postprocess: GroupThresholds | None = None,
     ) -> None:
         self.featurizer = featurizer
         self.estimator = estimator
         self.threshold = float(threshold)
         self.candidate = candidate
         self.contract_ = contract
+        self.postprocess_ = postprocess
 
     def load_context(self, context: Any) -> None:
         """Called by MLflow once per process that loads the model.
@@ -195,9 +193,47 @@ class FraudModel(PythonModel):
         """Model input features, in order."""
         return list(self.featurizer.feature_names_out_)
 
+    @property
+    def postprocess(self) -> GroupThresholds | None:
+        """The per-group thresholds applied at decision time, if any."""
+        return getattr(self, "postprocess_", None)
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """The raw columns a request must carry (the post-processing attribute too)."""
+        post = self.postprocess
+        return s.SCORING_COLUMNS if post is None else (*s.SCORING_COLUMNS, post.attribute)
+
     def scores_for_features(self, features: pd.DataFrame) -> np.ndarray:
-        """Scores for an already featurized frame (training-time evaluation)."""
-        return positive_scores(self.estimator, features[self.feature_names], self.feature_names)
+        """Scores for an already featurized frame (training-time evaluation).
+
+        A post-processed model reads its attribute from the same frame.
+        """
+        scores = positive_scores(self.estimator, features[self.feature_names], self.feature_names)
+        post = self.postprocess
+        return scores if post is None else post.adjust(scores, features[post.attribute].to_numpy())
+
+    def final_scores(
+        self, scores: np.ndarray, tx: Transactions, rows: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The estimator's ``scores`` of ``tx`` (or of its ``rows``) after post-processing."""
+        post = self.postprocess
+        if post is None:
+            return scores
+        groups = self.decision_groups(tx)
+        return post.adjust(scores, groups if rows is None else groups[rows])
+
+    def decision_groups(self, tx: Transactions) -> np.ndarray:
+        """The post-processing attribute of each row; :class:`InvalidInput` if not sent."""
+        post = self.postprocess
+        assert post is not None, "decision_groups needs a post-processed model"
+        groups = tx.attributes.get(post.attribute)
+        if groups is None:
+            raise InvalidInput(
+                f"missing required column(s): ['{post.attribute}']: this model decides with "
+                f"per-group thresholds on {post.attribute} (see its model card)"
+            )
+        return groups
 
     def score_frame(
         self,
@@ -252,7 +288,9 @@ class FraudModel(PythonModel):
             ids, scores, decisions, _ = live.score_transactions(tx)
             return ids, scores, decisions
         features = self.featurizer.features_of(tx.raw)
-        scores = positive_scores(self.estimator, features, self.feature_names)
+        scores = self.final_scores(
+            positive_scores(self.estimator, features, self.feature_names), tx
+        )
         return tx.ids, scores, (scores >= self.threshold).astype(np.int8)
 
     def read_request(self, frame: pd.DataFrame) -> Transactions:
@@ -279,7 +317,9 @@ class FraudModel(PythonModel):
         else:  # featurize context + rows together (both canonical); score only the rows
             both = concat_raw(read_transactions(context).raw, tx.raw)
             features = self.featurizer.features_of(both)[len(context) :]
-        scores = positive_scores(self.estimator, features, self.feature_names)
+        scores = self.final_scores(
+            positive_scores(self.estimator, features, self.feature_names), tx
+        )
         return tx.ids, scores, (scores >= self.threshold).astype(np.int8), features
 
     def predict(
@@ -422,6 +462,8 @@ class LiveScorer:
         events of their customers and terminals and written back.
         """
         assert self.state is not None, "score_transactions needs a feature state"
+        if self.model.postprocess is not None:  # a missing attribute fails before the store
+            self.model.decision_groups(tx)
         ids = text_keys(tx.ids)
         _, first = np.unique(ids, return_index=True)
         first.sort()
@@ -441,6 +483,7 @@ class LiveScorer:
             features = featurizer.features_from_state(raw, snapshot.events)
             computed["features"] = features
             scores = positive_scores(self.model.estimator, features, self.model.feature_names)
+            scores = self.model.final_scores(scores, tx, new)
             return ScoredEvents(
                 ids=ids[new],
                 time=raw.seconds,
@@ -555,117 +598,3 @@ def _check_request_rows(n_rows: int) -> None:
             f"too many rows in one request: {n_rows:,} > {int(limit):,} "
             f"({MAX_ROWS_ENV}); split the batch or use batch scoring"
         )
-
-
-def package_dir() -> Path:
-    """The ``inferloop`` source folder, shipped inside every logged model (``code_paths``)."""
-    return Path(__file__).resolve().parent
-
-
-def runtime_requirements(candidate: str, estimator: Any = None) -> list[str]:
-    """Pinned pip requirements a logged model needs to load and score.
-
-    torch only for the MLP; the edge model (``edge:<variant>``) needs neither LightGBM nor
-    torch, but what its classifier declares in ``runtime_packages`` (onnxruntime for an ONNX
-    graph, llvmlite for compiled code).
-    """
-    names = ["mlflow", "numpy", "pandas", "scikit-learn", "scipy", "pyarrow"]
-    if candidate.startswith("edge"):
-        names.extend(getattr(estimator, "runtime_packages", ("onnxruntime",)))
-    else:
-        names.append("lightgbm")
-    if candidate == "mlp":
-        names.append("torch")
-    return [f"{name}=={md.version(name)}" for name in names]
-
-
-def input_example(frame: pd.DataFrame, rows: int = 3) -> pd.DataFrame:
-    """A few raw rows in the signature's columns (timestamps as ISO strings for JSON)."""
-    example = frame.loc[:, list(s.SCORING_COLUMNS)].head(rows).copy()
-    return example
-
-
-#: What the logged signature says about the input (see :func:`fraud_signature`).
-InputSchema = Literal["model", "loose", "typed"]
-#: The raw input columns and the values the model accepts, recorded in the MLmodel metadata.
-INPUT_CONTRACT = {
-    s.TRANSACTION_ID: "integer or text, not null",
-    s.TIMESTAMP: "ISO 8601 text or datetime (naive = UTC)",
-    s.CUSTOMER_ID: "integer or text, not null",
-    s.TERMINAL_ID: "integer or text, not null",
-    s.AMOUNT: "finite number",
-    s.CHANNEL: f"one of {list(s.CHANNELS)}",
-    s.MERCHANT_CATEGORY: f"one of {list(s.MERCHANT_CATEGORIES)}",
-}
-
-
-def fraud_signature(
-    model: FraudModel, example: pd.DataFrame, input_schema: InputSchema = "model"
-) -> Any:
-    """The MLflow signature to log: the output schema, and the input as ``input_schema`` says.
-
-    Parameters
-    ----------
-    model, example:
-        The model and raw rows whose scores give the output schema.
-    input_schema:
-        ``"model"`` (default): no input schema, so MLflow passes requests straight to
-        :meth:`FraudModel.predict`, which validates them itself (:func:`read_transactions`,
-        400 naming the problem). ``"loose"``: the raw columns with type ``Any``; MLflow checks
-        they are present. ``"typed"``: columns typed from ``example``; MLflow casts and checks
-        every column. MLflow's enforcement runs column by column in pandas for every request:
-        it costs more than the model for one transaction (``benchmarks/bench_serving.py``).
-
-    Returns
-    -------
-    mlflow.models.ModelSignature
-    """
-    from mlflow.models import ModelSignature, infer_signature
-    from mlflow.types.schema import AnyType, ColSpec, Schema
-
-    typed = infer_signature(example, model.score_frame(example))
-    if input_schema == "typed":
-        return typed
-    if input_schema == "loose":
-        inputs = Schema([ColSpec(AnyType(), column) for column in s.SCORING_COLUMNS])
-        return ModelSignature(inputs=inputs, outputs=typed.outputs)
-    return ModelSignature(outputs=typed.outputs)
-
-
-def log_fraud_model(
-    model: FraudModel,
-    example: pd.DataFrame,
-    *,
-    name: str = "model",
-    input_schema: InputSchema = "model",
-) -> Any:
-    """Log ``model`` to the active MLflow run with signature, input example and input contract.
-
-    Parameters
-    ----------
-    model:
-        The fitted model.
-    example:
-        A few raw rows (:func:`input_example`), saved as the input example and the serving
-        example (``serving_input_example.json``).
-    name:
-        Name of the logged model in the run.
-    input_schema:
-        See :func:`fraud_signature`; the default leaves input validation to the model.
-
-    Returns
-    -------
-    mlflow.models.model.ModelInfo
-        ``model_uri`` is ``models:/m-<id>``.
-    """
-    import mlflow
-
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=model,
-        signature=fraud_signature(model, example, input_schema),
-        input_example=example,
-        code_paths=[str(package_dir())],
-        pip_requirements=runtime_requirements(model.candidate, model.estimator),
-        metadata={"input_columns": INPUT_CONTRACT, "input_schema": input_schema},
-    )

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scoring_support import MODEL_NAME, PARAMS_YAML, Champion, fit_model, incoming_days
 
-from inferloop.model import input_example, log_fraud_model
+from inferloop.model_logging import input_example, log_fraud_model
 
 
 @pytest.fixture(scope="session")

@@ -333,7 +333,11 @@ def test_a_dvc_experiment_with_a_new_seed_registers_version_2_against_version_1(
     _run(
         ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "baseline"], repo
     )
-    _dvc(repo, "exp", "run", "dvc.yaml", "-S", "simulate.seed=12", "-n", "new-seed")
+    # the same run trains the opt-in post-processed candidate through every stage
+    candidates = "train.candidates=[lightgbm,logistic,mlp,lightgbm_post]"
+    _dvc(
+        repo, "exp", "run", "dvc.yaml", "-S", "simulate.seed=12", "-S", candidates, "-n", "new-seed"
+    )
     assert "new-seed" in _dvc(repo, "exp", "show", "--json").stdout
     assert yaml.safe_load((repo / "params.yaml").read_text())["simulate"]["seed"] == 12
     register = json.loads((repo / "reports/register.json").read_text())
@@ -342,20 +346,27 @@ def test_a_dvc_experiment_with_a_new_seed_registers_version_2_against_version_1(
     assert decision["champion_version"] == "1"  # compared with v1 on the same test rows
     assert "ap_vs_champion" in decision["gates"]
     evaluation = json.loads((repo / "reports/metrics/evaluate.json").read_text())
-    assert "champion" in evaluation
+    assert "champion" in evaluation and "lightgbm_post" in evaluation
+    trained = json.loads((repo / "reports/train/candidates.json").read_text())
+    card = (repo / "reports/evaluate/model_card.md").read_text()
+    uses_attribute = "uses `age_band` at decision time" in card
+    assert uses_attribute == (trained["best"] == "lightgbm_post"), card[:2000]
     expected_champion = "2" if decision["passed"] else "1"
     assert register["champion"] == expected_champion
     out = _python(
         repo,
-        """
+        f"""
 import mlflow
 from inferloop.core.tracking import configure_mlflow
 configure_mlflow()
 runs = mlflow.search_runs(experiment_names=["fraud-detector"], filter_string="tags.registered_version = '2'")
 print("runs", len(runs))
+post = mlflow.models.get_model_info({trained["candidates"]["lightgbm_post"]["model_uri"]!r})
+print("post inputs", sorted(post.metadata["input_columns"]))
 """,
     )
     assert "runs 1" in out, out
+    assert "'age_band'" in out.split("post inputs", 1)[1], out
 
 
 def test_promote_refuses_failed_gates_and_rollback_restores(repo: Path) -> None:

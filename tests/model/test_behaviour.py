@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -97,7 +98,7 @@ def test_logged_model_loads_in_a_fresh_process_and_scores_raw_rows(
 ) -> None:
     import mlflow
 
-    from inferloop.model import input_example, log_fraud_model
+    from inferloop.model_logging import input_example, log_fraud_model
 
     rows = _raw(model_data.splits.test.head(50))
     with mlflow.start_run():
@@ -193,3 +194,94 @@ def test_inside_the_model_server_predict_answers_with_the_same_records(
     records = fraud_model.predict(None, frame)
     assert records == expected.to_dict(orient="records")
     assert all(type(r[s.TRANSACTION_ID]) is int for r in records)  # JSON-ready, no numpy
+
+
+# --------------------------------------------------------------------------- post-processed
+
+
+@pytest.fixture(scope="module")
+def post_model(biased_data: SimulatedSplits, fit_lgbm: Any) -> FraudModel:
+    """A LightGBM model with per-age-band thresholds fitted on its validation window."""
+    from inferloop.evaluation.group_thresholds import PostprocessParams, fit_group_thresholds
+
+    estimator = fit_lgbm(biased_data)
+    val = biased_data.splits.validation
+    scores = estimator.predict_proba(val[biased_data.features])[:, 1]
+    threshold = float(np.quantile(scores, 0.99))
+    post = fit_group_thresholds(
+        scores,
+        val[s.TARGET].to_numpy(),
+        val[s.AGE_BAND].to_numpy(dtype=object),
+        threshold,
+        PostprocessParams(min_group_positives=3),
+    )
+    return FraudModel(biased_data.featurizer, estimator, threshold, "lightgbm_post", None, post)
+
+
+def test_a_post_processed_model_decides_with_each_groups_threshold(
+    post_model: FraudModel, biased_data: SimulatedSplits
+) -> None:
+    rows = biased_data.splits.test.head(2000).reset_index(drop=True)
+    post = post_model.postprocess
+    assert post is not None and len(post.thresholds) >= 2
+    assert post_model.input_columns == (*s.SCORING_COLUMNS, s.AGE_BAND)
+    with pytest.raises(InvalidInput, match=r"missing required column.*age_band.*per-group"):
+        post_model.score_frame(_raw(rows))
+    plain = FraudModel(post_model.featurizer, post_model.estimator, post_model.threshold, "x")
+    base = plain.score_frame(_raw(rows))[s.SCORE].to_numpy()
+    out = post_model.score_frame(rows[list(post_model.input_columns)])
+    groups = rows[s.AGE_BAND].to_numpy(dtype=object)
+    expected = (base >= post.group_thresholds(groups)).astype(np.int8)
+    assert np.array_equal(out[s.DECISION].to_numpy(), expected)
+    assert not np.array_equal(expected, (base >= post_model.threshold).astype(np.int8))
+    np.testing.assert_allclose(out[s.SCORE], post.adjust(base, groups), rtol=0, atol=0)
+
+
+def test_a_post_processed_model_scores_alike_through_mlflow_and_a_sqlite_state(
+    post_model: FraudModel, biased_data: SimulatedSplits, mlflow_store: str, tmp_path: Path
+) -> None:
+    import mlflow
+
+    from inferloop.model import LiveScorer, seed_state
+    from inferloop.model_logging import input_example, log_fraud_model
+    from inferloop.state.config import open_state
+
+    rows = biased_data.splits.test.head(400).reset_index(drop=True)
+    rows = rows[list(post_model.input_columns)]
+    expected = post_model.score_frame(rows)
+    with mlflow.start_run():
+        info = log_fraud_model(post_model, input_example(rows, columns=post_model.input_columns))
+    assert "age_band" in (info.metadata or {})["input_columns"]
+    loaded = mlflow.pyfunc.load_model(info.model_uri)
+    pd.testing.assert_frame_equal(loaded.predict(rows), expected)
+    # through a real SQLite feature state: the plain model's live scores, post-processed
+    plain = FraudModel(post_model.featurizer, post_model.estimator, post_model.threshold, "x")
+    live: dict[str, pd.DataFrame] = {}
+    for name, model in (("plain", plain), ("post", post_model)):
+        state = open_state(str(tmp_path / f"{name}.db"))
+        assert state is not None
+        seed_state(state, model)
+        scorer = LiveScorer(model, state)
+        if name == "post":
+            with pytest.raises(InvalidInput, match="age_band"):
+                scorer.score(rows.drop(columns=[s.AGE_BAND]))
+        live[name] = scorer.score(rows)
+        state.close()
+    assert post_model.postprocess is not None
+    groups = rows[s.AGE_BAND].to_numpy(dtype=object)
+    adjusted = post_model.postprocess.adjust(live["plain"][s.SCORE].to_numpy(), groups)
+    np.testing.assert_allclose(live["post"][s.SCORE], adjusted, rtol=0, atol=0)
+    decisions = (adjusted >= post_model.threshold).astype(np.int8)
+    assert np.array_equal(live["post"][s.DECISION].to_numpy(), decisions)
+
+
+def test_a_request_carrying_sensitive_attributes_is_checked_by_the_contract(
+    fraud_model: FraudModel, model_data: SimulatedSplits
+) -> None:
+    frame = _request_frames(model_data.splits.test.head(2))[1]
+    fine = frame.assign(**{s.AGE_BAND: ["61+", None]})
+    assert fraud_model.predict(None, fine)[s.SCORE].notna().all()
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match=r"unknown_category:age_band \(row 1\)"):
+        fraud_model.predict(None, frame.assign(**{s.AGE_BAND: ["61+", "elderly"]}))

@@ -20,7 +20,8 @@ from inferloop.core.registry import (
     rollback,
 )
 from inferloop.data.samples import SimulatedSplits
-from inferloop.model import FraudModel, input_example, log_fraud_model
+from inferloop.model import FraudModel
+from inferloop.model_logging import input_example, log_fraud_model
 
 
 def _register(model: FraudModel, rows: pd.DataFrame, passed: bool) -> str:

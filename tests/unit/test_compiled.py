@@ -28,7 +28,7 @@ from inferloop.edge.builders.students import (
 )
 from inferloop.edge.runtime.classifiers import CompiledClassifier, OnnxClassifier
 from inferloop.edge.runtime.compiled import MLP_ENTRY, CompiledModel, _logistic
-from inferloop.model import runtime_requirements
+from inferloop.model_logging import runtime_requirements
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from sklearn.metrics import average_precision_score
 from inferloop.data.samples import SimulatedSplits, simulated_splits
 from inferloop.data.simulate import SimulateParams
 from inferloop.data.split import SplitParams
+from inferloop.evaluation.group_thresholds import PostprocessParams, fit_group_thresholds
 from inferloop.training.candidates import (
     LightGBMParams,
     MLPParams,
@@ -288,3 +289,52 @@ def test_a_mitigated_candidate_needs_the_sensitive_attribute_to_train() -> None:
     X, y, _ = _biased_world(n=500)
     with pytest.raises(ValueError, match="needs the sensitive attribute 'age_band'"):
         train_candidate("logistic_fair", X, y, X, y, FAST)
+
+
+# --------------------------------------------------------------------------- post-processing
+
+
+def _post_params(**kw: object) -> PostprocessParams:
+    return dataclasses.replace(PostprocessParams(), **kw)  # type: ignore[arg-type]
+
+
+def test_group_thresholds_equalize_the_true_positive_rate_at_the_operating_point() -> None:
+    X, y, _ = _biased_world(n=20000)
+    Xv, yv, gv = _biased_world(n=20000, seed=1)
+    base = train_candidate("logistic", X, y, Xv, yv, FAST)
+    threshold = float(np.quantile(base.validation_scores, 0.96))
+    post = fit_group_thresholds(
+        base.validation_scores, yv, gv.to_numpy(), threshold, _post_params()
+    )
+    Xt, yt, gt = _biased_world(n=20000, seed=2)
+    raw = base.estimator.predict_proba(Xt)[:, 1]
+    adjusted = post.adjust(raw, gt.to_numpy())
+    gap_before = _tpr_gap_at(raw >= threshold, yt, gt)
+    gap_after = _tpr_gap_at(adjusted >= threshold, yt, gt)
+    assert post.thresholds["B"] < threshold < post.thresholds["A"] + 1e-12
+    assert gap_before > 0.3 and gap_after < gap_before / 3
+    # the decision is exactly "score >= the group's threshold", and the ranking within a group
+    # is the base model's
+    assert np.array_equal(adjusted >= threshold, raw >= post.group_thresholds(gt.to_numpy()))
+    for g in ("A", "B"):
+        mask = (gt == g).to_numpy()
+        assert (np.diff(adjusted[mask][np.argsort(raw[mask])]) >= 0).all()
+    assert post.report["B"]["tpr_after"] == pytest.approx(post.target_tpr, abs=0.02)
+
+
+def _tpr_gap_at(alert: np.ndarray, y: np.ndarray, group: pd.Series) -> float:
+    tprs = [alert[(group == g).to_numpy() & (y == 1)].mean() for g in ("A", "B")]
+    return float(abs(tprs[0] - tprs[1]))
+
+
+def test_a_group_with_too_few_frauds_or_unseen_keeps_the_overall_threshold() -> None:
+    scores = np.array([0.9, 0.8, 0.2, 0.7, 0.1, 0.6, 0.3])
+    y = np.array([1, 1, 0, 1, 0, 1, 0])
+    groups = np.array(["A", "A", "A", "B", "B", "B", "B"], dtype=object)
+    post = fit_group_thresholds(scores, y, groups, 0.75, _post_params(min_group_positives=2))
+    assert set(post.thresholds) == {"A", "B"} and post.target_tpr == 0.5
+    few = fit_group_thresholds(scores, y, groups, 0.75, _post_params(min_group_positives=3))
+    assert few.thresholds == {} and "2 frauds (< 3)" in few.report["A"]["note"]
+    unseen = np.array(["C", None, "A"], dtype=object)
+    assert np.array_equal(post.group_thresholds(unseen), [0.75, 0.75, post.thresholds["A"]])
+    assert "uses `age_band` at decision time" in "\n".join(post.card_lines())

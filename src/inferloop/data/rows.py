@@ -12,7 +12,8 @@ scoring would quarantine, with the same reason codes.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -52,11 +53,17 @@ class InvalidInput(ValueError):
 
 @dataclass(frozen=True)
 class Transactions:
-    """Validated raw transactions: ids to echo, naive-UTC timestamps, featurizer inputs."""
+    """Validated raw transactions: ids to echo, naive-UTC timestamps, featurizer inputs.
+
+    ``attributes`` holds the sensitive attributes sent along (those of
+    :data:`inferloop.core.schema.SENSITIVE_COLUMNS` present), as object arrays: never
+    features; only a post-processed model reads one, to pick each row's threshold.
+    """
 
     ids: np.ndarray
     timestamps: np.ndarray
     raw: RawColumns
+    attributes: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 def read_transactions(frame: pd.DataFrame) -> Transactions:
@@ -104,7 +111,10 @@ def _read_columns(frame: pd.DataFrame) -> Transactions:
     ids = frame[s.TRANSACTION_ID]
     id_values = ids.to_numpy()
     _check_keys(ids, id_values)
-    return Transactions(id_values, timestamps, raw)
+    attributes = {
+        c: frame[c].to_numpy(dtype=object) for c in s.SENSITIVE_COLUMNS if c in frame.columns
+    }
+    return Transactions(id_values, timestamps, raw, attributes)
 
 
 def _read_plain(frame: pd.DataFrame) -> Transactions | None:
@@ -151,7 +161,8 @@ def _read_plain(frame: pd.DataFrame) -> Transactions | None:
         merchant_category=category,
         label=label,
     )
-    return Transactions(ids, timestamps, raw)
+    attributes: dict[str, np.ndarray] = {c: column[c] for c in s.SENSITIVE_COLUMNS if c in column}
+    return Transactions(ids, timestamps, raw, attributes)
 
 
 def _plain_ints(values: np.ndarray) -> np.ndarray | None:
@@ -387,7 +398,17 @@ def may_break_contract(frame: pd.DataFrame, tx: Transactions, contract: Contract
     for column in s.ID_COLUMNS:
         if frame[column].dtype.kind in "fO" and is_fractional(frame[column]).any():
             return True
-    return any(c in frame.columns for c in (*s.SENSITIVE_COLUMNS, s.TARGET))
+    if s.TARGET in frame.columns:
+        return True
+    # sensitive attributes (a post-processed model's are sent with every request): only a
+    # value outside the contract's categories can be rejected; None is allowed when scoring
+    return any(
+        not all(
+            v is None or (isinstance(v, str) and v in s.ALLOWED_CATEGORIES[column])
+            for v in values.tolist()
+        )
+        for column, values in tx.attributes.items()
+    )
 
 
 def _naive(value: str) -> Any:

@@ -36,7 +36,8 @@ from inferloop.edge.builders.optimize import OptimizeResult, optimize_teacher
 from inferloop.edge.builders.params import OptimizeParams
 from inferloop.evaluation.gates import EvaluateParams
 from inferloop.evaluation.metrics import ThresholdPolicy, choose_threshold
-from inferloop.model import FraudModel, input_example, log_fraud_model
+from inferloop.model import FraudModel
+from inferloop.model_logging import input_example, log_fraud_model
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -83,6 +84,14 @@ def _teacher(candidates: dict[str, Any], register: dict[str, Any]) -> tuple[Any,
         return model.estimator, version, f"models:/{FULL_MODEL}/{version}"
     lgbm = candidates["candidates"]["lightgbm"]["model_uri"]
     return mlflow.pyfunc.load_model(lgbm).unwrap_python_model().estimator, version, lgbm
+
+
+def _dropped_postprocess(teacher_uri: str) -> str | None:
+    """The attribute of the teacher's per-group thresholds, which an edge model leaves out."""
+    import mlflow
+
+    post = getattr(mlflow.pyfunc.load_model(teacher_uri).unwrap_python_model(), "postprocess", None)
+    return None if post is None else str(post.attribute)
 
 
 def run_optimize(
@@ -227,5 +236,11 @@ def _log_and_register(
         "variant": result.chosen,
         "threshold": str(threshold),
     }
+    dropped = _dropped_postprocess(teacher_uri)
+    if dropped:  # the edge model is distilled from the base score, decided at one threshold
+        tags["postprocess"] = (
+            f"not carried: the teacher decides with per-group thresholds on {dropped}; "
+            "this edge model decides at one threshold, without it"
+        )
     tags.update({f"edge.{k}": str(v) for k, v in _row_metrics(result.table, result.chosen).items()})
     return register_version(info.model_uri, EDGE_MODEL, tags, alias=CHALLENGER)

@@ -13,6 +13,7 @@ from typing import Any
 
 from inferloop.evaluation.fairness import GroupFairness, fairness_table
 from inferloop.evaluation.fairness_ci import IntervalParams, passes_rule
+from inferloop.evaluation.group_thresholds import GroupThresholds
 from inferloop.evaluation.metrics import ClassificationMetrics
 
 __all__ = [
@@ -210,9 +211,17 @@ def model_card(
     decision: Decision,
     lineage: Mapping[str, str],
     train_seconds: Mapping[str, float],
+    postprocess: GroupThresholds | None = None,
 ) -> str:
-    """A markdown model card: data windows, metrics, fairness table, gates, known limits."""
-    lines = [f"# Model card: fraud-detector ({candidate})", "", "## Data windows", ""]
+    """A markdown model card: data windows, metrics, fairness table, gates, known limits.
+
+    With ``postprocess`` (the model decides with per-group thresholds) the card says first, in
+    plain words, which attribute it reads at decision time and gives each group's threshold.
+    """
+    lines = [f"# Model card: fraud-detector ({candidate})", ""]
+    if postprocess is not None:
+        lines += ["## Uses a sensitive attribute at decision time", "", *postprocess.card_lines()]
+    lines += ["## Data windows", ""]
     lines += ["| window | start | end | rows | frauds |", "| --- | --- | --- | --- | --- |"]
     lines += [
         f"| {n} | {w['start']} | {w['end']} | {w['rows']:,} | {w['frauds']:,} |"
@@ -262,5 +271,11 @@ def model_card(
         lines.append(
             "- Bias-mitigated (fairlearn reductions): the sensitive attribute was used to TRAIN "
             "this model only; it scores without any sensitive attribute."
+        )
+    if postprocess is not None:
+        lines.append(
+            f"- Post-processed: decisions depend on `{postprocess.attribute}`. A request without "
+            "that column is refused; a row with a missing or unseen group is decided at the "
+            "overall threshold."
         )
     return "\n".join(lines) + "\n"

@@ -470,6 +470,7 @@ def score_files(
         return _finish(manifest, name, version, counts, complete=True, save=False)
     manifest.data["complete"] = False
     model = load_scoring_model(pinned)  # the version resolved above, even if the alias moves
+    check_inputs(files, model.model.input_columns)  # a post-processed model's attribute
     if state is None:
         _restore_state(model, manifest)
         scorer = LiveScorer(model.model)

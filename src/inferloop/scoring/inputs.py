@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,13 +108,17 @@ def input_columns(path: Path) -> list[str]:
         raise ScoringInputError(f"cannot read {path}: {exc}") from exc
 
 
-def check_inputs(files: list[Path]) -> None:
-    """Fail before scoring anything if an input lacks a required scoring column."""
+def check_inputs(files: list[Path], required: Sequence[str] = s.SCORING_COLUMNS) -> None:
+    """Fail before scoring anything if an input lacks a required column.
+
+    ``required`` is the model's ``input_columns``: the scoring columns, and the attribute a
+    post-processed model decides with.
+    """
     for path in files:
-        missing = [c for c in s.SCORING_COLUMNS if c not in input_columns(path)]
+        missing = [c for c in required if c not in input_columns(path)]
         if missing:
             raise ScoringInputError(
-                f"{path} lacks required column(s) {missing}; required {list(s.SCORING_COLUMNS)}"
+                f"{path} lacks required column(s) {missing}; required {list(required)}"
             )
 
 

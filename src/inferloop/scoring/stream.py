@@ -33,7 +33,7 @@ import json
 import signal
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -264,10 +264,12 @@ def parse_records(batch: list[Record]) -> tuple[list[dict[str, Any]], list[tuple
     return objects, bad
 
 
-def records_frame(objects: list[dict[str, Any]]) -> pd.DataFrame:
-    """A frame of the objects with every scoring column present (missing keys are nulls)."""
+def records_frame(
+    objects: list[dict[str, Any]], columns: Sequence[str] = s.SCORING_COLUMNS
+) -> pd.DataFrame:
+    """A frame of the objects with every input column present (missing keys are nulls)."""
     frame = pd.DataFrame.from_records(objects)
-    for column in s.SCORING_COLUMNS:
+    for column in columns:
         if column not in frame.columns:
             frame[column] = None
     frame[_POS] = np.arange(len(frame))
@@ -327,7 +329,7 @@ def score_batch(
     result.by_reason.update(reason for _, reason in bad)
     if not objects:
         return result
-    frame = records_frame(objects)
+    frame = records_frame(objects, model.model.input_columns)
     tx = _clean_batch(frame, scorer, contract, timestamp_format, seen)
     if tx is not None:  # the common case: every row passes (the server's cheap check)
         ids, scores, decisions, _ = scorer.score_transactions(tx)

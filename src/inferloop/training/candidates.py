@@ -6,7 +6,10 @@ tree model, a standardized logistic regression baseline and a small PyTorch MLP
 processed data and return fraud probabilities from ``predict_proba(features)[:, 1]``. Two
 opt-in bias-mitigated candidates, ``lightgbm_fair`` and ``logistic_fair``, wrap the LightGBM and
 logistic models in fairlearn's reductions (:mod:`inferloop.training.mitigation`); they need the
-sensitive attribute to train, never to predict.
+sensitive attribute to train, never to predict. The opt-in post-processed ``lightgbm_post`` is
+the LightGBM model with one threshold per group of the attribute
+(:mod:`inferloop.evaluation.group_thresholds`, fitted on the validation window once the
+operating threshold is chosen); it needs the attribute AT DECISION TIME.
 
 Time awareness: the validation window is later than the training window (with a label-delay
 gap, see :mod:`inferloop.data.split`), so early stopping and the optional random search over LightGBM
@@ -42,6 +45,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from inferloop.core import schema as s
+from inferloop.evaluation.group_thresholds import PostprocessParams
 from inferloop.training.mitigation import MitigationParams, ReductionsClassifier
 from inferloop.training.nn import TorchMLPClassifier
 
@@ -53,6 +57,7 @@ __all__ = [
     "DEFAULT_CANDIDATES",
     "IMBALANCE_MODES",
     "MITIGATED",
+    "POSTPROCESSED",
     "LightGBMParams",
     "LogisticParams",
     "MLPParams",
@@ -70,11 +75,20 @@ __all__ = [
 ]
 
 
-CANDIDATES: Final = ("lightgbm", "logistic", "mlp", "lightgbm_fair", "logistic_fair")
-#: What ``train.candidates`` defaults to: the mitigated candidates are opt-in.
+CANDIDATES: Final = (
+    "lightgbm",
+    "logistic",
+    "mlp",
+    "lightgbm_fair",
+    "logistic_fair",
+    "lightgbm_post",
+)
+#: What ``train.candidates`` defaults to: the mitigated and post-processed ones are opt-in.
 DEFAULT_CANDIDATES: Final = ("lightgbm", "logistic", "mlp")
 #: Candidates trained with fairlearn's reductions: they need the sensitive attribute to train.
 MITIGATED: Final = ("lightgbm_fair", "logistic_fair")
+#: Candidates with per-group thresholds: they need the sensitive attribute to DECIDE.
+POSTPROCESSED: Final = ("lightgbm_post",)
 _SENSITIVE: Final = "__sensitive__"
 IMBALANCE_MODES: Final = ("none", "class_weight", "downsample")
 
@@ -161,6 +175,7 @@ class TrainParams:
     mlp: MLPParams = field(default_factory=MLPParams)
     search: SearchParams = field(default_factory=SearchParams)
     mitigation: MitigationParams = field(default_factory=MitigationParams)
+    postprocess: PostprocessParams = field(default_factory=PostprocessParams)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.candidates) - set(CANDIDATES))
@@ -426,6 +441,8 @@ _FITTERS: Final[dict[str, Callable[..., _Fitted]]] = {
     "mlp": _fit_mlp,
     "lightgbm_fair": _fit_lightgbm_fair,
     "logistic_fair": _fit_logistic_fair,
+    # the base model; its group thresholds are fitted once the operating threshold is chosen
+    "lightgbm_post": _fit_lightgbm,
 }
 
 
@@ -483,7 +500,7 @@ def train_candidate(
     yv = np.asarray(y_val).astype(np.int64)
     _check_both_classes(y, "training")
     _check_both_classes(yv, "validation")
-    extra = {"lgb_params": lightgbm_params} if name == "lightgbm" else {}
+    extra = {"lgb_params": lightgbm_params} if name in ("lightgbm", *POSTPROCESSED) else {}
     start = time.perf_counter()
     estimator, best_iteration, flat = _FITTERS[name](X, y, X_val, yv, params, **extra)
     seconds = time.perf_counter() - start
@@ -546,7 +563,8 @@ def train_candidates(
     sensitive = train_df[attribute] if attribute in train_df.columns else None
     out: dict[str, TrainedCandidate] = {}
     for name in tqdm(params.candidates, desc="train", disable=not progress):
-        best = search.best if search is not None and name == "lightgbm" else None
+        lgb_like = name in ("lightgbm", *POSTPROCESSED)
+        best = search.best if search is not None and lgb_like else None
         out[name] = train_candidate(
             name, X, y, X_val, y_val, params, lightgbm_params=best, sensitive=sensitive
         )

@@ -8,6 +8,7 @@ CSV files under ``reports/``; models live in the MLflow store.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,6 +45,11 @@ from inferloop.evaluation.fairness import (
     plot_group_metrics,
 )
 from inferloop.evaluation.gates import Decision, EvaluateParams, decide, model_card
+from inferloop.evaluation.group_thresholds import (
+    GroupThresholds,
+    PostprocessParams,
+    fit_group_thresholds,
+)
 from inferloop.evaluation.metrics import (
     ClassificationMetrics,
     ThresholdPolicy,
@@ -53,8 +59,10 @@ from inferloop.evaluation.metrics import (
     roc_curve_points,
 )
 from inferloop.evaluation.plots import plot_calibration, plot_pr_roc, plot_score_distribution
-from inferloop.model import FraudModel, LiveScorer, input_example, log_fraud_model
+from inferloop.model import FraudModel, LiveScorer
+from inferloop.model_logging import input_example, log_fraud_model
 from inferloop.training.candidates import (
+    POSTPROCESSED,
     TrainedCandidate,
     TrainParams,
     train_candidates,
@@ -176,7 +184,7 @@ def run_train(
         for name, candidate in trained.items():
             with mlflow.start_run(experiment_id=experiment_id, run_name=name, nested=True) as child:
                 summary[name] = _log_candidate(
-                    candidate, data, policy, k, example, lineage, contract
+                    candidate, data, policy, k, example, lineage, contract, train_params.postprocess
                 )
                 summary[name]["run_id"] = child.info.run_id
         best = max(summary, key=lambda n: summary[n]["validation"]["average_precision"])
@@ -222,6 +230,7 @@ def _log_candidate(
     example: pd.DataFrame,
     lineage: dict[str, str],
     contract: ContractParams,
+    postprocess: PostprocessParams,
 ) -> dict[str, Any]:
     import mlflow
 
@@ -232,6 +241,12 @@ def _log_candidate(
         policy,
         timestamps=val[s.TIMESTAMP].to_numpy(),
     )
+    post = _group_thresholds(candidate, val, choice.threshold, postprocess)
+    if post is not None:  # everything below sees the scores the served model gives
+        groups = val[post.attribute].to_numpy(dtype=object)
+        candidate.validation_scores = post.adjust(candidate.validation_scores, groups)
+        mlflow.log_dict(jsonable(dataclasses.asdict(post)), "postprocess/group_thresholds.json")
+        example = input_example(val, columns=(*s.SCORING_COLUMNS, post.attribute))
     metrics = _metrics_for(val, candidate.validation_scores, choice.threshold, k)
     mlflow.set_tags(
         {**lineage, "candidate": candidate.name, "threshold_fell_back": str(choice.fell_back)}
@@ -242,7 +257,7 @@ def _log_candidate(
     mlflow.log_metrics({**metrics.as_dict("validation_"), "train_seconds": candidate.train_seconds})
     _log_candidate_plots(candidate, val, data.features)
     model = FraudModel(
-        data.featurizer, candidate.estimator, choice.threshold, candidate.name, contract
+        data.featurizer, candidate.estimator, choice.threshold, candidate.name, contract, post
     )
     info = log_fraud_model(model, example)
     return {
@@ -251,6 +266,26 @@ def _log_candidate(
         "train_seconds": candidate.train_seconds,
         "validation": jsonable(metrics.as_dict()),
     }
+
+
+def _group_thresholds(
+    candidate: TrainedCandidate, val: pd.DataFrame, threshold: float, params: PostprocessParams
+) -> GroupThresholds | None:
+    """The per-group thresholds of a post-processed candidate (None for the others)."""
+    if candidate.name not in POSTPROCESSED:
+        return None
+    if params.attribute not in val.columns:
+        raise ValueError(
+            f"candidate {candidate.name} needs the attribute {params.attribute!r} "
+            "(train.postprocess.attribute) in the validation rows"
+        )
+    return fit_group_thresholds(
+        candidate.validation_scores,
+        val[s.TARGET].to_numpy(),
+        val[params.attribute].to_numpy(dtype=object),
+        threshold,
+        params,
+    )
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -280,7 +315,7 @@ def score_with(
     import mlflow
 
     model = mlflow.pyfunc.load_model(model_uri)
-    raw = frame[list(s.SCORING_COLUMNS)]
+    raw = frame[list(model.unwrap_python_model().input_columns)]
     if history is not None:
         live = copy.copy(model.unwrap_python_model())
         if list(live.featurizer.feature_names_out_) == list(history.feature_names_out_):
@@ -346,6 +381,7 @@ def run_evaluate(
             if k in ("data_dvc_md5", "git_commit", "params_hash")
         },
         train_seconds={n: c["train_seconds"] for n, c in trained["candidates"].items()},
+        postprocess=_postprocess_of(trained["candidates"][best]["model_uri"]),
     )
     _write_evaluation(
         decision,
@@ -364,6 +400,14 @@ def run_evaluate(
         trained, best, decision, metrics, fairness, scores, test, card_path, decision_path
     )
     return EvaluateOutcome(decision, metrics, fairness, scores, card)
+
+
+def _postprocess_of(model_uri: str) -> GroupThresholds | None:
+    """The per-group thresholds of a logged model, if it has them."""
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    return getattr(model, "postprocess", None)
 
 
 def _score_on_test(
