@@ -11,6 +11,9 @@ Variants (same 300-tree LightGBM, same rows):
   raw transaction columns in.
 * ``inferloop_loose_signature`` / ``inferloop_typed_signature`` -- the same model logged with
   an input schema of ``Any`` columns / of typed columns, so MLflow enforces it per request.
+* ``inferloop_alerts`` / ``inferloop_alerts_explained`` -- our pyfunc on rows that each alert
+  on their own, without and with ``"params": {"explain": true}``: the cost of reason codes
+  (LightGBM's TreeSHAP on the alert row, three names and values in the answer).
 * ``mlflow_floor`` -- a model that returns a constant: what MLflow's server costs by itself.
 * ``lightgbm_default`` -- the classifier alone, ``mlflow.lightgbm.log_model`` with a DataFrame
   signature of its feature columns (the default way); precomputed features in.
@@ -38,7 +41,13 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
-TARGETS = {"c1_p50_ms": 2.0, "c1_p99_ms": 6.0, "c8_req_per_s": 1000.0, "speedup_vs_default": 2.0}
+TARGETS = {
+    "c1_p50_ms": 2.0,
+    "c1_p99_ms": 6.0,
+    "c8_req_per_s": 1000.0,
+    "speedup_vs_default": 2.0,
+    "explain_extra_ms": 0.5,  # #14: an explained one-row request over an unexplained one
+}
 
 
 @dataclass(frozen=True)
@@ -222,6 +231,9 @@ def build_variants(store: Path, settings: Settings) -> list[Variant]:
     rows = test[list(s.SCORING_COLUMNS)].head(settings.distinct_rows).reset_index(drop=True)
     raw = rows.assign(**{s.TIMESTAMP: rows[s.TIMESTAMP].dt.strftime("%Y-%m-%dT%H:%M:%S")})
     raw_bodies = [_split_body(raw.iloc[[i]]) for i in range(len(raw))]
+    alert_rows = _alerting_rows(model, test[list(s.SCORING_COLUMNS)], settings.distinct_rows)
+    alert_bodies = [_split_body(alert_rows.iloc[[i]]) for i in range(len(alert_rows))]
+    explained_bodies = [_with_params(b, {"explain": True}) for b in alert_bodies]
     features = test[data.features].head(settings.distinct_rows).reset_index(drop=True)
     feature_bodies = [_split_body(features.iloc[[i]]) for i in range(len(features))]
     experiment = ensure_experiment("bench-serving", store)
@@ -261,6 +273,20 @@ def build_variants(store: Path, settings: Settings) -> list[Variant]:
             access_log=True,
         ),
     )
+    variants += [
+        Variant(
+            "inferloop_alerts",
+            "our pyfunc, one-row requests that each alert, no reasons asked",
+            first.model_uri,
+            alert_bodies,
+        ),
+        Variant(
+            "inferloop_alerts_explained",
+            'the same requests with "params": {"explain": true}: reason codes in the answer',
+            first.model_uri,
+            explained_bodies,
+        ),
+    ]
     variants.append(
         Variant(
             "mlflow_floor",
@@ -289,6 +315,23 @@ def build_variants(store: Path, settings: Settings) -> list[Variant]:
         )
     )
     return variants
+
+
+def _alerting_rows(model: Any, rows: Any, limit: int) -> Any:
+    """Rows (ISO text times) that alert when each is sent alone, as a one-row request is."""
+    from inferloop.core import schema as s
+
+    raw = rows.assign(**{s.TIMESTAMP: rows[s.TIMESTAMP].dt.strftime("%Y-%m-%dT%H:%M:%S")})
+    scored = model.score_frame(raw)  # a cheap first pass; then confirmed one row at a time
+    likely = raw.loc[scored[s.SCORE].sort_values(ascending=False).index[: 4 * limit]]
+    alone = [i for i in likely.index if model.score_frame(likely.loc[[i]])[s.DECISION].iloc[0]]
+    if not alone:
+        raise RuntimeError("no row alerts on its own: no bodies for the explained variant")
+    return raw.loc[alone[:limit]].reset_index(drop=True)
+
+
+def _with_params(body: str, params: dict[str, Any]) -> str:
+    return json.dumps({**json.loads(body), "params": params})
 
 
 def _log_constant_model() -> Any:
@@ -442,6 +485,24 @@ def checks(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "default_server_cpu_ms_per_request": cpu[1],
         "speedup_server_cpu_vs_default": round(cpu[1] / cpu[0], 2) if all(cpu) else None,
         **_floor(results),
+        **_explain_cost(results),
+    }
+
+
+def _explain_cost(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What asking for reason codes adds to a one-row request that alerts (same run)."""
+    plain, explained = results.get("inferloop_alerts"), results.get("inferloop_alerts_explained")
+    if plain is None or explained is None:
+        return {}
+    extra = explained["c1"]["p50_ms"] - plain["c1"]["p50_ms"]
+    return {
+        "explain_extra_c1_p50_ms": round(extra, 3),
+        "explain_extra_c1_p50_ok": extra <= TARGETS["explain_extra_ms"],
+        "explain_extra_server_cpu_ms_per_request": round(
+            (explained["c8"].get("server_cpu_ms_per_request") or 0)
+            - (plain["c8"].get("server_cpu_ms_per_request") or 0),
+            3,
+        ),
     }
 
 

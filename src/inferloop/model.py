@@ -39,11 +39,13 @@ from inferloop.data.rows import (
     read_transactions,
 )
 from inferloop.evaluation.group_thresholds import GroupThresholds
+from inferloop.evaluation.reasons import reason_columns
 from inferloop.state.base import FeatureState, ScoredEvents, Snapshot, StateRequest
 from inferloop.state.config import STATE_ENV, STATELESS, open_state, resolve_location
 
 __all__ = [
     "ARROW_STRINGS_ENV",
+    "EXPLAIN_PARAM",
     "MAX_ROWS_ENV",
     "MODEL_LABEL_ENV",
     "OUTPUT_COLUMNS",
@@ -71,6 +73,8 @@ SERVER_MODEL_PATH_ENV = "__pyfunc_model_path__"
 ARROW_STRINGS_ENV = "INFERLOOP_SERVER_ARROW_STRINGS"
 #: Name and version of the served model (``inferloop serve`` sets it), kept with each event.
 MODEL_LABEL_ENV = "INFERLOOP_MODEL_LABEL"
+#: The MLflow request param that asks for reason codes: ``"params": {"explain": true}``.
+EXPLAIN_PARAM = "explain"
 
 
 def positive_scores(
@@ -278,20 +282,24 @@ class FraudModel(PythonModel):
         The server turns a DataFrame answer into these same records with ``to_dict``, which
         for one row costs more than scoring it; building them directly skips the frame.
         """
-        ids, scores, decisions = self._answer(read_transactions(frame))
+        ids, scores, decisions, _ = self._answer(read_transactions(frame))
         return _records(ids, scores, decisions)
 
-    def _answer(self, tx: Transactions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Ids, scores and decisions: through the live state if one is open, else stateless."""
+    def _answer(self, tx: Transactions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Ids, scores, decisions, features: through the live state if one is open."""
         live = getattr(self, "_live", None)
         if live is not None:
-            ids, scores, decisions, _ = live.score_transactions(tx)
-            return ids, scores, decisions
+            ids, scores, decisions, features = live.score_transactions(tx)
+            return ids, scores, decisions, features
         features = self.featurizer.features_of(tx.raw)
         scores = self.final_scores(
             positive_scores(self.estimator, features, self.feature_names), tx
         )
-        return tx.ids, scores, (scores >= self.threshold).astype(np.int8)
+        return tx.ids, scores, (scores >= self.threshold).astype(np.int8), features
+
+    def reasons(self, features: np.ndarray, decisions: np.ndarray) -> dict[str, np.ndarray]:
+        """Reason codes of each alert (:mod:`inferloop.evaluation.reasons`), as columns."""
+        return reason_columns(self.estimator, features, self.feature_names, decisions)
 
     def read_request(self, frame: pd.DataFrame) -> Transactions:
         """Validate a request: the input rules and the data contract that batch scoring applies.
@@ -338,23 +346,41 @@ class FraudModel(PythonModel):
         try:
             frame = as_frame(model_input)
             _check_request_rows(len(frame))
-            ids, scores, decisions = self._answer(self.read_request(frame))
+            ids, scores, decisions, features = self._answer(self.read_request(frame))
         except InvalidInput as exc:
             from mlflow.exceptions import MlflowException
             from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from exc
+        reasons = self.reasons(features, decisions) if _explain(params) else None
         if os.environ.get(SERVING_ENV, "").lower() == "true":
-            return _records(ids, scores, decisions)
-        columns = {s.TRANSACTION_ID: ids, s.SCORE: scores, s.DECISION: decisions}
+            return _records(ids, scores, decisions, reasons)
+        columns = {s.TRANSACTION_ID: ids, s.SCORE: scores, s.DECISION: decisions, **(reasons or {})}
         return pd.DataFrame(columns, index=frame.index, copy=False)
 
 
-def _records(ids: np.ndarray, scores: np.ndarray, decisions: np.ndarray) -> list[dict[str, Any]]:
-    return [
+def _explain(params: dict[str, Any] | None) -> bool:
+    """Whether a request's MLflow ``params`` ask for reason codes (``{"explain": true}``)."""
+    value = (params or {}).get(EXPLAIN_PARAM, False)
+    return value is True or str(value).lower() == "true"
+
+
+def _records(
+    ids: np.ndarray,
+    scores: np.ndarray,
+    decisions: np.ndarray,
+    reasons: dict[str, np.ndarray] | None = None,
+) -> list[dict[str, Any]]:
+    records = [
         {s.TRANSACTION_ID: i, s.SCORE: p, s.DECISION: d}
         for i, p, d in zip(ids.tolist(), scores.tolist(), decisions.tolist(), strict=True)
     ]
+    if reasons:  # JSON has no NaN: a row without reasons carries nulls
+        for name, column in reasons.items():
+            values = [None if v is None or v != v else v for v in column.tolist()]
+            for record, value in zip(records, values, strict=True):
+                record[name] = value
+    return records
 
 
 # --------------------------------------------------------------------------- the live scorer
@@ -424,12 +450,30 @@ class LiveScorer:
         self._written = 0
         self._newest = -1
 
-    def score(self, valid: pd.DataFrame, *, with_features: bool = False) -> pd.DataFrame:
+    def score(
+        self, valid: pd.DataFrame, *, with_features: bool = False, with_reasons: bool = False
+    ) -> pd.DataFrame:
         """``transaction_id``, ``score``, ``decision`` for ``valid`` (same order and index).
 
         With ``with_features`` the model's input features of each row come too (monitoring
-        profiles them; NaN for rows the store had already scored).
+        profiles them; NaN for rows the store had already scored). With ``with_reasons``, the
+        reason-code columns (:data:`inferloop.evaluation.reasons.REASON_COLUMNS`), filled
+        for alerts the model can explain.
         """
+        scored = self._score_rows(valid, with_features or with_reasons)
+        if not with_reasons:
+            return scored
+        names = self.model.feature_names
+        if set(names) <= set(scored.columns):
+            features = scored[names].to_numpy(dtype=np.float64)
+        else:  # no rows (or none featurized): empty reasons
+            features = np.full((len(scored), len(names)), np.nan)
+        decisions = scored[s.DECISION].to_numpy()
+        out = scored.assign(**self.model.reasons(features, decisions))
+        return out if with_features else out.drop(columns=names, errors="ignore")
+
+    def _score_rows(self, valid: pd.DataFrame, with_features: bool) -> pd.DataFrame:
+        """:meth:`score` without reasons."""
         if valid.empty:
             return _empty_scores()
         if self.state is not None:

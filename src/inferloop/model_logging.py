@@ -13,7 +13,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from inferloop.core import schema as s
-from inferloop.model import FraudModel
+from inferloop.model import EXPLAIN_PARAM, FraudModel
 
 __all__ = [
     "INPUT_CONTRACT",
@@ -104,15 +104,17 @@ def fraud_signature(
     mlflow.models.ModelSignature
     """
     from mlflow.models import ModelSignature, infer_signature
-    from mlflow.types.schema import AnyType, ColSpec, Schema
+    from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
-    typed = infer_signature(example, model.score_frame(example))
+    # ``"params": {"explain": true}`` in a request adds the reason-code columns
+    params = ParamSchema([ParamSpec(EXPLAIN_PARAM, "boolean", False)])
+    typed = infer_signature(example, model.score_frame(example), params={EXPLAIN_PARAM: False})
     if input_schema == "typed":
         return typed
     if input_schema == "loose":
         inputs = Schema([ColSpec(AnyType(), column) for column in model.input_columns])
-        return ModelSignature(inputs=inputs, outputs=typed.outputs)
-    return ModelSignature(outputs=typed.outputs)
+        return ModelSignature(inputs=inputs, outputs=typed.outputs, params=params)
+    return ModelSignature(outputs=typed.outputs, params=params)
 
 
 def log_fraud_model(

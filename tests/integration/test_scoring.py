@@ -17,6 +17,7 @@ from scoring_support import CHAMPION_URI, Champion
 
 from inferloop.core import schema as s
 from inferloop.data.contract import ContractParams
+from inferloop.evaluation.reasons import REASON_COLUMNS
 from inferloop.scoring.batch import score_files
 from inferloop.scoring.inputs import iter_chunks
 from inferloop.scoring.loading import load_scoring_model
@@ -106,8 +107,13 @@ def test_every_row_carries_model_and_scoring_time(
         s.MODEL_NAME,
         s.MODEL_VERSION,
         s.SCORED_AT,
+        *REASON_COLUMNS,
     ]
     assert set(pred[s.MODEL_NAME]) == {"fraud-detector"} and set(pred[s.MODEL_VERSION]) == {"1"}
+    # each alert names its top reasons (the champion is a LightGBM model); other rows none
+    alerts = pred[s.DECISION] == 1
+    assert alerts.any() and pred.loc[alerts, "reason_1"].notna().all()
+    assert pred.loc[~alerts, list(REASON_COLUMNS)].isna().all().all()
     assert pred[s.SCORED_AT].notna().all() and str(pred[s.SCORED_AT].dt.tz) == "UTC"
     assert pred[s.SCORE].between(0, 1).all() and set(pred[s.DECISION]) <= {0, 1}
 

@@ -23,6 +23,7 @@ from scoring_support import CHAMPION_URI, Champion
 
 from inferloop.core import schema as s
 from inferloop.data.contract import ContractParams, contract_violations
+from inferloop.evaluation.reasons import REASON_COLUMNS
 from inferloop.model import MAX_ROWS_ENV, FraudModel
 from inferloop.scoring.serving import (
     EDGE_MODEL_URI,
@@ -285,3 +286,34 @@ def test_serving_a_model_that_is_not_registered_is_one_clear_error(champion: Cha
     assert proc.returncode == 1
     assert "fraud-detector-edge@champion does not exist" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_request_asking_for_reasons_gets_them_for_each_alert(
+    server: ServeConfig, local_model: FraudModel, incoming: pd.DataFrame
+) -> None:
+    """MLflow's ``params`` reach ``predict``: alerts carry three reasons, largest first.
+
+    The server keeps a live feature state (earlier tests' requests are in its history), so
+    its contributions are compared with the local model's on their shape, not their values;
+    ``tests/model`` compares values on one model.
+    """
+    pool = incoming[list(s.SCORING_COLUMNS)].head(3000).reset_index(drop=True)
+    top = local_model.score_frame(pool)[s.SCORE].nlargest(4).index
+    picked = pool.loc[sorted({*top, 0, 1, 2})].reset_index(drop=True)
+    records = _jsonable(picked).to_dict(orient="records")
+    body = json.dumps({"dataframe_records": records, "params": {"explain": True}})
+    served = _predictions(server, body)
+    assert served[s.DECISION].sum() >= 1  # the top scores alert
+    alerts = served[s.DECISION] == 1
+    for column in REASON_COLUMNS:
+        assert served.loc[alerts, column].notna().all(), column
+        assert served.loc[~alerts, column].isna().all(), column
+    names = served.loc[alerts, ["reason_1", "reason_2", "reason_3"]].to_numpy()
+    assert set(names.ravel()) <= set(local_model.feature_names)
+    values = served.loc[alerts, [f"reason_{i}_contribution" for i in (1, 2, 3)]].astype(float)
+    assert (np.diff(values.to_numpy(), axis=1) <= 0).all()
+    # without the param the response is unchanged
+    plain = _predictions(
+        server, _records_body(picked.assign(**{s.TRANSACTION_ID: -1 - picked.index}))
+    )
+    assert list(plain.columns) == [s.TRANSACTION_ID, s.SCORE, s.DECISION]

@@ -111,6 +111,13 @@ def test_eof_scores_every_record_like_the_batch_path(
     ) == {"1"}
     whole = load_scoring_model(CHAMPION_URI).model.score_frame(rows)
     np.testing.assert_allclose(out[s.SCORE], whole[s.SCORE], rtol=0, atol=1e-12)
+    # alerts carry their reason codes, as batch output does; other lines have none
+    alerts = out[s.DECISION] == 1
+    assert alerts.any() and out.loc[alerts, "reason_1"].notna().all()
+    assert out.loc[~alerts, "reason_1"].isna().all()
+    assert (
+        out.loc[alerts, "reason_1_contribution"] >= out.loc[alerts, "reason_3_contribution"]
+    ).all()
 
 
 def test_sigterm_flushes_the_open_batch(

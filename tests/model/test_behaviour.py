@@ -285,3 +285,29 @@ def test_a_request_carrying_sensitive_attributes_is_checked_by_the_contract(
 
     with pytest.raises(MlflowException, match=r"unknown_category:age_band \(row 1\)"):
         fraud_model.predict(None, frame.assign(**{s.AGE_BAND: ["61+", "elderly"]}))
+
+
+def test_a_request_asking_for_reasons_gets_each_alerts_top_contributions(
+    fraud_model: FraudModel, model_data: SimulatedSplits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inferloop.evaluation.reasons import REASON_COLUMNS, feature_contributions
+    from inferloop.model import SERVING_ENV
+
+    rows = model_data.splits.test.head(1500)
+    frame = _request_frames(rows)[1]
+    plain = fraud_model.predict(None, frame)
+    assert list(plain.columns) == [s.TRANSACTION_ID, s.SCORE, s.DECISION]
+    explained = fraud_model.predict(None, frame, params={"explain": True})
+    assert list(explained.columns) == [*plain.columns, *REASON_COLUMNS]
+    pd.testing.assert_frame_equal(explained[plain.columns], plain)
+    alerts = (explained[s.DECISION] == 1).to_numpy()
+    assert alerts.sum() >= 3
+    features = fraud_model.score_frame(_raw(rows), with_features=True)[fraud_model.feature_names]
+    contrib = feature_contributions(fraud_model.estimator, features.to_numpy()[alerts])
+    assert contrib is not None
+    np.testing.assert_allclose(
+        explained.loc[alerts, "reason_1_contribution"], contrib.values.max(axis=1), rtol=1e-12
+    )
+    monkeypatch.setenv(SERVING_ENV, "true")  # the server's JSON records: the same values
+    records = pd.DataFrame(fraud_model.predict(None, frame, params={"explain": "true"}))
+    pd.testing.assert_frame_equal(records, explained, check_dtype=False)

@@ -214,7 +214,7 @@ def score_week(champion: Champion, valid: pd.DataFrame) -> pd.DataFrame:
     Returns the rows with their features (monitoring profiles them), score, decision and the
     model that made them. Labels in the history are used only once their delay has passed.
     """
-    scored = champion.scorer.score(valid, with_features=True)
+    scored = champion.scorer.score(valid, with_features=True, with_reasons=True)
     return pd.concat([valid, scored.drop(columns=[s.TRANSACTION_ID])], axis=1).assign(
         **{
             s.MODEL_NAME: champion.name,

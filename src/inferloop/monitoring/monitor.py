@@ -34,6 +34,7 @@ from inferloop.core import schema as s
 from inferloop.core.storage import jsonable, write_json
 from inferloop.evaluation.fairness import GroupFairness
 from inferloop.evaluation.metrics import ClassificationMetrics
+from inferloop.evaluation.reasons import reason_counts
 from inferloop.monitoring.checks import Check, drift_checks, fairness_checks, performance_checks
 from inferloop.monitoring.drift import (
     DriftResult,
@@ -127,6 +128,8 @@ def _build_summary(
             "validation": dict(validation) if validation else None,
         },
         "fairness": _fairness_summary(fairness),
+        # the features most often behind this window's alerts (analysts' first question)
+        "reasons": reason_counts(scored),
         "report": REPORT_FILE,
     }
 

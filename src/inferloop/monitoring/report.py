@@ -98,6 +98,15 @@ def _fairness_html(fairness: Mapping[str, GroupFairness]) -> str:
     return "".join(parts)
 
 
+def _reasons_html(reasons: list[Mapping[str, Any]]) -> str:
+    if not reasons:
+        return "<p>No explained alerts in this window (or the model gives no reason codes).</p>"
+    frame = pd.DataFrame(reasons).rename(
+        columns={"alerts": "alerts naming it", "share": "share of explained alerts"}
+    )
+    return _table(frame)
+
+
 def render_section(
     summary: Mapping[str, Any], drift: DriftResult, fairness: Mapping[str, GroupFairness]
 ) -> str:
@@ -133,6 +142,7 @@ def render_section(
         f"<h3>Drift per column (PSI on reference quantile bins)</h3>{_table(drift.table())}"
         f"<h3>Performance on labelled rows</h3>{_table(_performance_frame(summary))}"
         f"<h3>Bias by sensitive attribute</h3>{_fairness_html(fairness)}"
+        f"<h3>Most frequent reasons for alerts</h3>{_reasons_html(summary.get('reasons') or [])}"
         f"<p><em>{html.escape(evidently_note)}</em></p></section>"
     )
 

@@ -51,6 +51,7 @@ import pandas as pd
 from inferloop.core import schema as s
 from inferloop.core.storage import read_json, read_pickle, write_json, write_parquet, write_pickle
 from inferloop.data.contract import ContractParams, validate_transactions
+from inferloop.evaluation.reasons import REASON_COLUMNS
 from inferloop.model import LiveScorer, seed_state
 from inferloop.scoring.inputs import (
     MALFORMED_CSV_ROW,
@@ -157,7 +158,7 @@ def score_chunk(
     valid, quarantine, by_reason = apply_contract(chunk, contract, timestamp_format)
     late_before, older_before = scorer.late_rows, scorer.older_rows
     retried_before = scorer.retried_rows
-    scored = scorer.score(valid)
+    scored = scorer.score(valid, with_reasons=True)
     timestamps = valid[s.TIMESTAMP] if len(valid) else pd.Series([], dtype="datetime64[ns]")
     models = scorer.last_models if scorer.state is not None and len(valid) else None
     table = prediction_table(scored, timestamps, model, pd.Timestamp.now(tz="UTC"), models)
@@ -184,6 +185,8 @@ def prediction_table(
 ) -> Any:
     """Prediction rows as an Arrow table: id, event time, score, decision, model, scoring time.
 
+    The reason-code columns follow when ``scored`` has them (filled for alerts).
+
     ``models`` gives, per row, the ``name:version`` that made its score when it differs from
     ``model``: a transaction the feature state had already scored keeps its first score, and
     the row says which model made it.
@@ -208,8 +211,27 @@ def prediction_table(
             s.MODEL_NAME: pa.repeat(pa.scalar(model.name, pa.string()), n),
             s.MODEL_VERSION: pa.repeat(pa.scalar(model.version, pa.string()), n),
             s.SCORED_AT: pa.repeat(pa.scalar(scored_at, pa.timestamp("us", tz="UTC")), n),
+            **_reason_arrays(scored),
         }
     )
+
+
+def _reason_arrays(scored: pd.DataFrame) -> dict[str, Any]:
+    """The reason-code columns of ``scored`` as typed Arrow arrays (nulls where none)."""
+    import pyarrow as pa
+
+    out: dict[str, Any] = {}
+    for column in REASON_COLUMNS:
+        if column not in scored.columns:
+            continue
+        values = scored[column].to_numpy()
+        if column.endswith("_contribution"):
+            out[column] = pa.array(values.astype(np.float64), pa.float64(), from_pandas=True)
+        else:
+            # None or NaN (pandas fills missing text with NaN when it concatenates parts)
+            names = [v if isinstance(v, str) else None for v in values.tolist()]
+            out[column] = pa.array(names, pa.string())
+    return out
 
 
 def _label(model: ScoringModel) -> str:

@@ -45,6 +45,7 @@ import pandas as pd
 from inferloop.core import schema as s
 from inferloop.data.contract import DUPLICATE_TRANSACTION_ID, ContractParams, validate_transactions
 from inferloop.data.rows import InvalidInput, Transactions, read_request
+from inferloop.evaluation.reasons import REASON_COLUMNS
 from inferloop.model import LiveScorer, epoch_seconds, history_end, seed_state
 from inferloop.scoring.loading import ScoringModel
 from inferloop.scoring.sources import Batcher, Record, StdinSource, WatchSource
@@ -74,7 +75,8 @@ __all__ = [
 INVALID_JSON = "invalid_json"
 NOT_AN_OBJECT = "not_a_json_object"
 _POS = "__stream_pos"
-_CONTEXT_COLUMNS = (*s.SCORING_COLUMNS, s.TARGET)
+# with the sensitive columns: a post-processed model decides with one of them
+_CONTEXT_COLUMNS = (*s.SCORING_COLUMNS, s.TARGET, *s.SENSITIVE_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -119,17 +121,16 @@ class StreamScorer(LiveScorer):
         self._fold: Future[Any] | None = None
         self._folding = pd.Index([])
 
-    def score(self, valid: pd.DataFrame, *, with_features: bool = False) -> pd.DataFrame:
+    def _score_rows(self, valid: pd.DataFrame, with_features: bool) -> pd.DataFrame:
         """``transaction_id``, ``score``, ``decision`` of ``valid`` (same order and index)."""
-        if with_features:
-            raise ValueError("the stream writes scores only: with_features is not supported")
         self._collect_fold(wait=False)
         rows = self._context_rows(valid)
         late = self.late_mask(rows)
-        on_time = self._with_context(rows[~late])
+        on_time = self._with_context(rows[~late], with_features)
         if late.any():
             self._late.append(rows[late])
-            on_time = pd.concat([on_time, self._with_context(rows[late])]).loc[rows.index]
+            scored_late = self._with_context(rows[late], with_features)
+            on_time = pd.concat([on_time, scored_late]).loc[rows.index]
         self._context = (
             pd.concat([self._context, rows[~late]]) if len(self._context) else rows[~late]
         )
@@ -143,11 +144,11 @@ class StreamScorer(LiveScorer):
         self._seq += len(valid)
         return rows
 
-    def _with_context(self, rows: pd.DataFrame) -> pd.DataFrame:
+    def _with_context(self, rows: pd.DataFrame, with_features: bool = False) -> pd.DataFrame:
         """Scores of ``rows`` with the context rows as history before them (not rescored)."""
         if rows.empty:
             return _no_scores()
-        return self.model.score_frame(rows, context=self._context)
+        return self.model.score_frame(rows, context=self._context, with_features=with_features)
 
     def _maybe_fold(self) -> None:
         """Start folding late rows and all but the newest second of the context, if enough."""
@@ -332,8 +333,10 @@ def score_batch(
     frame = records_frame(objects, model.model.input_columns)
     tx = _clean_batch(frame, scorer, contract, timestamp_format, seen)
     if tx is not None:  # the common case: every row passes (the server's cheap check)
-        ids, scores, decisions, _ = scorer.score_transactions(tx)
-        result.scored_lines.extend(json_lines(ids, tx.timestamps, scores, decisions, model, now))
+        ids, scores, decisions, features = scorer.score_transactions(tx)
+        reasons = model.model.reasons(features, decisions)
+        lines = json_lines(ids, tx.timestamps, scores, decisions, model, now, reasons)
+        result.scored_lines.extend(lines)
         if seen is not None:
             seen.add(ids.tolist())
         return result
@@ -353,7 +356,8 @@ def score_batch(
         result.quarantine_lines.append(_quarantine_line(objects[int(pos)], str(reason), now))
         result.by_reason[str(reason)] += 1
     if len(valid):
-        result.scored_lines.extend(output_lines(valid, scorer.score(valid), model, now))
+        scored = scorer.score(valid, with_reasons=True)
+        result.scored_lines.extend(output_lines(valid, scored, model, now))
         if seen is not None:
             seen.add(valid[s.TRANSACTION_ID].tolist())
     return result
@@ -387,7 +391,11 @@ def _clean_batch(
 def output_lines(
     valid: pd.DataFrame, scored: pd.DataFrame, model: ScoringModel, scored_at: pd.Timestamp
 ) -> list[str]:
-    """One JSON object per scored row: id, event time, score, decision, model, scoring time."""
+    """One JSON object per scored row: id, event time, score, decision, model, scoring time.
+
+    Alerts carry their reason codes when ``scored`` has them.
+    """
+    reasons = {c: scored[c].to_numpy() for c in REASON_COLUMNS if c in scored.columns}
     return json_lines(
         scored[s.TRANSACTION_ID].to_numpy(),
         valid[s.TIMESTAMP].to_numpy(dtype="datetime64[us]"),
@@ -395,6 +403,7 @@ def output_lines(
         scored[s.DECISION].to_numpy(),
         model,
         scored_at,
+        reasons or None,
     )
 
 
@@ -405,25 +414,41 @@ def json_lines(
     decisions: np.ndarray,
     model: ScoringModel,
     scored_at: pd.Timestamp,
+    reasons: dict[str, np.ndarray] | None = None,
 ) -> list[str]:
-    """The output lines of scored rows (``timestamps`` naive UTC), in the given order."""
+    """The output lines of scored rows (``timestamps`` naive UTC), in the given order.
+
+    ``reasons`` (:data:`~inferloop.evaluation.reasons.REASON_COLUMNS`) are written on the
+    lines that have them: the alerts of a model that explains.
+    """
     times = np.datetime_as_string(timestamps.astype("datetime64[us]"), unit="us", timezone="UTC")
     at = scored_at.isoformat().replace("+00:00", "Z")
     rows = zip(ids.tolist(), times.tolist(), scores.tolist(), decisions.tolist(), strict=True)
-    return [
-        json.dumps(
-            {
-                s.TRANSACTION_ID: tx,
-                s.TIMESTAMP: ts,
-                s.SCORE: score,
-                s.DECISION: int(decision),
-                s.MODEL_NAME: model.name,
-                s.MODEL_VERSION: model.version,
-                s.SCORED_AT: at,
-            }
-        )
+    objects = [
+        {
+            s.TRANSACTION_ID: tx,
+            s.TIMESTAMP: ts,
+            s.SCORE: score,
+            s.DECISION: int(decision),
+            s.MODEL_NAME: model.name,
+            s.MODEL_VERSION: model.version,
+            s.SCORED_AT: at,
+        }
         for tx, ts, score, decision in rows
     ]
+    if reasons:
+        first = reasons.get("reason_1")
+        explained = [] if first is None else np.flatnonzero(pd.notna(first)).tolist()
+        for i in explained:
+            objects[i].update({c: _plain(v[i]) for c, v in reasons.items()})
+    return [json.dumps(o) for o in objects]
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value: None for a missing one, Python scalars for numpy ones."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _quarantine_line(record: Any, reason: str, at: pd.Timestamp) -> str:

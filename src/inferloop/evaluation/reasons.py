@@ -1,0 +1,143 @@
+"""Reason codes: the features that pushed an alert's score up, each with its contribution.
+
+Contributions are additive on the model's raw margin (log-odds), so for every row the
+contributions plus the base value give the margin the score came from:
+
+* LightGBM: LightGBM's own TreeSHAP (``Booster.predict(..., pred_contrib=True)``): exact SHAP
+  values of the trees, no new dependency;
+* the logistic baseline (standardizer + logistic regression): coefficient x standardized value,
+  the intercept as the base;
+* anything else -- the MLP, the fairlearn mixtures (a vote over models is not additive), the
+  edge models (compiled or ONNX graphs expose no per-feature terms) -- gives none: the reason
+  columns stay empty rather than carry a guess.
+
+Each alert (decision 1) gets its top :data:`REASON_COUNT` features by contribution, largest
+first (the ones that raised the fraud score most); rows that did not alert get none, as they
+need no explanation and computing it costs time on the payment path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+
+__all__ = [
+    "REASON_COLUMNS",
+    "REASON_COUNT",
+    "Contributions",
+    "explains",
+    "feature_contributions",
+    "reason_columns",
+    "reason_counts",
+]
+
+REASON_COUNT: Final = 3
+#: ``reason_1``, ``reason_1_contribution``, ... : the output columns, in order.
+REASON_COLUMNS: Final = tuple(
+    name for i in range(1, REASON_COUNT + 1) for name in (f"reason_{i}", f"reason_{i}_contribution")
+)
+# below this many rows LightGBM runs on one thread (see inferloop.model.positive_scores)
+_SMALL: Final = 256
+
+
+@dataclass(frozen=True)
+class Contributions:
+    """Per-row, per-feature contributions to the raw margin, and the base value.
+
+    ``values.sum(axis=1) + base`` is the raw margin (log-odds) of each row.
+    """
+
+    values: np.ndarray
+    base: np.ndarray
+
+    @property
+    def margin(self) -> np.ndarray:
+        """The raw margin the contributions add up to."""
+        return np.asarray(self.values.sum(axis=1) + self.base)
+
+
+def _linear_parts(estimator: Any) -> tuple[Any, Any] | None:
+    """(standardizer, logistic regression) of the baseline's two-step pipeline, else None."""
+    steps = getattr(estimator, "steps", None)
+    if not steps or len(steps) != 2:
+        return None
+    scaler, clf = steps[0][1], steps[1][1]
+    coef = getattr(clf, "coef_", None)
+    if hasattr(scaler, "scale_") and coef is not None and np.asarray(coef).shape[0] == 1:
+        return scaler, clf
+    return None
+
+
+def explains(estimator: Any) -> bool:
+    """Whether ``estimator`` gives additive contributions (LightGBM or the logistic baseline)."""
+    return getattr(estimator, "booster_", None) is not None or _linear_parts(estimator) is not None
+
+
+def feature_contributions(estimator: Any, matrix: np.ndarray) -> Contributions | None:
+    """Contributions of each feature (columns of ``matrix``) to each row's raw margin.
+
+    None when the estimator gives no additive contributions (see the module docstring).
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    booster = getattr(estimator, "booster_", None)
+    if booster is not None:
+        threads = {"num_threads": 1} if len(matrix) <= _SMALL else {}
+        out = np.asarray(booster.predict(matrix, pred_contrib=True, **threads), dtype=np.float64)
+        return Contributions(out[:, :-1], out[:, -1])
+    linear = _linear_parts(estimator)
+    if linear is None:
+        return None
+    scaler, clf = linear
+    z = (matrix - np.asarray(scaler.mean_)) / np.asarray(scaler.scale_)
+    values = z * np.asarray(clf.coef_, dtype=np.float64)[0]
+    return Contributions(values, np.full(len(matrix), float(np.asarray(clf.intercept_)[0])))
+
+
+def reason_columns(
+    estimator: Any, features: np.ndarray, feature_names: list[str], decisions: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The :data:`REASON_COLUMNS` of each row: filled for alerts the estimator can explain.
+
+    Rows that did not alert, rows without features (NaN: a retried transaction whose stored
+    score was returned) and estimators without contributions get None / NaN.
+    """
+    n = len(decisions)
+    names = np.full((n, REASON_COUNT), None, dtype=object)
+    values = np.full((n, REASON_COUNT), np.nan)
+    features = np.asarray(features, dtype=np.float64)
+    rows = np.flatnonzero(np.asarray(decisions) == 1)
+    if rows.size and features.ndim == 2:
+        rows = rows[~np.isnan(features[rows]).all(axis=1)]
+    contrib = feature_contributions(estimator, features[rows]) if rows.size else None
+    if contrib is not None:
+        k = min(REASON_COUNT, contrib.values.shape[1])
+        order = np.argsort(-contrib.values, axis=1, kind="stable")[:, :k]
+        names[rows, :k] = np.asarray(feature_names, dtype=object)[order]
+        values[rows, :k] = np.take_along_axis(contrib.values, order, axis=1)
+    out: dict[str, np.ndarray] = {}
+    for i in range(REASON_COUNT):
+        out[f"reason_{i + 1}"] = names[:, i]
+        out[f"reason_{i + 1}_contribution"] = values[:, i]
+    return out
+
+
+def reason_counts(frame: Any, top: int = 10) -> list[dict[str, Any]]:
+    """The features most often among the alerts' reasons: ``feature``, ``alerts``, ``share``.
+
+    ``frame`` holds :data:`REASON_COLUMNS` (batch or stream output, a scored window); ``share``
+    is the fraction of explained alerts that name the feature in one of their reasons.
+    """
+    columns = [f"reason_{i}" for i in range(1, REASON_COUNT + 1)]
+    if not set(columns) <= set(frame.columns):
+        return []
+    named = frame[columns]
+    explained = int(named.notna().any(axis=1).sum())
+    if explained == 0:
+        return []
+    counts = named.stack().value_counts().head(top)
+    return [
+        {"feature": str(f), "alerts": int(c), "share": float(c) / explained}
+        for f, c in counts.items()
+    ]

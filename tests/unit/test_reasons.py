@@ -1,0 +1,94 @@
+"""Reason codes: additive contributions that reproduce the raw margin, top three per alert."""
+
+from __future__ import annotations
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from inferloop.evaluation.reasons import (
+    REASON_COLUMNS,
+    explains,
+    feature_contributions,
+    reason_columns,
+    reason_counts,
+)
+
+NAMES = ["amount", "count_1h", "night", "noise"]
+
+
+def _data(n: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, len(NAMES)))
+    logit = 2.0 * X[:, 0] + 1.2 * X[:, 1] + 0.5 * X[:, 2] - 3.0
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, object]:
+    X, y = _data()
+    gbm = lgb.LGBMClassifier(n_estimators=60, num_leaves=15, verbose=-1, n_jobs=1, seed=0)
+    logistic = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression())])
+    return {"lightgbm": gbm.fit(X, y), "logistic": logistic.fit(X, y)}
+
+
+@pytest.mark.parametrize("name", ["lightgbm", "logistic"])
+def test_contributions_plus_base_reproduce_the_raw_margin(
+    models: dict[str, object], name: str
+) -> None:
+    model = models[name]
+    X, _ = _data(500, seed=1)
+    contrib = feature_contributions(model, X)
+    assert contrib is not None and contrib.values.shape == X.shape
+    if name == "lightgbm":
+        margin = model.booster_.predict(X, raw_score=True)  # type: ignore[attr-defined]
+    else:
+        margin = model.decision_function(X)  # type: ignore[attr-defined]
+    np.testing.assert_allclose(contrib.margin, margin, rtol=0, atol=1e-6)
+    # and the margin is the score the model gives
+    proba = model.predict_proba(X)[:, 1]  # type: ignore[attr-defined]
+    np.testing.assert_allclose(1 / (1 + np.exp(-contrib.margin)), proba, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["lightgbm", "logistic"])
+def test_each_alert_gets_its_top_three_features_and_other_rows_none(
+    models: dict[str, object], name: str
+) -> None:
+    X, _ = _data(400, seed=2)
+    proba = models[name].predict_proba(X)[:, 1]  # type: ignore[attr-defined]
+    decisions = (proba >= np.quantile(proba, 0.9)).astype(np.int8)
+    X[5] = np.nan  # a retried transaction: stored score, no features
+    decisions[5] = 1
+    cols = reason_columns(models[name], X, NAMES, decisions)
+    assert list(cols) == list(REASON_COLUMNS)
+    alerts = np.flatnonzero(decisions == 1)
+    alerts = alerts[alerts != 5]
+    frame = pd.DataFrame(cols)
+    assert frame.loc[alerts, "reason_1"].notna().all()
+    assert frame.loc[decisions == 0].isna().all().all() and frame.loc[5].isna().all()
+    contributions = frame.loc[alerts, ["reason_1_contribution", "reason_2_contribution", "reason_3_contribution"]]  # fmt: skip
+    assert (np.diff(contributions.to_numpy(), axis=1) <= 0).all()  # largest first
+    full = feature_contributions(models[name], X[alerts])
+    assert full is not None
+    np.testing.assert_allclose(contributions["reason_1_contribution"], full.values.max(axis=1))
+    # the strongest signal leads most alerts
+    assert frame.loc[alerts, "reason_1"].value_counts().index[0] == "amount"
+    counts = reason_counts(frame)
+    assert counts[0]["feature"] == "amount" and 0 < counts[0]["share"] <= 1
+
+
+def test_a_model_without_additive_contributions_gives_no_reasons() -> None:
+    class Opaque:
+        def predict_proba(self, X: np.ndarray) -> np.ndarray:
+            return np.column_stack([1 - X[:, 0] * 0, X[:, 0] * 0])
+
+    X, _ = _data(20)
+    assert not explains(Opaque()) and feature_contributions(Opaque(), X) is None
+    cols = reason_columns(Opaque(), X, NAMES, np.ones(len(X), dtype=np.int8))
+    assert all(pd.isna(v).all() for v in cols.values())
+    assert reason_counts(pd.DataFrame(cols)) == []
