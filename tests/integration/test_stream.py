@@ -78,7 +78,18 @@ def test_eof_scores_every_record_like_the_batch_path(
     params = _params(champion, tmp_path, max_batch_rows=37, fold_rows=100)
     quarantine = tmp_path / "q.jsonl"
     proc = subprocess.run(
-        [INFERLOOP, "stream", "--params", str(params), "--quarantine", str(quarantine)],
+        # a store of its own: ids that other tests scored on the shared store would answer
+        # their stored scores, and a stored score carries no reason codes
+        [
+            INFERLOOP,
+            "stream",
+            "--params",
+            str(params),
+            "--quarantine",
+            str(quarantine),
+            "--state",
+            str(tmp_path / "state.db"),
+        ],
         input="\n".join(lines) + "\n",
         env=champion.env(),
         capture_output=True,
