@@ -38,6 +38,7 @@ from inferloop.data.rows import (
     read_request,
     read_transactions,
 )
+from inferloop.evaluation.calibration import ScoreCalibration
 from inferloop.evaluation.group_thresholds import GroupThresholds
 from inferloop.evaluation.reasons import reason_columns
 from inferloop.state.base import FeatureState, ScoredEvents, Snapshot, StateRequest
@@ -144,6 +145,10 @@ class FraudModel(PythonModel):
     postprocess:
         Per-group thresholds (:mod:`inferloop.evaluation.group_thresholds`): the score becomes
         a per-group map of the estimator's, so every request must carry the attribute.
+    calibration:
+        The map from the served score to a probability, fitted on the validation window
+        (:mod:`inferloop.evaluation.calibration`). Monitoring estimates performance with it
+        before labels arrive; it never changes the score or the decision.
     """
 
     def __init__(
@@ -154,6 +159,7 @@ class FraudModel(PythonModel):
         candidate: str,
         contract: ContractParams | None = None,
         postprocess: GroupThresholds | None = None,
+        calibration: ScoreCalibration | None = None,
     ) -> None:
         self.featurizer = featurizer
         self.estimator = estimator
@@ -161,6 +167,7 @@ class FraudModel(PythonModel):
         self.candidate = candidate
         self.contract_ = contract
         self.postprocess_ = postprocess
+        self.calibration_ = calibration
 
     def load_context(self, context: Any) -> None:
         """Called by MLflow once per process that loads the model.
@@ -201,6 +208,11 @@ class FraudModel(PythonModel):
     def postprocess(self) -> GroupThresholds | None:
         """The per-group thresholds applied at decision time, if any."""
         return getattr(self, "postprocess_", None)
+
+    @property
+    def calibration(self) -> ScoreCalibration | None:
+        """The score-to-probability map monitoring estimates with (None for older models)."""
+        return getattr(self, "calibration_", None)
 
     @property
     def input_columns(self) -> tuple[str, ...]:

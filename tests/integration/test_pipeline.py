@@ -299,6 +299,18 @@ tags = mlflow.get_run(best).data.tags
 assert tags["data_dvc_md5"] and tags["git_commit"] and tags["params_hash"]
 v = mlflow.MlflowClient().get_model_version("fraud-detector", "1")
 assert v.tags["gates_passed"] == "true" and "data_dvc_md5" in v.tags and "validation_average_precision" in v.tags
+# the registry page shows the model card; monitoring reads the calibration from the tag
+assert v.description.startswith("# Model card") and "## Gates" in v.description, v.description[:300]
+from inferloop.evaluation.calibration import ScoreCalibration
+calibration = ScoreCalibration.from_json(v.tags["calibration"])
+assert calibration.kind == cands["candidates"][cands["best"]]["calibration_effect"]["kind"]
+assert calibration.kind in v.description
+model = mlflow.pyfunc.load_model("models:/fraud-detector/1").unwrap_python_model()
+import numpy as np
+grid = np.linspace(0, 1, 101)
+assert np.allclose(model.calibration.apply(grid), calibration.apply(grid), atol=1e-5)
+edge = mlflow.MlflowClient().get_model_version("fraud-detector-edge", "1")
+assert "![Latency/accuracy frontier](get-artifact?path=plots%2Flatency_accuracy_frontier.png" in edge.description
 print("ok")
 """,
     )
@@ -477,6 +489,13 @@ def test_production_simulation_runs_the_whole_loop(repo: Path) -> None:
         assert (repo / f"reports/production/monitoring/week_{week:02d}/report.html").is_file()
         predictions = pd.read_parquet(repo / f"data/production/predictions/week_{week:02d}.parquet")
         assert {"model_name", "model_version", "score", "decision"} <= set(predictions.columns)
+        # estimated before labels: the week's own rows, none labelled yet
+        assert summary["estimate"]["n"] == len(predictions), summary["estimate"]
+        assert summary["estimate"]["alerts"] == int(predictions["decision"].sum())
+        assert summary["rows"]["quarantined"] >= 0
+    estimated = ["est_precision", "est_recall", "est_ap", "precision", "recall"]
+    assert set(estimated) <= set(timeline.columns)
+    assert timeline[["est_recall", "est_ap"]].notna().all().all(), timeline[estimated]
     # no week is scored by a champion that has seen it
     trained = pd.to_datetime(timeline["champion_trained_through"])
     assert (trained < pd.to_datetime(timeline["start"])).all(), timeline

@@ -17,6 +17,7 @@ from inferloop.evaluation.reasons import (
     reason_columns,
     reason_counts,
 )
+from inferloop.training.nn import TorchMLPClassifier
 
 NAMES = ["amount", "count_1h", "night", "noise"]
 
@@ -34,10 +35,16 @@ def models() -> dict[str, object]:
     X, y = _data()
     gbm = lgb.LGBMClassifier(n_estimators=60, num_leaves=15, verbose=-1, n_jobs=1, seed=0)
     logistic = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression())])
-    return {"lightgbm": gbm.fit(X, y), "logistic": logistic.fit(X, y)}
+    mlp = TorchMLPClassifier(hidden=(16, 8), epochs=30, batch_size=128, dropout=0.0)
+    return {"lightgbm": gbm.fit(X, y), "logistic": logistic.fit(X, y), "mlp": mlp.fit(X, y)}
 
 
-@pytest.mark.parametrize("name", ["lightgbm", "logistic"])
+#: torch computes the MLP's logit in float32; the contributions are float64 sums of it
+MARGIN_ATOL = {"lightgbm": 1e-6, "logistic": 1e-6, "mlp": 1e-5}
+PROBA_ATOL = {"lightgbm": 1e-9, "logistic": 1e-9, "mlp": 1e-6}
+
+
+@pytest.mark.parametrize("name", ["lightgbm", "logistic", "mlp"])
 def test_contributions_plus_base_reproduce_the_raw_margin(
     models: dict[str, object], name: str
 ) -> None:
@@ -49,13 +56,35 @@ def test_contributions_plus_base_reproduce_the_raw_margin(
         margin = model.booster_.predict(X, raw_score=True)  # type: ignore[attr-defined]
     else:
         margin = model.decision_function(X)  # type: ignore[attr-defined]
-    np.testing.assert_allclose(contrib.margin, margin, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(contrib.margin, margin, rtol=0, atol=MARGIN_ATOL[name])
     # and the margin is the score the model gives
     proba = model.predict_proba(X)[:, 1]  # type: ignore[attr-defined]
-    np.testing.assert_allclose(1 / (1 + np.exp(-contrib.margin)), proba, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        1 / (1 + np.exp(-contrib.margin)), proba, rtol=0, atol=PROBA_ATOL[name]
+    )
 
 
-@pytest.mark.parametrize("name", ["lightgbm", "logistic"])
+def test_the_mlp_contributions_add_up_exactly_and_credit_what_moved_the_logit(
+    models: dict[str, object],
+) -> None:
+    """DeepLIFT against the training mean: exact in float64, and zero for an unmoved feature."""
+    mlp = models["mlp"]
+    X, _ = _data(300, seed=3)
+    X[:, 3] = mlp.mean_[3]  # type: ignore[attr-defined]  # "noise" at its mean: no change
+    contrib = feature_contributions(mlp, X)
+    assert contrib is not None
+    h = (X - mlp.mean_) / mlp.scale_  # type: ignore[attr-defined]
+    layers = mlp.export_layers(fold_standardizer=False)  # type: ignore[attr-defined]
+    for w, b in layers[:-1]:
+        h = np.maximum(h @ w.T.astype(np.float64) + b, 0.0)
+    exact = (h @ layers[-1][0].T.astype(np.float64) + layers[-1][1])[:, 0]
+    np.testing.assert_allclose(contrib.margin, exact, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(contrib.values[:, 3], 0.0, atol=1e-12)
+    # the feature that drives the label moves the logit most, on average
+    assert np.abs(contrib.values).mean(axis=0).argmax() == 0
+
+
+@pytest.mark.parametrize("name", ["lightgbm", "logistic", "mlp"])
 def test_each_alert_gets_its_top_three_features_and_other_rows_none(
     models: dict[str, object], name: str
 ) -> None:

@@ -96,12 +96,22 @@ def alias_version(name: str, alias: str) -> str | None:
 
 
 def register_version(
-    model_uri: str, name: str, tags: dict[str, str], *, alias: str = CHALLENGER
+    model_uri: str,
+    name: str,
+    tags: dict[str, str],
+    *,
+    alias: str = CHALLENGER,
+    description: str | None = None,
 ) -> str:
-    """Register ``model_uri`` as a new version of ``name`` with ``tags`` and point ``alias`` at it."""
+    """Register ``model_uri`` as a new version of ``name`` with ``tags`` and point ``alias`` at it.
+
+    ``description`` (the model card) is shown on the version's page in the MLflow UI.
+    """
     import mlflow
 
     version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
+    if description:
+        _client().update_model_version(name, version.version, description=description)
     _client().set_registered_model_alias(name, alias, version.version)
     return str(version.version)
 
@@ -160,12 +170,15 @@ def promote(name: str, version: str, *, force: bool = False) -> AliasMove:
 def copy_as_champion(source: str, version: str, name: str, tags: dict[str, str]) -> str:
     """Copy ``source`` v``version`` into ``name`` as a new version and make it the champion.
 
-    The copy keeps the source's tags (gate results, validation figures, ``trained_through``)
-    plus ``tags`` and ``copied_from``; it passed its gates as the source, so no gate is rerun.
+    The copy keeps the source's tags (gate results, validation figures, ``trained_through``,
+    the calibration) and description (the model card), plus ``tags`` and ``copied_from``; it passed its gates as the source, so no gate is rerun.
     """
     client = _client()
-    source_tags = dict(client.get_model_version(source, version).tags)
+    original = client.get_model_version(source, version)
+    source_tags = dict(original.tags)
     copied = client.copy_model_version(f"models:/{source}/{version}", name)
+    if original.description:  # the model card goes with the model
+        client.update_model_version(name, copied.version, description=original.description)
     for key, value in {
         **source_tags,
         **tags,

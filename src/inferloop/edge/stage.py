@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -243,4 +244,33 @@ def _log_and_register(
             "this edge model decides at one threshold, without it"
         )
     tags.update({f"edge.{k}": str(v) for k, v in _row_metrics(result.table, result.chosen).items()})
-    return register_version(info.model_uri, EDGE_MODEL, tags, alias=CHALLENGER)
+    description = _edge_description(result, teacher_version, mlflow.active_run())
+    return register_version(
+        info.model_uri, EDGE_MODEL, tags, alias=CHALLENGER, description=description
+    )
+
+
+#: The variant columns the edge version's description shows (the run has them all).
+_DESCRIBED = ("name", "format", "size_bytes", "ap", "val_ap", "p50_us", "decision_flips")
+#: The frontier figure's artifact path in the optimize run (the edge version's page shows it).
+FRONTIER_ARTIFACT = "plots/latency_accuracy_frontier.png"
+
+
+def _edge_description(result: OptimizeResult, teacher_version: str, run: Any) -> str:
+    """The edge version's registry description: the choice, its frontier plot, the variants.
+
+    The plot is the optimize run's artifact, shown through the tracking server's
+    ``get-artifact`` endpoint (the UI renders the markdown image; the file stays in the run).
+    """
+    run_id = run.info.run_id if run is not None else ""
+    image = f"get-artifact?path={quote(FRONTIER_ARTIFACT, safe='')}&run_uuid={run_id}"
+    shown = [c for c in _DESCRIBED if c in result.table.columns]
+    variants = result.table[shown].to_markdown(index=False, floatfmt=".4g")
+    text = (
+        f"# Edge model: {result.chosen}\n\n"
+        f"Distilled from fraud-detector v{teacher_version}; the variant chosen on the "
+        f"latency/accuracy frontier below (artifact `{FRONTIER_ARTIFACT}` of run `{run_id}`)."
+        f"\n\n![Latency/accuracy frontier]({image})\n\n## Variants\n\n{variants}\n\n"
+        f"All columns: artifact `variants.md` of the same run."
+    )
+    return text[:5000]  # the registry keeps 5,000 characters of a description

@@ -202,6 +202,27 @@ def _fairness_lines(fairness: Mapping[str, GroupFairness]) -> list[str]:
     return [*lines, ""]
 
 
+def _calibration_lines(effect: Mapping[str, Any] | None) -> list[str]:
+    """The calibration's kind and its effect (out of fold on the validation window)."""
+    if not effect:
+        return []
+    row = " | ".join(
+        f"{_fmt(float(effect.get(f'{m}_raw', math.nan)))} -> {_fmt(float(effect.get(m, math.nan)))}"
+        for m in ("brier", "log_loss", "ece")
+    )
+    return [
+        "",
+        f"## Calibration ({effect.get('kind')}, fitted on the validation window)",
+        "",
+        "Monitoring maps the score to a probability with it, to estimate precision and AP",
+        "before the chargebacks arrive. Raw -> calibrated, out of fold:",
+        "",
+        "| Brier | log loss | ECE |",
+        "| --- | --- | --- |",
+        f"| {row} |",
+    ]
+
+
 def model_card(
     *,
     candidate: str,
@@ -212,11 +233,14 @@ def model_card(
     lineage: Mapping[str, str],
     train_seconds: Mapping[str, float],
     postprocess: GroupThresholds | None = None,
+    calibration: Mapping[str, Any] | None = None,
 ) -> str:
     """A markdown model card: data windows, metrics, fairness table, gates, known limits.
 
     With ``postprocess`` (the model decides with per-group thresholds) the card says first, in
     plain words, which attribute it reads at decision time and gives each group's threshold.
+    ``calibration`` is the effect of the model's calibration on the validation window
+    (:class:`~inferloop.evaluation.calibration.CalibrationEffect` with its ``kind``).
     """
     lines = [f"# Model card: fraud-detector ({candidate})", ""]
     if postprocess is not None:
@@ -238,6 +262,7 @@ def model_card(
             f"| {name} | {_fmt(m.roc_auc)} | {_fmt(m.average_precision)} | {_fmt(m.card_precision_at_k)} | "
             f"{_fmt(m.precision)} | {_fmt(m.recall)} | {_fmt(m.brier)} | {'' if secs is None else f'{secs:.1f}'} |"
         )
+    lines += _calibration_lines(calibration)
     lines += ["", "## Fairness (at the operating threshold)", ""]
     lines += _fairness_lines(fairness)
     lines += [
@@ -264,7 +289,8 @@ def model_card(
         "- Trained and tested on simulated transactions; real fraud patterns differ.",
         "- Features use the history known at training time; serving a long time after training",
         "  without refreshing the history (retraining) degrades the window features.",
-        "- Scores of class-weighted models are not calibrated probabilities; use the threshold.",
+        "- The score is not a calibrated probability: decisions use the threshold, and the",
+        "  calibration above serves only monitoring's estimates before labels arrive.",
         "- Fairness is measured on the sensitive attributes present in the data only.",
     ]
     if candidate.endswith("_fair"):

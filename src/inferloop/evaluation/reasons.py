@@ -7,8 +7,14 @@ contributions plus the base value give the margin the score came from:
   values of the trees, no new dependency;
 * the logistic baseline (standardizer + logistic regression): coefficient x standardized value,
   the intercept as the base;
-* anything else -- the MLP, the fairlearn mixtures (a vote over models is not additive), the
-  edge models (compiled or ONNX graphs expose no per-feature terms) -- gives none: the reason
+* the MLP (ReLU layers, :class:`~inferloop.training.nn.TorchMLPClassifier`): DeepLIFT with the
+  Rescale rule against the training mean (the standardized origin). Each layer passes on
+  ``delta-out / delta-in`` (the weights for a linear layer, the ratio of the ReLU's change to
+  its input's change), so the contributions add up to ``logit(x) - logit(mean)`` exactly,
+  with the logit at the mean as the base. Unlike a gradient, a saturated unit still passes on
+  the change it saw;
+* anything else -- the fairlearn mixtures (a vote over models is not additive), the edge
+  models (compiled or ONNX graphs expose no per-feature terms) -- gives none: the reason
   columns stay empty rather than carry a guess.
 
 Each alert (decision 1) gets its top :data:`REASON_COUNT` features by contribution, largest
@@ -70,9 +76,42 @@ def _linear_parts(estimator: Any) -> tuple[Any, Any] | None:
     return None
 
 
+def _relu_layers(estimator: Any) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """The MLP's layers on standardized inputs, (weight, bias) in float64, else None."""
+    export = getattr(estimator, "export_layers", None)
+    if export is None or not hasattr(estimator, "mean_") or not hasattr(estimator, "scale_"):
+        return None
+    return [(np.asarray(w, np.float64), np.asarray(b, np.float64)) for w, b in export(False)]
+
+
+def _deeplift(layers: list[tuple[np.ndarray, np.ndarray]], z: np.ndarray) -> Contributions:
+    """DeepLIFT (Rescale) of a ReLU network on standardized rows ``z``, reference 0."""
+    inputs, references = [z], [np.zeros((1, z.shape[1]))]
+    for w, b in layers[:-1]:  # forward both, keeping each ReLU's input
+        inputs.append(inputs[-1] @ w.T + b)
+        references.append(references[-1] @ w.T + b)
+        inputs.append(np.maximum(inputs[-1], 0.0))
+        references.append(np.maximum(references[-1], 0.0))
+    w_out, b_out = layers[-1]
+    base = (references[-1] @ w_out.T + b_out)[:, 0]
+    multiplier = np.repeat(w_out, len(z), axis=0)  # d logit / d last hidden
+    for i in range(len(layers) - 2, -1, -1):
+        pre, pre_ref = inputs[2 * i + 1], references[2 * i + 1]
+        delta = pre - pre_ref
+        tiny = np.abs(delta) < 1e-12
+        ratio = (np.maximum(pre, 0.0) - np.maximum(pre_ref, 0.0)) / np.where(tiny, 1.0, delta)
+        ratio = np.where(tiny, (pre > 0).astype(np.float64), ratio)  # no change: the gradient
+        multiplier = (multiplier * ratio) @ layers[i][0]
+    return Contributions(multiplier * z, np.full(len(z), float(base[0])))
+
+
 def explains(estimator: Any) -> bool:
-    """Whether ``estimator`` gives additive contributions (LightGBM or the logistic baseline)."""
-    return getattr(estimator, "booster_", None) is not None or _linear_parts(estimator) is not None
+    """Whether ``estimator`` gives additive contributions (LightGBM, logistic, the MLP)."""
+    return (
+        getattr(estimator, "booster_", None) is not None
+        or _linear_parts(estimator) is not None
+        or _relu_layers(estimator) is not None
+    )
 
 
 def feature_contributions(estimator: Any, matrix: np.ndarray) -> Contributions | None:
@@ -86,6 +125,10 @@ def feature_contributions(estimator: Any, matrix: np.ndarray) -> Contributions |
         threads = {"num_threads": 1} if len(matrix) <= _SMALL else {}
         out = np.asarray(booster.predict(matrix, pred_contrib=True, **threads), dtype=np.float64)
         return Contributions(out[:, :-1], out[:, -1])
+    layers = _relu_layers(estimator)
+    if layers is not None:
+        mean = np.asarray(estimator.mean_, dtype=np.float64)
+        return _deeplift(layers, (matrix - mean) / np.asarray(estimator.scale_, np.float64))
     linear = _linear_parts(estimator)
     if linear is None:
         return None

@@ -48,6 +48,7 @@ from inferloop.evaluation.metrics import compute_metrics
 from inferloop.loop.retrain import RetrainParams, labelled_window, run_retrain
 from inferloop.model import FraudModel, LiveScorer, seed_state
 from inferloop.monitoring.drift import ReferenceProfile
+from inferloop.monitoring.estimate import realized_performance
 from inferloop.monitoring.monitor import MonitorResult
 from inferloop.monitoring.params import MonitorParams
 from inferloop.monitoring.policy import fairness_breached
@@ -231,6 +232,25 @@ def _week_ap(scored: pd.DataFrame) -> tuple[float, float]:
     return m.average_precision, m.roc_auc
 
 
+def _estimated(estimate: dict[str, Any] | None) -> dict[str, float]:
+    """The week's estimated precision, recall and AP (before its labels), NaN without one."""
+    part = estimate or {}
+    return {
+        f"est_{short}": np.nan if part.get(name) is None else float(part[name])
+        for short, name in (
+            ("precision", "precision"),
+            ("recall", "recall"),
+            ("ap", "average_precision"),
+        )
+    }
+
+
+def _realized(scored: pd.DataFrame, threshold: float) -> dict[str, float]:
+    """The week's precision and recall at the champion's threshold, all labels known."""
+    found = realized_performance(scored[s.TARGET], scored[s.SCORE], threshold)
+    return {"precision": found["precision"], "recall": found["recall"]}
+
+
 def _max_gap(result: MonitorResult) -> tuple[float, float, float]:
     """The largest equalized-odds gap over the attributes, with its interval (NaNs if none)."""
     gaps = [
@@ -280,6 +300,7 @@ class ProductionLoop:
         self.last_summary: dict[str, Any] | None = None  # of any champion: the escalation count
         self.previous: pd.DataFrame | None = None
         self.scored_weeks: list[pd.DataFrame] = []
+        self.thresholds: list[float] = []  # of the champion that scored each week
         self.rows: list[dict[str, Any]] = []
 
     def _day(self, w: int) -> pd.Timestamp:
@@ -293,7 +314,8 @@ class ProductionLoop:
             raw.drop(columns=[s.TARGET, s.LABEL_AVAILABLE_AT, s.FRAUD_SCENARIO]),
             self.root / f"data/incoming/week_{w:02d}.parquet",
         )
-        valid = validate_transactions(raw, self.contract).valid
+        checked = validate_transactions(raw, self.contract)
+        valid = checked.valid
         self.history_raw.append(valid.drop(columns=[s.TARGET, s.LABEL_AVAILABLE_AT]))
         write_parquet(valid, self.root / f"data/production/labelled/week_{w:02d}.parquet")
         scored = score_week(self.champion, valid)
@@ -311,15 +333,18 @@ class ProductionLoop:
             else pd.concat([self.previous, scored], ignore_index=True)
         )
         as_of = pd.Timestamp(self.sim.start_date) + pd.Timedelta(days=start + 7)
-        result = self._monitor(window, w, as_of)
+        result = self._monitor(window, w, as_of, len(raw) - len(valid))
         self.scored_weeks.append(scored)
+        self.thresholds.append(self.champion.model.threshold)
         self.previous = scored
         row = self._row(w, start, scored, result)
         if result.action.kind == "retrain" and w < self.weeks - 1:
             row.update(self._retrain(result, as_of))
         self.rows.append(row)
 
-    def _monitor(self, window: pd.DataFrame, w: int, as_of: pd.Timestamp) -> MonitorResult:
+    def _monitor(
+        self, window: pd.DataFrame, w: int, as_of: pd.Timestamp, quarantined: int
+    ) -> MonitorResult:
         c = self.champion
         result = monitor_scored(
             window,
@@ -337,6 +362,8 @@ class ProductionLoop:
             history=self.summaries,
             project_name="production",
             previous=self.last_summary,
+            calibration=c.model.calibration,
+            quarantined=quarantined,
         )
         self.summaries.append(result.summary)
         self.last_summary = result.summary
@@ -363,6 +390,7 @@ class ProductionLoop:
             "fairness_gap_low": gap_low,
             "fairness_gap_high": gap_high,
             "alerts": int(scored[s.DECISION].sum()),
+            **_estimated(result.summary.get("estimate")),
             "status": result.status,
             "action": result.action.kind,
             "reasons": "; ".join(result.action.reasons),
@@ -417,4 +445,11 @@ class ProductionLoop:
         ap_auc = [_week_ap(frame) for frame in self.scored_weeks]
         table.insert(6, "ap", [a for a, _ in ap_auc])
         table.insert(7, "roc_auc", [b for _, b in ap_auc])
+        realized = pd.DataFrame(
+            [_realized(f, t) for f, t in zip(self.scored_weeks, self.thresholds, strict=True)]
+        )
+        at = table.columns.get_loc("est_precision")
+        assert isinstance(at, int)
+        table.insert(at, "precision", realized["precision"].to_numpy())
+        table.insert(at + 1, "recall", realized["recall"].to_numpy())
         return table

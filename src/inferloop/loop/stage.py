@@ -67,7 +67,8 @@ def write_outputs(table: pd.DataFrame, out: Path, *, scenario: str, drift_week: 
 
 
 def plot_timeline(table: pd.DataFrame, *, scenario: str, drift_week: int) -> Any:
-    """AP per week with the drift share, the fairness gap, drift start and retraining marked.
+    """AP per week (realized, and estimated before labels) with the drift share, the fairness
+    gap, drift start and retraining marked.
 
     Weeks whose action is ``needs_review`` are shaded.
     """
@@ -78,6 +79,11 @@ def plot_timeline(table: pd.DataFrame, *, scenario: str, drift_week: int) -> Any
     ax.plot(
         table["week"], table["ap"], marker="o", label="AP (champion, that week)", color="tab:blue"
     )
+    if "est_ap" in table and table["est_ap"].notna().any():
+        ax.plot(
+            table["week"], table["est_ap"], marker="x", ls="--", color="tab:blue", alpha=0.6,
+            label="AP estimated before labels (calibrated scores)",
+        )  # fmt: skip
     ax.plot(
         table["week"], table["roc_auc"], marker=".", label="ROC-AUC", color="tab:cyan", alpha=0.7
     )

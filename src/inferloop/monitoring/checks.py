@@ -24,6 +24,7 @@ __all__ = [
     "Check",
     "check_family",
     "drift_checks",
+    "estimate_checks",
     "fairness_checks",
     "performance_checks",
     "validation_figure",
@@ -82,13 +83,15 @@ def _measured(name: str, value: float, threshold: float) -> Check:
 
 
 def check_family(name: str) -> str:
-    """The family of a check name: data_drift, score_drift, performance or fairness."""
+    """The family of a check name: data_drift, score_drift, performance, estimate or fairness."""
     if name == "drift_share":
         return "data_drift"
     if name == "score_psi":
         return "score_drift"
     if name in ("ap_drop", "roc_auc_drop"):
         return "performance"
+    if name == "estimated_ap_drop":
+        return "estimate"
     return "fairness"
 
 
@@ -126,6 +129,18 @@ def performance_checks(
             value = validation_figure(validation, metric) - getattr(current, metric)
         checks.append(_measured(name, value, limit))
     return checks
+
+
+def estimate_checks(estimate: Mapping[str, Any] | None, params: MonitorParams) -> list[Check]:
+    """The estimated AP drop, a check only when the policy may act on it.
+
+    ``retrain_on_estimate`` is off by default: the estimate is shown everywhere, but a
+    check would change the verdict of every window, so it joins the checks only by choice.
+    """
+    if not params.retrain_on_estimate:
+        return []
+    value = float("nan") if not estimate else float(estimate.get("ap_drop", float("nan")))
+    return [_measured("estimated_ap_drop", value, params.max_estimated_ap_drop)]
 
 
 def _fairness_check(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from inferloop.core import schema as s
+from inferloop.monitoring.dashboard import open_project
 from inferloop.monitoring.params import DEFAULT_PROJECT, MonitorParams
 
 if TYPE_CHECKING:
@@ -138,12 +138,17 @@ def evidently_summary(snapshot: Snapshot, score_col: str | None) -> dict[str, An
 
 
 def add_to_workspace(
-    snapshot: Snapshot, workspace_dir: str | Path, project_name: str = DEFAULT_PROJECT
+    snapshot: Snapshot,
+    workspace_dir: str | Path,
+    project_name: str = DEFAULT_PROJECT,
+    *,
+    attributes: Sequence[str] | None = None,
 ) -> str:
     """Store ``snapshot`` in a local Evidently workspace, creating the project if needed.
 
-    A new project gets a dashboard with the share of drifted columns and the score drift over
-    time. Browse it with ``inferloop ui --monitoring`` (``evidently ui --workspace DIR``).
+    A new project gets the dashboard of :mod:`inferloop.monitoring.dashboard` (our figures
+    over time, and this report's score drift). Browse it with ``inferloop ui --monitoring``
+    (``evidently ui --workspace DIR``).
 
     Parameters
     ----------
@@ -151,71 +156,17 @@ def add_to_workspace(
     workspace_dir : str or Path
         The workspace folder (created if missing).
     project_name : str, default "inferloop monitoring"
+    attributes : sequence of str, optional
+        For a new project, the sensitive attributes with a named fairness series (see
+        :func:`inferloop.monitoring.dashboard.open_project`).
 
     Returns
     -------
     str
         The stored snapshot's id.
     """
-    workspace = _open_workspace(Path(workspace_dir))
-    found = workspace.search_project(project_name)
-    project = found[0] if found else _create_project(workspace, project_name)
+    workspace, project = open_project(workspace_dir, project_name, attributes=attributes)
     return str(workspace.add_run(project.id, snapshot).id)
-
-
-#: Workspaces opened by this process, with the folder's identity when opened.
-_OPEN: dict[Path, tuple[tuple[int, int], Any]] = {}
-
-
-def _open_workspace(folder: Path) -> Any:
-    """The local Evidently workspace in ``folder``, opened once per process.
-
-    Opening one reads every snapshot stored in it, which grows with each monitored batch
-    (the production simulation opens it once a week). The cached one is reused while the
-    folder is the same one: a folder deleted and made again (a fresh run) is opened anew.
-    """
-    from evidently.ui.workspace import Workspace
-
-    folder.mkdir(parents=True, exist_ok=True)
-    key = folder.resolve()
-    stat = key.stat()
-    identity = (stat.st_ino, stat.st_mtime_ns)  # a new project or a new folder changes it
-    cached = _OPEN.get(key)
-    if cached is not None and cached[0] == identity:
-        return cached[1]
-    workspace = Workspace(str(key))
-    _OPEN[key] = (identity, workspace)
-    return workspace
-
-
-def _create_project(workspace: Any, project_name: str) -> Any:
-    from evidently.sdk.models import PanelMetric
-    from evidently.sdk.panels import line_plot_panel
-
-    project = workspace.create_project(
-        project_name, description="inferloop: drift, score drift and data quality per batch"
-    )
-    project.dashboard.add_panel(
-        line_plot_panel(
-            "Share of drifted columns (Evidently, sampled)",
-            [
-                PanelMetric(
-                    legend="share",
-                    metric="DriftedColumnsCount",
-                    metric_labels={"value_type": "share"},
-                )
-            ],
-            size="half",
-        )
-    )
-    project.dashboard.add_panel(
-        line_plot_panel(
-            "Score drift (Evidently)",
-            [PanelMetric(legend="score", metric="ValueDrift", metric_labels={"column": s.SCORE})],
-            size="half",
-        )
-    )
-    return project
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ __all__ = [
     "MonitorInputs",
     "batch_as_of",
     "infer_feature_columns",
+    "label_known",
     "labelled_rows",
     "measure_fairness",
     "measure_performance",
@@ -90,18 +91,23 @@ def _same_zone(stamp: pd.Timestamp, times: pd.Series) -> pd.Timestamp:
     return stamp.tz_convert(zone) if stamp.tzinfo else stamp.tz_localize(zone)
 
 
-def labelled_rows(scored: pd.DataFrame, label_col: str, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Rows whose label is known at ``as_of``: not null and ``label_available_at <= as_of``.
+def label_known(scored: pd.DataFrame, label_col: str, as_of: pd.Timestamp) -> pd.Series:
+    """Whether each row's label is known at ``as_of``: not null and arrived by then.
 
     Without a ``label_available_at`` column every non-null label counts as arrived.
     """
     if label_col not in scored.columns:
-        return scored.iloc[:0]
+        return pd.Series(False, index=scored.index)
     known = scored[label_col].notna()
     if s.LABEL_AVAILABLE_AT in scored.columns:
         available = pd.to_datetime(scored[s.LABEL_AVAILABLE_AT])
         known &= available.notna() & (available <= _same_zone(as_of, available))
-    return scored.loc[known]
+    return known
+
+
+def labelled_rows(scored: pd.DataFrame, label_col: str, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Rows whose label is known at ``as_of`` (:func:`label_known`)."""
+    return scored.loc[label_known(scored, label_col, as_of)]
 
 
 def operating_threshold(

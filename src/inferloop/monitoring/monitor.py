@@ -32,15 +32,25 @@ import pandas as pd
 
 from inferloop.core import schema as s
 from inferloop.core.storage import jsonable, write_json
+from inferloop.evaluation.calibration import ScoreCalibration
 from inferloop.evaluation.fairness import GroupFairness
 from inferloop.evaluation.metrics import ClassificationMetrics
 from inferloop.evaluation.reasons import reason_counts
-from inferloop.monitoring.checks import Check, drift_checks, fairness_checks, performance_checks
+from inferloop.monitoring.checks import (
+    Check,
+    drift_checks,
+    estimate_checks,
+    fairness_checks,
+    performance_checks,
+    validation_figure,
+)
+from inferloop.monitoring.dashboard import add_dashboard_snapshot
 from inferloop.monitoring.drift import (
     DriftResult,
     ReferenceProfile,
     split_column_kinds,
 )
+from inferloop.monitoring.estimate import estimate_window, realize_earlier
 from inferloop.monitoring.evidently_adapter import (
     add_to_workspace,
     evidently_summary,
@@ -50,7 +60,7 @@ from inferloop.monitoring.measure import (
     MonitorInputs,
     batch_as_of,
     infer_feature_columns,
-    labelled_rows,
+    label_known,
     measure_fairness,
     measure_performance,
     operating_threshold,
@@ -116,6 +126,9 @@ def _build_summary(
         "checks": {c.name: c.as_dict() for c in checks},
         "rows": {
             "n": len(scored),
+            "alerts": int(scored[inputs.decision_col].sum())
+            if inputs.decision_col in scored.columns
+            else None,
             "reference": len(reference),
             "alert_rate": _alert_rate(scored, inputs.decision_col),
             "reference_alert_rate": _alert_rate(reference, inputs.decision_col),
@@ -232,6 +245,8 @@ def monitor_batch(
     workspace_dir: str | Path | None = None,
     project_name: str = DEFAULT_PROJECT,
     previous: Mapping[str, Any] | None = None,
+    calibration: ScoreCalibration | None = None,
+    quarantined: int | None = None,
 ) -> MonitorResult:
     """Monitor one scored batch against the reference and write its report and verdict.
 
@@ -277,6 +292,13 @@ def monitor_batch(
         The summary before this batch of ANY model version (default the last of
         ``history``): it carries the count of retrains that failed to clear a fairness
         breach, which a new champion does not reset.
+    calibration : ScoreCalibration, optional
+        The model's calibration: with it the rows without labels get estimated precision,
+        recall and AP (``summary["estimate"]``), and the last window's estimate of this
+        model gets its realized values once its labels are in (written to that window's
+        ``summary.json`` and copied to ``summary["earlier_estimate"]``).
+    quarantined : int, optional
+        Rows of the batch the data contract quarantined (recorded in ``rows``).
 
     Returns
     -------
@@ -306,21 +328,34 @@ def monitor_batch(
         score_col=score_col if inputs.score_in_both else None,
     )
     drift = profile.compare(scored, params.drift_thresholds())
-    labelled = labelled_rows(scored, label_col, stamp)
+    known = label_known(scored, label_col, stamp)
+    labelled = scored.loc[known]
     threshold = operating_threshold(scored, model_validation_metrics, score_col, decision_col)
     performance = measure_performance(labelled, label_col, score_col, threshold, params)
     fairness = measure_fairness(labelled, inputs, threshold, params)
+    estimate = estimate_window(
+        scored, known, threshold, calibration, label_col=label_col, score_col=score_col,
+        min_rows=params.min_labelled_rows,
+        validation_ap=validation_figure(model_validation_metrics, "average_precision"),
+    )  # fmt: skip
     checks = [
         *drift_checks(drift, params),
         *performance_checks(performance, model_validation_metrics, params),
         *fairness_checks(fairness, inputs.sensitive, params),
+        *estimate_checks(estimate, params),
     ]
     model = {"name": model_name, "version": model_version}
     summary = _build_summary(
         batch, stamp, scored, reference, labelled, drift, performance, fairness, checks,
         model_validation_metrics, inputs, model,
     )  # fmt: skip
+    summary["rows"]["quarantined"] = quarantined
+    summary["estimate"] = estimate
     earlier = [h for h in history if h.get("batch") != batch]  # a re-run replaces its batch
+    last = earlier[-1] if earlier and isinstance(earlier[-1], dict) else None
+    summary["earlier_estimate"] = _realize_earlier(
+        last, scored, known, threshold, inputs, Path(out_dir)
+    )
     before = previous if previous is not None else (earlier[-1] if earlier else None)
     action = decide_action([*earlier, summary], params, before)
     summary.update(
@@ -353,14 +388,24 @@ def _write_outputs(
 ) -> MonitorResult:
     folder = out_dir / batch
     folder.mkdir(parents=True, exist_ok=True)
+    attributes = params.fairness_attributes  # a new project's named fairness series
     if snapshot is not None and workspace_dir is not None:
         try:
             summary["evidently"]["snapshot_id"] = add_to_workspace(
-                snapshot, workspace_dir, project_name
+                snapshot, workspace_dir, project_name, attributes=attributes
             )
         except Exception as exc:  # a broken workspace must not lose the verdict
             logger.warning("could not add %s to the Evidently workspace: %s", batch, exc)
             summary["evidently"]["workspace_error"] = f"{type(exc).__name__}: {exc}"
+    if workspace_dir is not None:  # our figures over time, even when Evidently's report failed
+        info = summary.setdefault("evidently", {})
+        try:
+            info["dashboard_snapshot_id"] = add_dashboard_snapshot(
+                summary, workspace_dir, project_name, attributes=attributes
+            )
+        except Exception as exc:  # the dashboard must not lose the verdict either
+            logger.warning("could not add %s's figures to the Evidently workspace: %s", batch, exc)
+            info["dashboard_error"] = f"{type(exc).__name__}: {exc}"
     sent = notify_breach(summary, params)
     if sent is not None:
         summary["webhook_sent"] = sent
@@ -376,6 +421,25 @@ def _write_outputs(
     return MonitorResult(
         batch, summary, drift, performance, fairness, action, report_path, summary_path, snapshot
     )
+
+
+def _realize_earlier(
+    earlier: dict[str, Any] | None,
+    scored: pd.DataFrame,
+    known: pd.Series,
+    threshold: float,
+    inputs: MonitorInputs,
+    out_dir: Path,
+) -> dict[str, Any] | None:
+    """Realized values beside the last window's estimate, saved to its summary.json too."""
+    pair = realize_earlier(
+        earlier, scored, known, threshold, label_col=inputs.label_col, score_col=inputs.score_col
+    )
+    if pair is not None and earlier is not None:
+        path = out_dir / str(earlier["batch"]) / SUMMARY_FILE
+        if path.exists():  # an in-memory history (tests) has no file to update
+            write_json(jsonable(earlier), path)
+    return pair
 
 
 def _record_review(path: Path, summary: Mapping[str, Any]) -> None:

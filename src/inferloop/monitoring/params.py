@@ -65,7 +65,7 @@ STATUS_OF_ACTION: Final[dict[str, Status]] = {
     "retrain": "retrain",
     "needs_review": "needs_review",
 }
-FAMILIES: Final = ("data_drift", "score_drift", "performance", "fairness")
+FAMILIES: Final = ("data_drift", "score_drift", "performance", "estimate", "fairness")
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,6 +114,13 @@ class MonitorParams:
         (``retrain.mitigated_candidates``) instead of the usual ones.
     retrain_on_performance_at_once : bool
         A performance breach triggers retraining in the window it is seen.
+    retrain_on_estimate : bool
+        Act on the estimated AP before the labels arrive: the check ``estimated_ap_drop``
+        (validation AP minus the estimated AP of the rows without labels) joins the checks
+        and a breach retrains at once. Off by default: the estimate is blind to fraud the
+        features cannot see (:mod:`inferloop.monitoring.estimate`).
+    max_estimated_ap_drop : float
+        The largest estimated AP drop tolerated when ``retrain_on_estimate``.
     evidently_sample_size : int
         Rows sampled from each dataset for the Evidently report.
     evidently_max_columns : int
@@ -153,6 +160,8 @@ class MonitorParams:
     max_fairness_retrains: int = 2
     mitigate_on_fairness: bool = False
     retrain_on_performance_at_once: bool = True
+    retrain_on_estimate: bool = False
+    max_estimated_ap_drop: float = 0.1
     evidently_sample_size: int = 20_000
     evidently_max_columns: int = 0
     seed: int = 0

@@ -99,6 +99,8 @@ class Policy:
     * ``retrain`` at once on a performance breach when ``performance_at_once``: performance
       is measured on ground truth that already lags by the label delay; waiting more windows
       would leave a degraded model catching less fraud for weeks.
+    * ``retrain`` at once on an estimate breach (the check exists only when the
+      ``retrain_on_estimate`` switch is on): acting before the labels is its whole point.
     * ``needs_review`` instead of ``retrain`` while fairness is breached and
       ``max_fairness_retrains`` retrains (whatever triggered them) have already failed to
       clear that breach: a bias that the data cannot fix is not fixed by retraining on more
@@ -136,7 +138,7 @@ class Policy:
     def _judge(self, history: Sequence[Mapping[str, Any]], family: str) -> tuple[bool, str]:
         """Whether breached ``family`` asks for retraining, and the reason in words."""
         names = ", ".join(n for n in breached_checks(history[-1]) if check_family(n) == family)
-        if family == "performance" and self.performance_at_once:
+        if (family == "performance" and self.performance_at_once) or family == "estimate":
             return True, f"{family}: {names} breached (retrain at once)"
         run = self.trailing_breaches(history, family)
         if run >= self.consecutive_windows:

@@ -84,6 +84,31 @@ def _performance_frame(summary: Mapping[str, Any]) -> pd.DataFrame:
     )
 
 
+def _estimate_html(summary: Mapping[str, Any]) -> str:
+    """Estimated against realized precision, recall and AP, this window's and the last's."""
+    rows = []
+    for label, part in (
+        ("this window (no labels yet)", summary.get("estimate")),
+        ("previous window (labels arrived)", summary.get("earlier_estimate")),
+    ):
+        if not part:
+            continue
+        realized = part.get("realized") or {}
+        for name in ("precision", "recall", "average_precision"):
+            rows.append(
+                {"rows": label, "metric": name, "estimated": part.get(name),
+                 "realized": realized.get(name)}
+            )  # fmt: skip
+    if not rows:
+        return "<p>Not estimated: the model carries no calibration.</p>"
+    note = (
+        "<p><em>Estimated from calibrated scores (confidence-based). A new fraud pattern "
+        "that the features do not see leaves the estimate blind: trust the realized values "
+        "when they arrive.</em></p>"
+    )
+    return _table(pd.DataFrame(rows)) + note
+
+
 def _fairness_html(fairness: Mapping[str, GroupFairness]) -> str:
     if not fairness:
         return "<p>Not evaluated: too few labelled rows or frauds in this batch.</p>"
@@ -141,6 +166,7 @@ def render_section(
         f"<ul>{reasons}</ul><h3>Checks</h3>{_table(_checks_frame(summary))}"
         f"<h3>Drift per column (PSI on reference quantile bins)</h3>{_table(drift.table())}"
         f"<h3>Performance on labelled rows</h3>{_table(_performance_frame(summary))}"
+        f"<h3>Estimated performance before labels</h3>{_estimate_html(summary)}"
         f"<h3>Bias by sensitive attribute</h3>{_fairness_html(fairness)}"
         f"<h3>Most frequent reasons for alerts</h3>{_reasons_html(summary.get('reasons') or [])}"
         f"<p><em>{html.escape(evidently_note)}</em></p></section>"

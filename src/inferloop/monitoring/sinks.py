@@ -18,6 +18,7 @@ import pandas as pd
 
 from inferloop.core import schema as s
 from inferloop.core.storage import jsonable
+from inferloop.evaluation.calibration import CALIBRATION_TAG, ScoreCalibration
 from inferloop.monitoring.params import MONITORING_EXPERIMENT, MonitorParams
 from inferloop.monitoring.policy import breached_checks
 from inferloop.monitoring.result import MonitorResult
@@ -30,6 +31,7 @@ __all__ = [
     "log_to_mlflow",
     "model_of",
     "notify_breach",
+    "registry_calibration",
     "registry_figures",
     "send_webhook",
 ]
@@ -119,6 +121,13 @@ def _mlflow_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
     metrics.update({f"psi/{col}": c["psi"] for col, c in summary["drift"]["columns"].items()})
     current = summary["performance"]["current"] or {}
     metrics.update({f"current/{k}": v for k, v in current.items()})
+    for key, part in (
+        ("estimate", summary.get("estimate")),
+        ("earlier", summary.get("earlier_estimate")),
+    ):
+        for name in ("precision", "recall", "average_precision", "expected_true_alerts"):
+            metrics[f"{key}/estimated_{name}"] = (part or {}).get(name)
+            metrics[f"{key}/realized_{name}"] = ((part or {}).get("realized") or {}).get(name)
     metrics.update(
         rows=summary["rows"]["n"],
         labelled_rows=summary["performance"]["n_labelled"],
@@ -193,6 +202,22 @@ def model_of(scored: pd.DataFrame) -> tuple[str | None, str | None]:
         return str(values[0]) if len(values) == 1 else None
 
     return single(s.MODEL_NAME), single(s.MODEL_VERSION)
+
+
+def registry_calibration(
+    model_name: str | None, model_version: str | None
+) -> ScoreCalibration | None:
+    """The calibration a registered version carries (its ``calibration`` tag), else None."""
+    if not model_name or not model_version:
+        return None
+    try:
+        from inferloop.core.registry import version_tags
+
+        text = version_tags(model_name, model_version).get(CALIBRATION_TAG)
+        return ScoreCalibration.from_json(text) if text else None
+    except Exception as exc:  # no calibration means no estimate, never a failed monitor
+        logger.warning("no calibration for %s v%s: %s", model_name, model_version, exc)
+        return None
 
 
 def registry_figures(model_name: str | None, model_version: str | None) -> dict[str, float]:

@@ -13,12 +13,18 @@ from typing import Any
 
 import pandas as pd
 
+from inferloop.evaluation.calibration import ScoreCalibration
 from inferloop.monitoring.drift import ReferenceProfile
 from inferloop.monitoring.monitor import monitor_batch
 from inferloop.monitoring.params import DEFAULT_PROJECT, MonitorParams
 from inferloop.monitoring.policy import is_of_version, load_history
 from inferloop.monitoring.result import MonitorResult
-from inferloop.monitoring.sinks import log_to_mlflow, model_of, registry_figures
+from inferloop.monitoring.sinks import (
+    log_to_mlflow,
+    model_of,
+    registry_calibration,
+    registry_figures,
+)
 
 __all__ = [
     "monitor_files",
@@ -96,6 +102,8 @@ def monitor_scored(
     history: Sequence[Mapping[str, Any]] | None = None,
     project_name: str = DEFAULT_PROJECT,
     previous: Mapping[str, Any] | None = None,
+    calibration: ScoreCalibration | None = None,
+    quarantined: int | None = None,
 ) -> MonitorResult:
     """Monitor one scored batch of a model version, keep its history, log it to MLflow.
 
@@ -127,9 +135,16 @@ def monitor_scored(
     previous : dict, optional
         The latest earlier summary of any version (it carries the fairness escalation
         count); default the newest summary in ``out_dir`` when the history is read from there.
+    calibration : ScoreCalibration, optional
+        The version's calibration, when the caller holds the model; read from the
+        registry's ``calibration`` tag otherwise (none: no estimate before labels).
+    quarantined : int, optional
+        Rows of the batch the contract quarantined (recorded in the summary).
     """
     if validation is None:
         validation = registry_figures(model_name, model_version)
+    if calibration is None:
+        calibration = registry_calibration(model_name, model_version)
     if history is None:
         everything = load_history(out_dir)  # read once: this version's history, and the last of any
         history = (
@@ -154,6 +169,8 @@ def monitor_scored(
         workspace_dir=workspace_dir,
         project_name=project_name,
         previous=previous,
+        calibration=calibration,
+        quarantined=quarantined,
     )
     if log_mlflow and model_name and model_version:
         try:

@@ -38,6 +38,7 @@ from inferloop.core.tracking import configure_mlflow, ensure_experiment, repo_ro
 from inferloop.data.contract import ContractParams
 from inferloop.data.features import TransactionFeaturizer
 from inferloop.data.stage import ProcessedData, load_processed
+from inferloop.evaluation.calibration import CALIBRATION_TAG, fit_calibration
 from inferloop.evaluation.fairness import (
     GroupFairness,
     fairness_report,
@@ -248,8 +249,19 @@ def _log_candidate(
         mlflow.log_dict(jsonable(dataclasses.asdict(post)), "postprocess/group_thresholds.json")
         example = input_example(val, columns=(*s.SCORING_COLUMNS, post.attribute))
     metrics = _metrics_for(val, candidate.validation_scores, choice.threshold, k)
+    # fitted on the served score, so monitoring can estimate before labels (never decides)
+    calibration, effect = fit_calibration(
+        val[s.TARGET].to_numpy(), candidate.validation_scores, threshold=choice.threshold
+    )
+    mlflow.log_metrics(effect.as_dict("calibration_"))
+    mlflow.log_dict(calibration.as_dict(), f"{CALIBRATION_TAG}/{CALIBRATION_TAG}.json")
     mlflow.set_tags(
-        {**lineage, "candidate": candidate.name, "threshold_fell_back": str(choice.fell_back)}
+        {
+            **lineage,
+            "candidate": candidate.name,
+            "threshold_fell_back": str(choice.fell_back),
+            CALIBRATION_TAG: calibration.kind,
+        }
     )
     mlflow.log_params(
         {**candidate.params, "threshold_policy": policy.kind, "threshold": choice.threshold}
@@ -257,7 +269,13 @@ def _log_candidate(
     mlflow.log_metrics({**metrics.as_dict("validation_"), "train_seconds": candidate.train_seconds})
     _log_candidate_plots(candidate, val, data.features)
     model = FraudModel(
-        data.featurizer, candidate.estimator, choice.threshold, candidate.name, contract, post
+        data.featurizer,
+        candidate.estimator,
+        choice.threshold,
+        candidate.name,
+        contract,
+        post,
+        calibration,
     )
     info = log_fraud_model(model, example)
     return {
@@ -265,6 +283,8 @@ def _log_candidate(
         "threshold": choice.threshold,
         "train_seconds": candidate.train_seconds,
         "validation": jsonable(metrics.as_dict()),
+        "calibration": calibration.to_json(),
+        "calibration_effect": {"kind": calibration.kind, **jsonable(effect.as_dict())},
     }
 
 
@@ -382,6 +402,7 @@ def run_evaluate(
         },
         train_seconds={n: c["train_seconds"] for n, c in trained["candidates"].items()},
         postprocess=_postprocess_of(trained["candidates"][best]["model_uri"]),
+        calibration=trained["candidates"][best].get("calibration_effect"),
     )
     _write_evaluation(
         decision,
@@ -565,18 +586,38 @@ def _trained_through(parent_run_id: str) -> str:
     return max(ends) if ends else ""
 
 
+#: The model card's file name beside the evaluate stage's decision.
+CARD_FILE = "model_card.md"
+#: MLflow stores a version's description in 5,000 characters (a PostgreSQL store enforces it).
+_DESCRIPTION_CHARS = 5000
+
+
+def _card_text(card: Path, run_id: str) -> str | None:
+    """The model card as a registry description, cut to fit with a pointer to the full one."""
+    if not card.is_file():
+        return None
+    text = card.read_text(encoding="utf-8")
+    if len(text) <= _DESCRIPTION_CHARS:
+        return text
+    tail = f"\n\n... (cut; the full card is the artifact `{CARD_FILE}` of run `{run_id}`)\n"
+    return text[: _DESCRIPTION_CHARS - len(tail)] + tail
+
+
 def run_register(
     candidates_path: str | Path,
     decision_path: str | Path,
     out_path: str | Path,
     *,
     params_path: str | Path | None = None,
+    card_path: str | Path | None = None,
 ) -> RegisterOutcome:
     """Register the evaluated candidate as ``challenger``; promote it if every gate passed.
 
     The registered model is ``registry.model_name`` of ``params_path`` (default
     ``fraud-detector``). The version is tagged with the last day of data it has seen
-    (``trained_through``), which the production simulation checks before scoring.
+    (``trained_through``), which the production simulation checks before scoring, and with
+    its calibration (which monitoring estimates with). Its description in the registry is
+    the model card (``card_path``, default ``model_card.md`` beside the decision).
     """
     import mlflow
 
@@ -609,7 +650,12 @@ def run_register(
             if g["value"] is not None
         },
     }
-    version = register_version(best["model_uri"], name, tags)
+    if best.get("calibration"):
+        tags[CALIBRATION_TAG] = best["calibration"]
+    card = Path(card_path) if card_path else Path(decision_path).with_name(CARD_FILE)
+    version = register_version(
+        best["model_uri"], name, tags, description=_card_text(card, best["run_id"])
+    )
     if decision["passed"]:
         move = promote(name, version)
         outcome = RegisterOutcome(version, True, move, f"all gates passed: {move.describe()}", name)
