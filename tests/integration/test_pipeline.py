@@ -310,7 +310,7 @@ import numpy as np
 grid = np.linspace(0, 1, 101)
 assert np.allclose(model.calibration.apply(grid), calibration.apply(grid), atol=1e-5)
 edge = mlflow.MlflowClient().get_model_version("fraud-detector-edge", "1")
-assert "![Latency/accuracy frontier](get-artifact?path=plots%2Flatency_accuracy_frontier.png" in edge.description
+assert "![Latency/accuracy frontier](get-artifact?path=plots%2Flatency_accuracy_frontier_small.png" in edge.description
 print("ok")
 """,
     )

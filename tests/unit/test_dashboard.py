@@ -10,6 +10,7 @@ as the stand-alone ``evidently ui`` process would.
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 import re
 from pathlib import Path
@@ -24,6 +25,7 @@ from inferloop.monitoring.dashboard import (
     dashboard_figures,
     figures_snapshot,
     open_project,
+    replace_dashboard_snapshot,
 )
 
 PROJECT = "inferloop monitoring"
@@ -70,9 +72,9 @@ def _summary(
     }
 
 
-#: Three batches: labels missing in the first (its realized values come with the second, for
-#: its own time), an estimate missing in the second, every row labelled in the third (realized
-#: at once), and an attribute the dashboard was not made with in the third.
+#: Three batches: labels missing in the first (its realized values come with the second and
+#: its figures are recorded again), an estimate missing in the second, every row labelled in
+#: the third (realized at once), and an attribute the dashboard was not made with in the third.
 SUMMARIES = [
     _summary(
         "week_00", "2026-04-06T00:00:00", drift_share=0.0, psi=0.001,
@@ -128,7 +130,13 @@ def _panel_series(workspace_dir: Path, project_id: Any, panel: Any) -> dict[str,
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, list[str]]:
     folder = tmp_path_factory.mktemp("evidently")
-    ids = [add_dashboard_snapshot(summary, folder, PROJECT) for summary in SUMMARIES]
+    first = copy.deepcopy(SUMMARIES[0])
+    ids = [add_dashboard_snapshot(first, folder, PROJECT)]
+    # week 0's labels arrive with week 1: its figures are recorded again, realized beside
+    first["evidently"] = {"dashboard_snapshot_id": ids[0]}
+    first["estimate"]["realized"] = {"precision": 0.47, "average_precision": 0.66}
+    ids[0] = replace_dashboard_snapshot(first, folder, PROJECT)
+    ids += [add_dashboard_snapshot(summary, folder, PROJECT) for summary in SUMMARIES[1:]]
     _, project = open_project(folder, PROJECT)
     return folder, project.id, ids
 
@@ -210,13 +218,11 @@ def test_a_missing_figure_leaves_a_gap_in_its_series(
     series = _panel_series(folder, project_id, panel)
     sources, estimated = series["estimated"]
     _, realized = series["realized"]
-    # week 0's realized values arrive with week 1, in a snapshot of their own at week 0's time
-    assert [s.timestamp.isoformat() for s in sources] == [
-        SUMMARIES[0]["as_of"], SUMMARIES[0]["as_of"], SUMMARIES[2]["as_of"]
-    ]  # fmt: skip
-    assert [str(s.snapshot_id) for s in sources][::2] == [ids[0], ids[2]]
-    assert estimated.values == [0.41, None, 0.39]
-    assert realized.values == [None, 0.47, 0.40]
+    # week 0's realized values came with week 1: one snapshot at week 0's time holds both
+    assert [str(s.snapshot_id) for s in sources] == [ids[0], ids[2]]
+    assert estimated.values == [0.41, 0.39]
+    assert realized.values == [0.47, 0.40]
+    assert len(Workspace(str(folder)).list_runs(project_id)) == 3  # the first record is gone
 
 
 def test_the_figures_snapshot_uses_only_evidentlys_own_metrics() -> None:

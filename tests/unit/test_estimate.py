@@ -161,7 +161,11 @@ def test_monitoring_estimates_unlabelled_rows_and_writes_the_realized_values_lat
 ) -> None:
     reference = _week("2026-01-05", seed=11)
     week0, week1 = _week("2026-02-02", seed=12), _week("2026-02-09", seed=13)
-    first = _run(week0, reference, tmp_path, batch_name="week_00", as_of="2026-02-09")
+    workspace = tmp_path / "evidently"
+    first = _run(
+        week0, reference, tmp_path, batch_name="week_00", as_of="2026-02-09",
+        workspace_dir=workspace,
+    )  # fmt: skip
     estimate = first["estimate"]
     assert estimate["n"] == len(week0) and estimate["realized"] is None
     assert estimate["alerts"] == int(week0[s.DECISION].sum())
@@ -169,9 +173,11 @@ def test_monitoring_estimates_unlabelled_rows_and_writes_the_realized_values_lat
     assert "estimated_ap_drop" not in first["checks"]  # the policy switch is off
     # a week later week 0's labels are in: its estimate gets the realized values beside it
     window = pd.concat([week0, week1], ignore_index=True)
+    recorded = first["evidently"]["dashboard_snapshot_id"]
     second = _run(
-        window, reference, tmp_path, batch_name="week_01", as_of="2026-02-16", history=[first]
-    )
+        window, reference, tmp_path, batch_name="week_01", as_of="2026-02-16", history=[first],
+        workspace_dir=workspace,
+    )  # fmt: skip
     assert second["estimate"]["n"] == len(week1)
     realized = realized_performance(week0[s.TARGET], week0[s.SCORE], THRESHOLD)
     assert second["earlier_estimate"]["realized"]["precision"] == pytest.approx(
@@ -182,6 +188,8 @@ def test_monitoring_estimates_unlabelled_rows_and_writes_the_realized_values_lat
         realized["average_precision"]
     )
     assert saved["estimate"]["precision"] == pytest.approx(estimate["precision"])
+    # and week 0's dashboard figures were recorded again, the realized values beside
+    assert saved["evidently"]["dashboard_snapshot_id"] != recorded
 
 
 def test_an_estimated_drop_retrains_only_when_the_switch_is_on(tmp_path: Path) -> None:

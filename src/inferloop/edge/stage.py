@@ -219,6 +219,10 @@ def _log_and_register(
     mlflow.log_artifact(str(out / "variants.md"))
     mlflow.log_artifact(str(out / "variants.csv"))
     mlflow.log_figure(result.figure, "plots/latency_accuracy_frontier.png")
+    # the registry page shows images at their pixel size and its markdown allows no width
+    mlflow.log_figure(
+        result.figure, DESCRIPTION_FRONTIER, save_kwargs={"dpi": 64, "bbox_inches": "tight"}
+    )
     for variant, row in result.table.set_index("name").iterrows():
         mlflow.log_metrics(
             {
@@ -252,8 +256,10 @@ def _log_and_register(
 
 #: The variant columns the edge version's description shows (the run has them all).
 _DESCRIBED = ("name", "format", "size_bytes", "ap", "val_ap", "p50_us", "decision_flips")
-#: The frontier figure's artifact path in the optimize run (the edge version's page shows it).
+#: The frontier figure's artifact path in the optimize run, and its copy sized for the edge
+#: version's page (the registry shows it in the description).
 FRONTIER_ARTIFACT = "plots/latency_accuracy_frontier.png"
+DESCRIPTION_FRONTIER = "plots/latency_accuracy_frontier_small.png"
 
 
 def _edge_description(result: OptimizeResult, teacher_version: str, run: Any) -> str:
@@ -263,7 +269,7 @@ def _edge_description(result: OptimizeResult, teacher_version: str, run: Any) ->
     ``get-artifact`` endpoint (the UI renders the markdown image; the file stays in the run).
     """
     run_id = run.info.run_id if run is not None else ""
-    image = f"get-artifact?path={quote(FRONTIER_ARTIFACT, safe='')}&run_uuid={run_id}"
+    image = f"get-artifact?path={quote(DESCRIPTION_FRONTIER, safe='')}&run_uuid={run_id}"
     shown = [c for c in _DESCRIBED if c in result.table.columns]
     variants = result.table[shown].to_markdown(index=False, floatfmt=".4g")
     text = (

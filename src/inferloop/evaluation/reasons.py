@@ -29,6 +29,8 @@ from typing import Any, Final
 
 import numpy as np
 
+from inferloop.data.rows import SMALL_BATCH_ROWS
+
 __all__ = [
     "REASON_COLUMNS",
     "REASON_COUNT",
@@ -44,8 +46,6 @@ REASON_COUNT: Final = 3
 REASON_COLUMNS: Final = tuple(
     name for i in range(1, REASON_COUNT + 1) for name in (f"reason_{i}", f"reason_{i}_contribution")
 )
-# below this many rows LightGBM runs on one thread (see inferloop.model.positive_scores)
-_SMALL: Final = 256
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,8 @@ def feature_contributions(estimator: Any, matrix: np.ndarray) -> Contributions |
     matrix = np.asarray(matrix, dtype=np.float64)
     booster = getattr(estimator, "booster_", None)
     if booster is not None:
-        threads = {"num_threads": 1} if len(matrix) <= _SMALL else {}
+        # a request's few rows: one thread, as for scoring (inferloop.model.positive_scores)
+        threads = {"num_threads": 1} if len(matrix) <= SMALL_BATCH_ROWS else {}
         out = np.asarray(booster.predict(matrix, pred_contrib=True, **threads), dtype=np.float64)
         return Contributions(out[:, :-1], out[:, -1])
     layers = _relu_layers(estimator)

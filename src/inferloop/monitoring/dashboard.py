@@ -48,7 +48,7 @@ __all__ = [
     "dashboard_panels",
     "figures_snapshot",
     "open_project",
-    "realized_snapshot",
+    "replace_dashboard_snapshot",
 ]
 
 
@@ -151,7 +151,8 @@ def dashboard_figures(summary: Mapping[str, Any]) -> dict[str, float]:
         "estimated_precision": _number(_at(summary, "estimate", "precision")),
         "estimated_average_precision": _number(_at(summary, "estimate", "average_precision")),
         # realized on the estimate's own rows: known at once only when they are all labelled;
-        # otherwise a later batch adds them at this batch's time (realized_snapshot)
+        # otherwise the batch's figures are recorded again when its labels arrive
+        # (replace_dashboard_snapshot)
         "realized_precision": _number(_at(summary, "estimate", "realized", "precision")),
         "realized_average_precision": _number(
             _at(summary, "estimate", "realized", "average_precision")
@@ -209,25 +210,6 @@ def figures_snapshot(summary: Mapping[str, Any]) -> Snapshot:
     )  # fmt: skip
 
 
-def realized_snapshot(summary: Mapping[str, Any]) -> Snapshot | None:
-    """The realized precision and AP of the last batch's estimate, at that batch's time.
-
-    ``summary["earlier_estimate"]`` holds them once the earlier batch's labels are in; the
-    snapshot is stamped with the earlier batch's ``as_of``, so the dashboard shows estimate
-    and realized value of the same rows at the same point. None when there is nothing new.
-    """
-    earlier = _at(summary, "earlier_estimate")
-    figures = {
-        "realized_precision": _number(_at(earlier, "realized", "precision")),
-        "realized_average_precision": _number(_at(earlier, "realized", "average_precision")),
-    }
-    figures = {k: v for k, v in figures.items() if not math.isnan(v)}
-    if not figures or not _at(earlier, "as_of"):
-        return None
-    batch = _at(earlier, "batch")
-    return _snapshot(figures, batch, _at(earlier, "as_of"), [FIGURES_TAG], f"{batch} realized")
-
-
 def _snapshot(
     figures: Mapping[str, float], batch: Any, as_of: Any, tags: list[str], name: str
 ) -> Snapshot:
@@ -283,10 +265,33 @@ def add_dashboard_snapshot(
     snapshot = figures_snapshot(summary)
     known = list(attributes) if attributes is not None else _attributes(summary)
     workspace, project = open_project(workspace_dir, project_name, attributes=known or None)
-    realized = realized_snapshot(summary)
-    if realized is not None:
-        workspace.add_run(project.id, realized)
     return str(workspace.add_run(project.id, snapshot).id)
+
+
+def replace_dashboard_snapshot(
+    summary: Mapping[str, Any],
+    workspace_dir: str | Path,
+    project_name: str = DEFAULT_PROJECT,
+    *,
+    attributes: Sequence[str] | None = None,
+) -> str:
+    """Record an earlier batch's figures again, now with its realized values beside the estimate.
+
+    The batch's labels arrived after its snapshot was stored; its old figures snapshot
+    (``summary["evidently"]["dashboard_snapshot_id"]``) is deleted and a new one added at the
+    same time, so every batch keeps one point per series and the estimated and realized lines
+    stay unbroken. Returns the new snapshot's id.
+    """
+    workspace, project = open_project(
+        workspace_dir, project_name, attributes=list(attributes) if attributes else None
+    )
+    old = _at(summary, "evidently", "dashboard_snapshot_id")
+    if old:
+        try:
+            workspace.delete_run(project.id, old)
+        except Exception as exc:  # already gone (a pruned workspace): the new one still goes in
+            logger.info("figures snapshot %s of %s not deleted: %s", old, summary.get("batch"), exc)
+    return str(workspace.add_run(project.id, figures_snapshot(summary)).id)
 
 
 # --------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from inferloop.monitoring.checks import (
     performance_checks,
     validation_figure,
 )
-from inferloop.monitoring.dashboard import add_dashboard_snapshot
+from inferloop.monitoring.dashboard import add_dashboard_snapshot, replace_dashboard_snapshot
 from inferloop.monitoring.drift import (
     DriftResult,
     ReferenceProfile,
@@ -353,9 +353,10 @@ def monitor_batch(
     summary["estimate"] = estimate
     earlier = [h for h in history if h.get("batch") != batch]  # a re-run replaces its batch
     last = earlier[-1] if earlier and isinstance(earlier[-1], dict) else None
-    summary["earlier_estimate"] = _realize_earlier(
-        last, scored, known, threshold, inputs, Path(out_dir)
+    summary["earlier_estimate"] = realize_earlier(
+        last, scored, known, threshold, label_col=label_col, score_col=score_col
     )
+    realized = last if summary["earlier_estimate"] is not None else None
     before = previous if previous is not None else (earlier[-1] if earlier else None)
     action = decide_action([*earlier, summary], params, before)
     summary.update(
@@ -367,6 +368,8 @@ def monitor_batch(
         },
     )
     snapshot = _evidently_part(scored, reference, inputs, params, summary)
+    if realized is not None:
+        _rerecord(realized, Path(out_dir), workspace_dir, project_name, params)
     return _write_outputs(
         batch, summary, drift, performance, fairness, action, snapshot, Path(out_dir),
         workspace_dir, project_name, params,
@@ -423,23 +426,25 @@ def _write_outputs(
     )
 
 
-def _realize_earlier(
-    earlier: dict[str, Any] | None,
-    scored: pd.DataFrame,
-    known: pd.Series,
-    threshold: float,
-    inputs: MonitorInputs,
+def _rerecord(
+    earlier: dict[str, Any],
     out_dir: Path,
-) -> dict[str, Any] | None:
-    """Realized values beside the last window's estimate, saved to its summary.json too."""
-    pair = realize_earlier(
-        earlier, scored, known, threshold, label_col=inputs.label_col, score_col=inputs.score_col
-    )
-    if pair is not None and earlier is not None:
-        path = out_dir / str(earlier["batch"]) / SUMMARY_FILE
-        if path.exists():  # an in-memory history (tests) has no file to update
-            write_json(jsonable(earlier), path)
-    return pair
+    workspace_dir: str | Path | None,
+    project_name: str,
+    params: MonitorParams,
+) -> None:
+    """Save an earlier batch whose realized values arrived: its summary.json and its figures."""
+    if workspace_dir is not None:
+        info = earlier.setdefault("evidently", {})
+        try:
+            info["dashboard_snapshot_id"] = replace_dashboard_snapshot(
+                earlier, workspace_dir, project_name, attributes=params.fairness_attributes
+            )
+        except Exception as exc:  # the dashboard must not lose the verdict
+            logger.warning("could not re-record %s's figures: %s", earlier.get("batch"), exc)
+    path = out_dir / str(earlier["batch"]) / SUMMARY_FILE
+    if path.exists():  # an in-memory history (tests) has no file to update
+        write_json(jsonable(earlier), path)
 
 
 def _record_review(path: Path, summary: Mapping[str, Any]) -> None:
