@@ -63,6 +63,7 @@ def test_calibration_survives_json_and_fits_a_registry_tag() -> None:
     calibration, _ = fit_calibration(y, scores)
     text = calibration.to_json()
     assert len(text) < 5000  # MLflow's limit for a model version tag
+    assert (calibration.n_rows, calibration.n_frauds) == (len(y), int(y.sum()))
     again = ScoreCalibration.from_json(text)
     np.testing.assert_allclose(again.apply(scores), calibration.apply(scores), atol=1e-5)
 

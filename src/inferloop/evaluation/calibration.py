@@ -132,11 +132,11 @@ def _fit_isotonic(y: NDArray[np.int64], s: NDArray[np.float64]) -> ScoreCalibrat
 
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(s, y)
     x = np.unique(np.quantile(s, _knot_levels()))
-    y = iso.predict(x)
+    p = iso.predict(x)
     # a knot inside a flat run changes nothing under linear interpolation: drop it
     flat = np.zeros(len(x), dtype=bool)
-    flat[1:-1] = (y[1:-1] == y[:-2]) & (y[1:-1] == y[2:])
-    knots = tuple(zip(x[~flat].tolist(), y[~flat].tolist(), strict=True))
+    flat[1:-1] = (p[1:-1] == p[:-2]) & (p[1:-1] == p[2:])
+    knots = tuple(zip(x[~flat].tolist(), p[~flat].tolist(), strict=True))
     if len(knots) < 2:  # a constant score: no map to fit
         return ScoreCalibration("identity", n_rows=len(y), n_frauds=int(y.sum()))
     return ScoreCalibration("isotonic", knots, n_rows=len(y), n_frauds=int(y.sum()))
