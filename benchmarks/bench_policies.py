@@ -20,7 +20,8 @@ along, so estimate and truth are about the same scores): per week, the estimated
 the threshold and AP of the week's rows, before any of its labels, against the realized values
 once all labels are in. Run: ``python benchmarks/bench_policies.py [--root DIR] [--weeks N]
 [--scenarios a,b]`` (about 1.5 h; ``--root`` reuses a project copy where ``dvc repro`` ran).
-Writes ``results/policies.json``, ``results/policies.png`` and ``results/estimation.json``.
+Writes ``results/policies.json``, ``results/policies.png`` and ``results/estimation.json``
+after every run; ``--resume`` keeps the runs they hold and does the rest.
 """
 
 from __future__ import annotations
@@ -146,6 +147,9 @@ def main() -> int:
     parser.add_argument("--drift-week", type=int, default=1)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the runs in results/ and skip them"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     root = (
@@ -153,10 +157,19 @@ def main() -> int:
     )
     results: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in args.scenarios.split(",")}
     estimation: dict[str, dict[str, Any]] = {}
-    timelines: dict[str, dict[str, Any]] = {}
+    timelines: dict[str, Any] = {}
+    if args.resume and (RESULTS / "policies.json").is_file():
+        done = json.loads((RESULTS / "policies.json").read_text())
+        for scenario, runs in done["results"].items():
+            results.setdefault(scenario, {}).update(runs)
+        timelines.update(done["timelines"])
+        if (RESULTS / "estimation.json").is_file():
+            estimation.update(json.loads((RESULTS / "estimation.json").read_text())["scenarios"])
     # every scenario under one policy first: the estimation table needs only ``never``
     for policy in args.policies.split(","):
         for scenario in args.scenarios.split(","):
+            if policy in results.get(scenario, {}):
+                continue  # measured by an earlier run (--resume)
             path = _params(root, scenario, policy)
             t0 = time.perf_counter()
             _run(
