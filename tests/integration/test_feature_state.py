@@ -312,11 +312,14 @@ def stateful_server(
 def model_from_registry(champion: Champion) -> FraudModel:
     import mlflow
 
+    # both: an earlier test in this worker may have pointed the registry elsewhere
     mlflow.set_tracking_uri(champion.tracking_uri)
+    mlflow.set_registry_uri(champion.tracking_uri)
     try:
         loaded = mlflow.pyfunc.load_model(CHAMPION_URI).unwrap_python_model()
     finally:
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
     assert isinstance(loaded, FraudModel)
     return loaded
 

@@ -65,11 +65,14 @@ def local_model(champion: Champion) -> FraudModel:
     """The champion loaded in this process, as the server loads it."""
     import mlflow
 
+    # both: an earlier test in this worker may have pointed the registry elsewhere
     mlflow.set_tracking_uri(champion.tracking_uri)
+    mlflow.set_registry_uri(champion.tracking_uri)
     try:
         model = mlflow.pyfunc.load_model(CHAMPION_URI).unwrap_python_model()
     finally:
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # None: back to the default
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
     assert isinstance(model, FraudModel)
     return model
 

@@ -85,6 +85,7 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
     uri = configure_mlflow(tmp_path)
     yield uri
     mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)  # type: ignore[arg-type]  # configure_mlflow set both
 
 
 @pytest.fixture(scope="session")

@@ -439,6 +439,7 @@ def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
         yield configure_mlflow(root)
     mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)  # type: ignore[arg-type]  # configure_mlflow set both
 
 
 def test_results_are_logged_to_the_monitoring_experiment(
