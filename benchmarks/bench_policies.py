@@ -19,7 +19,7 @@ retrains, and mean AP. The estimation error comes from the ``never`` runs (one m
 along, so estimate and truth are about the same scores): per week, the estimated precision at
 the threshold and AP of the week's rows, before any of its labels, against the realized values
 once all labels are in. Run: ``python benchmarks/bench_policies.py [--root DIR] [--weeks N]
-[--scenarios a,b]`` (about 1.5 h; ``--root`` reuses a project copy where ``dvc repro`` ran).
+[--scenarios a,b]`` (about 2 h; ``--root`` reuses a project copy where ``dvc repro`` ran).
 Writes ``results/policies.json``, ``results/policies.png`` and ``results/estimation.json``
 after every run; ``--resume`` keeps the runs they hold and does the rest.
 """
@@ -133,7 +133,9 @@ def _plot(results: dict[str, dict[str, dict[str, Any]]], out: Path) -> None:
     ):
         pivot = frame.pivot(index="scenario", columns="policy", values=column)
         pivot = pivot[[p for p in POLICIES if p in pivot.columns]]
-        pivot.plot.bar(ax=ax, rot=20, width=0.8, legend=ax is axes[0])
+        pivot.plot.bar(ax=ax, rot=30, width=0.8, legend=ax is axes[0])
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
         ax.set(title=title, xlabel="")
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Retraining policies on the production simulation (drift from week 1)")
