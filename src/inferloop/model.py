@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import os
 from contextlib import suppress
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from inferloop.core import schema as s
+from inferloop.core.dataset import DatasetSpec
 from inferloop.data.contract import ContractParams
 from inferloop.data.events import concat_raw, take_raw, text_keys
 from inferloop.data.features import TransactionFeaturizer
@@ -218,7 +220,13 @@ class FraudModel(PythonModel):
     def input_columns(self) -> tuple[str, ...]:
         """The raw columns a request must carry (the post-processing attribute too)."""
         post = self.postprocess
-        return s.SCORING_COLUMNS if post is None else (*s.SCORING_COLUMNS, post.attribute)
+        columns = self.dataset_spec.scoring_columns
+        return columns if post is None else (*columns, post.attribute)
+
+    @property
+    def dataset_spec(self) -> DatasetSpec:
+        """The dataset spec the model reads requests by (its featurizer's)."""
+        return self.featurizer.dataset_spec
 
     def scores_for_features(self, features: pd.DataFrame) -> np.ndarray:
         """Scores for an already featurized frame (training-time evaluation).
@@ -263,7 +271,7 @@ class FraudModel(PythonModel):
         Parameters
         ----------
         frame
-            Raw transactions (:data:`inferloop.core.schema.SCORING_COLUMNS`, more are ignored).
+            Raw transactions (the dataset spec's scoring columns, more are ignored).
         context
             Earlier transactions (already scored; validated again here, ids canonicalized like
             ``frame``'s) that count as history before ``frame``'s rows but are not scored
@@ -294,7 +302,7 @@ class FraudModel(PythonModel):
         The server turns a DataFrame answer into these same records with ``to_dict``, which
         for one row costs more than scoring it; building them directly skips the frame.
         """
-        ids, scores, decisions, _ = self._answer(read_transactions(frame))
+        ids, scores, decisions, _ = self._answer(read_transactions(frame, self.dataset_spec))
         return _records(ids, scores, decisions)
 
     def _answer(self, tx: Transactions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -326,16 +334,18 @@ class FraudModel(PythonModel):
     @property
     def contract(self) -> ContractParams:
         """The data contract's limits the model was trained under (defaults if not recorded)."""
-        return getattr(self, "contract_", None) or ContractParams()
+        recorded = getattr(self, "contract_", None) or ContractParams()
+        # the spec the featurizer was fitted with decides which columns a request needs
+        return replace(recorded, dataset=self.dataset_spec)
 
     def _score(
         self, frame: pd.DataFrame, context: pd.DataFrame | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        tx = read_transactions(frame)
+        tx = read_transactions(frame, self.dataset_spec)
         if context is None or context.empty:
             features = self.featurizer.features_of(tx.raw)
         else:  # featurize context + rows together (both canonical); score only the rows
-            both = concat_raw(read_transactions(context).raw, tx.raw)
+            both = concat_raw(read_transactions(context, self.dataset_spec).raw, tx.raw)
             features = self.featurizer.features_of(both)[len(context) :]
         scores = self.final_scores(
             positive_scores(self.estimator, features, self.feature_names), tx
@@ -489,7 +499,9 @@ class LiveScorer:
         if valid.empty:
             return _empty_scores()
         if self.state is not None:
-            ids, scores, decisions, features = self.score_transactions(read_transactions(valid))
+            ids, scores, decisions, features = self.score_transactions(
+                read_transactions(valid, self.model.dataset_spec)
+            )
             columns: dict[str, Any] = {
                 s.TRANSACTION_ID: ids,
                 s.SCORE: scores,

@@ -52,34 +52,42 @@ def runtime_requirements(candidate: str, estimator: Any = None) -> list[str]:
 def input_example(
     frame: pd.DataFrame, rows: int = 3, columns: tuple[str, ...] = s.SCORING_COLUMNS
 ) -> pd.DataFrame:
-    """A few raw rows in the signature's columns (a model's ``input_columns``)."""
+    """A few raw rows in the signature's columns (a model's ``input_columns``; the default is
+    the card-fraud spec's)."""
     return frame.loc[:, list(columns)].head(rows).copy()
 
 
 #: What the logged signature says about the input (see :func:`fraud_signature`).
 InputSchema = Literal["model", "loose", "typed"]
-#: The raw input columns and the values the model accepts, recorded in the MLmodel metadata.
+#: The core raw input columns and the values the model accepts (MLmodel metadata); the
+#: dataset spec's feature columns follow (:func:`input_contract`).
 INPUT_CONTRACT = {
     s.TRANSACTION_ID: "integer or text, not null",
     s.TIMESTAMP: "ISO 8601 text or datetime (naive = UTC)",
     s.CUSTOMER_ID: "integer or text, not null",
     s.TERMINAL_ID: "integer or text, not null",
     s.AMOUNT: "finite number",
-    s.CHANNEL: f"one of {list(s.CHANNELS)}",
-    s.MERCHANT_CATEGORY: f"one of {list(s.MERCHANT_CATEGORIES)}",
 }
 
 
 def input_contract(model: FraudModel) -> dict[str, str]:
-    """:data:`INPUT_CONTRACT`, plus the attribute a post-processed model decides with."""
+    """What each raw input column must hold: the core columns, the dataset spec's feature
+    columns, and the attribute a post-processed model decides with."""
+    spec = model.dataset_spec
+    out = dict(INPUT_CONTRACT)
+    for column, values in model.featurizer.categories.items():
+        if spec.quarantines_unseen(column):
+            out[column] = f"one of {list(values)}"
+        else:
+            out[column] = f"text, not null (encoded: {list(values)}; others: none of them)"
+    out.update({column: "finite number" for column in spec.numeric_features})
     post = model.postprocess
-    if post is None:
-        return dict(INPUT_CONTRACT)
-    groups = sorted(post.thresholds)
-    return {
-        **INPUT_CONTRACT,
-        post.attribute: f"text, picks the decision threshold (groups {groups}; others: overall)",
-    }
+    if post is not None:
+        groups = sorted(post.thresholds)
+        out[post.attribute] = (
+            f"text, picks the decision threshold (groups {groups}; others: overall)"
+        )
+    return out
 
 
 def fraud_signature(

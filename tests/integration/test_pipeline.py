@@ -16,68 +16,11 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
+from pipeline_support import env as _env
+from pipeline_support import fresh_repo as _fresh_repo
+from pipeline_support import run as _run
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
-
-TINY = {
-    "simulate": {"n_customers": 400, "n_terminals": 260, "n_days": 35, "seed": 11},
-    "featurize": {"label_delay": "3D", "extra_history": "4D"},
-    "split": {"train_days": 14, "validation_days": 4, "test_days": 4, "gap_days": 3},
-    "train": {"lightgbm": {"n_estimators": 120, "early_stopping_rounds": 20}, "mlp": {"epochs": 3}},
-    "production": {"weeks": 3, "drift_week": 1},
-    # the edge model as x86-64 code (the ONNX edge path is unit-tested in a subprocess)
-    "optimize": {
-        "selection": {
-            "max_ap_loss": 1.0,
-            "max_auc_loss": 1.0,
-            "reference": "teacher",
-            "fallback": "teacher_onnx",
-            "formats": ["lleaves", "llvm"],
-            "min_size_ratio": 1,
-            "losses_on": "validation",
-            "latency_tolerance": 0.15,
-        }
-    },
-    "evaluate": {
-        "k": 10,
-        "gates": {  # tiny windows: gates that a sane model passes; the real ones are tested in tests/model
-            "min_average_precision": 0.05,
-            "min_roc_auc": 0.5,
-            "max_ap_regression": 1.0,
-            "max_auc_regression": 1.0,
-            "max_equalized_odds_difference": 1.0,
-            "max_demographic_parity_difference": 1.0,
-        },
-        # a tiny test window has a handful of frauds per group: let every TPR enter the gap
-        "fairness_gate": {"min_group_positives": 1},
-    },
-}
-
-
-def _tiny_params(extra: dict[str, dict[str, object]] | None = None) -> dict[str, object]:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in {**TINY, **(extra or {})}.items():
-        params[section] = {**params.get(section, {}), **values}
-    return params
-
-
-def _env(repo: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["INFERLOOP_ROOT"] = str(repo)
-    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    return env
-
-
-def _run(cmd: list[str], repo: Path) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        cmd, cwd=repo, env=_env(repo), capture_output=True, text=True, timeout=1500
-    )
-    assert proc.returncode == 0, (
-        f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    )
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -85,39 +28,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh git + DVC repo holding the project's pipeline, run once with tiny params."""
     repo = _fresh_repo(tmp_path_factory.mktemp("pipeline"))
     _run([str(Path(sys.executable).parent / "dvc"), "repro", "dvc.yaml"], repo)
-    return repo
-
-
-def _fresh_repo(repo: Path) -> Path:
-    """The project's pipeline, code and tiny params in a new git + DVC repo (nothing run yet)."""
-    for name in ("dvc.yaml", "notebooks", "src", "pipelines", ".dvcignore", ".gitignore"):
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(
-                src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-            )
-        elif src.exists():
-            shutil.copy2(src, repo / name)
-    (repo / "params.yaml").write_text(yaml.safe_dump(_tiny_params(), sort_keys=False))
-    dvc = str(Path(sys.executable).parent / "dvc")
-    _run(["git", "init", "-q"], repo)
-    _run(
-        [
-            "git",
-            "-c",
-            "user.email=t@t",
-            "-c",
-            "user.name=t",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "init",
-        ],
-        repo,
-    )
-    _run([dvc, "init", "-q"], repo)
-    _run([dvc, "config", "core.analytics", "false"], repo)
     return repo
 
 

@@ -136,19 +136,24 @@ def _request_frames(rows: pd.DataFrame) -> list[pd.DataFrame]:
 def test_the_plain_request_path_reads_what_the_general_path_reads(
     model_data: SimulatedSplits, n_rows: int
 ) -> None:
+    from inferloop.core.dataset import CARD_FRAUD
     from inferloop.data.rows import _read_columns, _read_plain
 
     rows = model_data.splits.test.sample(n_rows, random_state=n_rows)
     frames = _request_frames(rows)
     labelled = frames[0].assign(**{s.TARGET: rows[s.TARGET].to_numpy()})
     for frame in [*frames, labelled]:
-        plain, general = _read_plain(frame), _read_columns(frame)
+        plain, general = _read_plain(frame, CARD_FRAUD), _read_columns(frame, CARD_FRAUD)
         assert plain is not None
         np.testing.assert_array_equal(plain.ids, general.ids)
         np.testing.assert_array_equal(plain.timestamps, general.timestamps)
-        for field in ("seconds", "customer", "terminal", "amount", "channel", "merchant_category"):
+        for field in ("seconds", "customer", "terminal", "amount"):
             np.testing.assert_array_equal(getattr(plain.raw, field), getattr(general.raw, field))
             assert getattr(plain.raw, field).dtype == getattr(general.raw, field).dtype, field
+        assert set(plain.raw.categories) == {s.CHANNEL, s.MERCHANT_CATEGORY}
+        for column, values in general.raw.categories.items():
+            np.testing.assert_array_equal(plain.raw.categories[column], values)
+            assert plain.raw.categories[column].dtype == values.dtype, column
         if frame is labelled:
             np.testing.assert_array_equal(plain.raw.label, general.raw.label)
 
@@ -170,12 +175,13 @@ def test_anything_not_plain_goes_to_the_general_path(
     model_data: SimulatedSplits, column: str, value: object
 ) -> None:
     """The plain path never decides on odd values: the general path accepts or names them."""
+    from inferloop.core.dataset import CARD_FRAUD
     from inferloop.data.rows import _read_plain, read_transactions
 
     frame = _request_frames(model_data.splits.test.head(2))[1]
     frame[column] = frame[column].astype(object)
     frame.loc[1, column] = value
-    assert _read_plain(frame) is None
+    assert _read_plain(frame, CARD_FRAUD) is None
     try:
         read_transactions(frame)
     except InvalidInput as exc:

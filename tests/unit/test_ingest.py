@@ -190,7 +190,7 @@ def test_column_map_drop_keeps_contract_columns(user_rows: pd.DataFrame) -> None
 
 
 def test_column_map_unknown_target_raises(user_rows: pd.DataFrame) -> None:
-    with pytest.raises(IngestError, match="not contract columns") as excinfo:
+    with pytest.raises(IngestError, match="neither contract columns nor declared") as excinfo:
         apply_column_map(user_rows, {"value": "amount_eur"})
     assert "amount_eur" in str(excinfo.value) and schema.AMOUNT in str(excinfo.value)
 

@@ -97,6 +97,22 @@ def simulate(
 
 
 @main.command()
+@PARAMS
+@click.option("--preset", required=True, help="A preset under configs/ (e.g. handbook).")
+def init(params_path: str, preset: str) -> None:
+    """Write a dataset preset (its `dataset` section and the params it needs) into params.yaml."""
+    from inferloop.core.config import ParamsError
+    from inferloop.core.presets import apply_preset, preset_path
+
+    root = Path(params_path).resolve().parent
+    try:
+        written = apply_preset(params_path, preset_path(preset, root))
+    except ParamsError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"preset {preset}: wrote {', '.join(written)} into {params_path}")
+
+
+@main.command()
 @click.option("--port", default=None, type=int, help="[default: 5000; 8000 with --monitoring]")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Keep on loopback: no auth.")
 @click.option(
@@ -480,9 +496,8 @@ def monitor(
     """
     from dataclasses import replace
 
-    from inferloop.core.config import load_section
     from inferloop.core.tracking import configure_mlflow
-    from inferloop.monitoring.params import MonitorParams
+    from inferloop.monitoring.params import load_monitor_params
     from inferloop.monitoring.stage import monitor_files
 
     if incoming is not None:
@@ -490,7 +505,7 @@ def monitor(
         return
     if scored_path is None or reference_path is None:
         raise click.UsageError("give --scored and --reference, or --incoming")
-    params = load_section(MonitorParams, "monitor", params_path)
+    params = load_monitor_params(params_path)
     params = params if webhook is None else replace(params, webhook_url=webhook)
     configure_mlflow()
     try:
@@ -656,5 +671,7 @@ def where() -> None:
     click.echo("  MLflow UI                    make ui  ->  http://127.0.0.1:5000")
 
 
-# commands of the live feature state (serve, state, label) live in their own module
-from inferloop.cli import live as _live  # noqa: E402,F401  (registers them on ``main``)
+# commands of the live feature state (serve, state, label) and of `inferloop data` live in
+# their own modules
+from inferloop.cli import data as _data  # noqa: E402,F401  (registers them on ``main``)
+from inferloop.cli import live as _live  # noqa: E402,F401

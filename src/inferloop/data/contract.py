@@ -18,9 +18,13 @@ it fails:
 5. ``non_finite_amount`` -- ``inf`` or ``-inf`` (``NaN`` is a null, see 1).
 6. ``non_positive_amount`` -- amount ``<= 0``.
 7. ``amount_above_max`` -- amount ``> max_amount``.
-8. ``unknown_category:<column>`` -- value outside :data:`inferloop.core.schema.ALLOWED_CATEGORIES`
-   for ``channel``, ``merchant_category``, then ``age_band``, ``region`` when present. Nulls
-   count as unknown, except in sensitive columns that are optional (``require_target=False``).
+8. ``unknown_category:<column>`` -- a value outside the categories the dataset spec
+   (:mod:`inferloop.core.dataset`) declares: categorical features first (when their
+   ``unseen_category`` policy is ``quarantine``), then sensitive attributes when present.
+   Nulls count as unknown, except in sensitive columns that are optional
+   (``require_target=False``). A column declared without a list accepts any non-null value.
+   Then ``invalid_numeric:<column>`` -- a declared numeric feature that is null, not a number
+   or not finite.
 9. ``invalid_target`` -- ``is_fraud`` not 0 or 1 (nulls allowed when the target is optional).
 10. ``unparseable_label_available_at`` -- a non-null value that is not a timestamp.
 11. ``duplicate_transaction_id`` -- a later row whose ``transaction_id`` equals that of an
@@ -39,7 +43,7 @@ values; object columns there become text so that mixed types can be written to P
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +52,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from inferloop.core import schema
+from inferloop.core.config import load_section
+from inferloop.core.dataset import CARD_FRAUD, DatasetSpec, load_dataset_spec
 
 __all__ = [
     "AMOUNT_ABOVE_MAX",
@@ -67,7 +73,9 @@ __all__ = [
     "canonical_ids",
     "contract_violations",
     "fractional_key_reason",
+    "invalid_numeric_reason",
     "is_fractional",
+    "load_contract",
     "null_key_reason",
     "render_data_summary",
     "required_columns",
@@ -115,14 +123,31 @@ def unknown_category_reason(column: str) -> str:
     return f"unknown_category:{column}"
 
 
+def invalid_numeric_reason(column: str) -> str:
+    """Reason code for a numeric feature that is null, text or infinite: ``invalid_numeric:V1``."""
+    return f"invalid_numeric:{column}"
+
+
 @dataclass(frozen=True)
 class ContractParams:
-    """The ``validate`` section of ``params.yaml``."""
+    """The ``validate`` section of ``params.yaml``, with the ``dataset`` spec it applies to.
+
+    ``dataset`` is not a key of ``validate``: :func:`load_contract` reads it from its own
+    section, so every path that applies the contract (batch, stream, server, the model's
+    recorded contract) checks the same declared columns.
+    """
 
     max_amount: float = 50000.0
     min_timestamp: str = "2000-01-01"
     max_timestamp: str = "2100-01-01"
     require_target: bool = True
+    dataset: DatasetSpec = CARD_FRAUD
+
+
+def load_contract(params_path: str | Path = "params.yaml") -> ContractParams:
+    """The contract of a params file: its ``validate`` limits and its ``dataset`` spec."""
+    limits = load_section(ContractParams, "validate", params_path)
+    return replace(limits, dataset=load_dataset_spec(params_path))
 
 
 class ContractError(ValueError):
@@ -206,7 +231,7 @@ def validate_transactions(
         When required columns are missing, duplicated, or the frame has no rows.
     """
     need_target = params.require_target if require_target is None else require_target
-    _check_usable(df, required_columns(need_target))
+    _check_usable(df, required_columns(need_target, params.dataset))
     checks = _FirstReason(len(df))
     parsed = _run_row_checks(df, params, checks, need_target, timestamp_format)
     candidates = np.flatnonzero(checks.ok)
@@ -214,16 +239,17 @@ def validate_transactions(
     duplicated = tx_ids.duplicated(keep="first").to_numpy()
     checks.add(DUPLICATE_TRANSACTION_ID, _scatter(len(df), candidates[duplicated]))
     keep = candidates[~duplicated]
-    valid = _build_valid(df, keep, parsed, tx_ids[~duplicated])
+    valid = _build_valid(df, keep, parsed, tx_ids[~duplicated], params.dataset)
     quarantine = _build_quarantine(df, checks)
     return ContractResult(valid, quarantine, _summarize(len(df), checks, len(valid)))
 
 
-def required_columns(require_target: bool) -> tuple[str, ...]:
-    """Columns the contract requires: scoring columns, plus target and sensitive columns."""
+def required_columns(require_target: bool, spec: DatasetSpec = CARD_FRAUD) -> tuple[str, ...]:
+    """Columns the contract requires: the spec's scoring columns, plus target and sensitive
+    columns for training data."""
     if require_target:
-        return schema.SCORING_COLUMNS + schema.LABEL_COLUMNS + schema.SENSITIVE_COLUMNS
-    return schema.SCORING_COLUMNS
+        return (*spec.scoring_columns, *schema.LABEL_COLUMNS, *spec.sensitive_columns)
+    return spec.scoring_columns
 
 
 def _check_usable(df: pd.DataFrame, required: tuple[str, ...]) -> None:
@@ -256,7 +282,8 @@ def _run_row_checks(
     parsed: dict[str, pd.Series] = {}
     parsed[schema.TIMESTAMP] = _check_timestamp(df, params, checks, timestamp_format)
     parsed[schema.AMOUNT] = _check_amount(df, params, checks)
-    _check_categories(df, checks, require_target)
+    _check_categories(df, params.dataset, checks, require_target)
+    _check_numeric(df, params.dataset, checks)
     if schema.TARGET in df.columns:
         parsed[schema.TARGET] = _check_target(df[schema.TARGET], checks, require_target)
     if schema.LABEL_AVAILABLE_AT in df.columns:
@@ -291,15 +318,33 @@ def _check_amount(df: pd.DataFrame, params: ContractParams, checks: _FirstReason
     return pd.Series(values, index=df.index)
 
 
-def _check_categories(df: pd.DataFrame, checks: _FirstReason, require_target: bool) -> None:
-    for column in schema.CATEGORICAL_FEATURE_COLUMNS + schema.SENSITIVE_COLUMNS:
+def _check_categories(
+    df: pd.DataFrame, spec: DatasetSpec, checks: _FirstReason, require_target: bool
+) -> None:
+    for column in (*spec.categorical_columns, *spec.sensitive_columns):
         if column not in df.columns:
             continue
         values = df[column]
-        unknown = ~values.isin(schema.ALLOWED_CATEGORIES[column]).to_numpy()
-        if column in schema.SENSITIVE_COLUMNS and not require_target:
+        allowed = spec.allowed_values(column)
+        if allowed is None or not spec.quarantines_unseen(column):
+            unknown = _is_blank(values)  # any value, but a value
+        else:
+            unknown = ~values.isin(allowed).to_numpy()
+        if column in spec.sensitive_attributes and not require_target:
             unknown = unknown & values.notna().to_numpy()
         checks.add(unknown_category_reason(column), unknown)
+
+
+def _check_numeric(df: pd.DataFrame, spec: DatasetSpec, checks: _FirstReason) -> None:
+    for column in spec.numeric_features:
+        raw = df[column]
+        if pd.api.types.is_bool_dtype(raw.dtype):
+            values = np.full(len(raw), np.nan)
+        elif pd.api.types.is_numeric_dtype(raw.dtype):
+            values = raw.to_numpy(dtype="float64", na_value=np.nan)
+        else:
+            values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        checks.add(invalid_numeric_reason(column), ~np.isfinite(values))
 
 
 def _check_target(raw: pd.Series, checks: _FirstReason, required: bool) -> pd.Series:
@@ -340,7 +385,7 @@ def contract_violations(
     ContractError
         When required columns are missing or the frame has no rows.
     """
-    _check_usable(df, required_columns(False))
+    _check_usable(df, required_columns(False, params.dataset))
     checks = _FirstReason(len(df))
     _run_row_checks(df, params, checks, False, timestamp_format)
     candidates = np.flatnonzero(checks.ok)
@@ -416,6 +461,7 @@ def _build_valid(
     keep: npt.NDArray[np.intp],
     parsed: dict[str, pd.Series],
     tx_ids: pd.Series,
+    spec: DatasetSpec,
 ) -> pd.DataFrame:
     valid = df.iloc[keep].reset_index(drop=True)
     valid[schema.TRANSACTION_ID] = tx_ids.to_numpy()
@@ -423,9 +469,11 @@ def _build_valid(
         valid[column] = canonical_ids(valid[column]).to_numpy()
     valid[schema.TIMESTAMP] = _as_ns(parsed[schema.TIMESTAMP].iloc[keep])
     valid[schema.AMOUNT] = parsed[schema.AMOUNT].iloc[keep].to_numpy(dtype="float64")
-    for column in schema.CATEGORICAL_FEATURE_COLUMNS + schema.SENSITIVE_COLUMNS:
+    for column in (*spec.categorical_columns, *spec.sensitive_columns):
         if column in valid.columns:
             valid[column] = _as_text(valid[column])
+    for column in spec.numeric_features:
+        valid[column] = pd.to_numeric(valid[column], errors="coerce").astype("float64")
     if schema.TARGET in parsed:
         target = parsed[schema.TARGET].iloc[keep].reset_index(drop=True)
         valid[schema.TARGET] = target.astype("int8" if target.notna().all() else "Int8")
@@ -495,7 +543,12 @@ def write_contract_outputs(
 
 
 def render_data_summary(
-    df: pd.DataFrame, html_path: str | Path, *, max_rows: int = 100_000, seed: int = 0
+    df: pd.DataFrame,
+    html_path: str | Path,
+    *,
+    max_rows: int = 100_000,
+    seed: int = 0,
+    spec: DatasetSpec = CARD_FRAUD,
 ) -> None:
     """Write an Evidently ``DataSummaryPreset`` report of validated data as HTML.
 
@@ -509,6 +562,8 @@ def render_data_summary(
         Larger frames are sampled (seeded) down to this many rows to keep the report fast.
     seed : int
         Seed of that sample.
+    spec : DatasetSpec
+        Which columns are categorical and numeric.
     """
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataSummaryPreset
@@ -523,13 +578,14 @@ def render_data_summary(
     columns = set(sample.columns)
     categorical = [
         c
-        for c in (*schema.CATEGORICAL_FEATURE_COLUMNS, *schema.SENSITIVE_COLUMNS, schema.TARGET)
+        for c in (*spec.categorical_columns, *spec.sensitive_columns, schema.TARGET)
         if c in columns
     ]
+    numerical = [c for c in (schema.AMOUNT, *spec.numeric_features) if c in columns]
     definition = DataDefinition(
         id_column=schema.TRANSACTION_ID if schema.TRANSACTION_ID in columns else None,
         timestamp=schema.TIMESTAMP if schema.TIMESTAMP in columns else None,
-        numerical_columns=[schema.AMOUNT] if schema.AMOUNT in columns else [],
+        numerical_columns=numerical,
         categorical_columns=categorical,
     )
     dataset = Dataset.from_pandas(sample, data_definition=definition)

@@ -12,12 +12,14 @@ records, not on the featurizer's window arithmetic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from inferloop.core import schema as s
+from inferloop.core.dataset import CARD_FRAUD, DatasetSpec
 
 __all__ = [
     "ENTITY_COLUMNS",
@@ -78,8 +80,11 @@ class RawColumns:
         Customer and terminal keys.
     amount:
         Amounts, float64.
-    channel, merchant_category:
-        Category values (compared with the contract's category names).
+    categories:
+        The dataset spec's categorical feature columns, as object arrays (compared with the
+        category names the featurizer learned or the spec declared).
+    numeric:
+        The spec's numeric feature columns, float64.
     label:
         Fraud labels, float64 with NaN where unknown; None when no labels came with the rows.
     wall_seconds:
@@ -91,8 +96,8 @@ class RawColumns:
     customer: np.ndarray
     terminal: np.ndarray
     amount: np.ndarray
-    channel: np.ndarray
-    merchant_category: np.ndarray
+    categories: Mapping[str, np.ndarray] = field(default_factory=dict)
+    numeric: Mapping[str, np.ndarray] = field(default_factory=dict)
     label: np.ndarray | None = None
     wall_seconds: np.ndarray | None = None
 
@@ -100,7 +105,12 @@ class RawColumns:
         return len(self.seconds)
 
     @classmethod
-    def from_frame(cls, X: pd.DataFrame, y: pd.Series | np.ndarray | None = None) -> RawColumns:
+    def from_frame(
+        cls,
+        X: pd.DataFrame,
+        y: pd.Series | np.ndarray | None = None,
+        spec: DatasetSpec = CARD_FRAUD,
+    ) -> RawColumns:
         """Read the featurizer's columns (and labels from ``y`` or ``is_fraud``) from ``X``."""
         ts = X[s.TIMESTAMP]
         seconds = _epoch_seconds(ts)
@@ -110,8 +120,8 @@ class RawColumns:
             customer=X[s.CUSTOMER_ID].to_numpy(),
             terminal=X[s.TERMINAL_ID].to_numpy(),
             amount=X[s.AMOUNT].to_numpy(dtype=np.float64),
-            channel=_as_text_values(X[s.CHANNEL]),
-            merchant_category=_as_text_values(X[s.MERCHANT_CATEGORY]),
+            categories={c: _as_text_values(X[c]) for c in spec.categorical_columns},
+            numeric={c: X[c].to_numpy(dtype=np.float64) for c in spec.numeric_features},
             label=_labels(X, y),
             wall_seconds=None if wall is seconds else wall,
         )
@@ -133,8 +143,10 @@ def concat_raw(first: RawColumns, second: RawColumns) -> RawColumns:
         customer=np.concatenate([first.customer, second.customer]),
         terminal=np.concatenate([first.terminal, second.terminal]),
         amount=np.concatenate([first.amount, second.amount]),
-        channel=np.concatenate([first.channel, second.channel]),
-        merchant_category=np.concatenate([first.merchant_category, second.merchant_category]),
+        categories={
+            c: np.concatenate([v, second.categories[c]]) for c, v in first.categories.items()
+        },
+        numeric={c: np.concatenate([v, second.numeric[c]]) for c, v in first.numeric.items()},
         label=np.concatenate([labels(first), labels(second)]) if has_labels else None,
         wall_seconds=np.concatenate([wall(first), wall(second)]) if has_wall else None,
     )
@@ -155,8 +167,8 @@ def take_raw(raw: RawColumns, positions: np.ndarray) -> RawColumns:
         customer=raw.customer[positions],
         terminal=raw.terminal[positions],
         amount=raw.amount[positions],
-        channel=raw.channel[positions],
-        merchant_category=raw.merchant_category[positions],
+        categories={c: v[positions] for c, v in raw.categories.items()},
+        numeric={c: v[positions] for c, v in raw.numeric.items()},
         label=pick(raw.label),
         wall_seconds=pick(raw.wall_seconds),
     )

@@ -8,7 +8,9 @@ event history (customer, terminal, time, amount, label). Features of a transacti
   each customer window — count, mean amount, time since the previous one;
 * the terminal's transactions whose labels are known at ``t``: those at or before
   ``t - label_delay`` — count and fraud rate inside each terminal window;
-* the transaction's own fields — amount, time of day, weekend, night, channel, category.
+* the transaction's own fields — amount, time of day, weekend, night, one indicator per
+  category of each categorical feature of the dataset spec (:mod:`inferloop.core.dataset`),
+  and the spec's numeric features as they are.
 
 Window statistics are sums over events, so they are computed separately over the fitted
 history and over the batch being transformed and added up. Each part is a pair of
@@ -29,6 +31,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 
 from inferloop.core import schema as s
+from inferloop.core.dataset import CARD_FRAUD, DatasetSpec
+from inferloop.data.categories import indicator_names, indicators, learn_categories
 from inferloop.data.events import (
     EntityEvents,
     EntityQuery,
@@ -240,6 +244,11 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
         History kept beyond the longest window, so that a fitted model can re-score its most
         recent days exactly as the batch features did (the evaluate stage re-scores the test
         window through the deployed model).
+    spec:
+        The dataset spec whose categorical and numeric features are encoded (None: the card
+        fraud simulator's). A categorical feature declared without categories gets the
+        training data's most frequent ones (``max_learned_categories``); any other value
+        encodes as all zeros, the ``other`` bucket.
     """
 
     def __init__(
@@ -249,28 +258,57 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
         label_delay: str = "7D",
         night_hours: tuple[int, int] = (0, 6),
         extra_history: str = "14D",
+        spec: DatasetSpec | None = None,
     ) -> None:
         self.customer_windows = customer_windows
         self.terminal_windows = terminal_windows
         self.label_delay = label_delay
         self.night_hours = night_hours
         self.extra_history = extra_history
+        self.spec = spec
 
     @classmethod
-    def from_params(cls, params: FeatureParams) -> TransactionFeaturizer:
-        """Build from the ``featurize`` params section."""
+    def from_params(
+        cls, params: FeatureParams, spec: DatasetSpec | None = None
+    ) -> TransactionFeaturizer:
+        """Build from the ``featurize`` params section and the ``dataset`` spec."""
         return cls(
             params.customer_windows,
             params.terminal_windows,
             params.label_delay,
             params.night_hours,
             params.extra_history,
+            spec,
         )
 
+    @property
+    def dataset_spec(self) -> DatasetSpec:
+        """The dataset spec the featurizer reads its columns by."""
+        return getattr(self, "spec_", None) or getattr(self, "spec", None) or CARD_FRAUD
+
+    @property
+    def categories(self) -> dict[str, tuple[str, ...]]:
+        """The encoded categories of each categorical feature (declared or learned by fit)."""
+        return dict(getattr(self, "categories_", None) or self.dataset_spec.categorical_features)
+
     # ------------------------------------------------------------------ fitting / state
-    def fit(self, X: pd.DataFrame, y: pd.Series | None = None) -> TransactionFeaturizer:
-        """Remember ``X`` (and its labels, from ``y`` or the ``is_fraud`` column) as history."""
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: pd.Series | None = None,
+        *,
+        categories_from: pd.DataFrame | None = None,
+    ) -> TransactionFeaturizer:
+        """Remember ``X`` (and its labels, from ``y`` or the ``is_fraud`` column) as history.
+
+        Categorical features declared without categories learn them here, from
+        ``categories_from`` (default ``X``).
+        """
+        self.spec_ = self.spec or CARD_FRAUD
         self._check_input(X)
+        self.categories_ = learn_categories(
+            X if categories_from is None else categories_from, self.spec_
+        )
         self.customer_windows_s_ = [_seconds(w) for w in self.customer_windows]
         self.terminal_windows_s_ = [_seconds(w) for w in self.terminal_windows]
         self.label_delay_s_ = _seconds(self.label_delay)
@@ -294,7 +332,7 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
         """Append transactions to the history (online use: call after scoring each batch)."""
         self._check_fitted()
         self._check_input(X)
-        raw = RawColumns.from_frame(X, y)
+        raw = RawColumns.from_frame(X, y, self.dataset_spec)
         self.customer_index_ = _extend_index(self.customer_index_, raw.customer)
         self.terminal_index_ = _extend_index(self.terminal_index_, raw.terminal)
         self.history_ = self.history_.appended(self._events(raw), self.horizon_s_)
@@ -318,7 +356,7 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
         DataFrame costs more than computing the features.
         """
         self._check_input(X)
-        return self.features_of(RawColumns.from_frame(X))
+        return self.features_of(RawColumns.from_frame(X, spec=self.dataset_spec))
 
     def features_of(self, raw: RawColumns) -> np.ndarray:
         """The feature matrix of transactions given as :class:`RawColumns`."""
@@ -468,17 +506,24 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
         names += ["amount_to_cust_mean", "cust_log_seconds_since_last"]
         for w in self.terminal_windows:
             names += [f"term_count_{w}", f"term_risk_{w}"]
-        names += [f"channel_{c}" for c in s.CHANNELS]
-        names += [f"category_{c}" for c in s.MERCHANT_CATEGORIES]
+        names += indicator_names(self.categories)
+        names += list(self.dataset_spec.numeric_features)
         return names
 
-    @staticmethod
-    def _check_input(X: pd.DataFrame) -> None:
+    def _check_input(self, X: pd.DataFrame) -> None:
         if not isinstance(X, pd.DataFrame):
             raise TypeError(
                 f"TransactionFeaturizer expects a pandas DataFrame, got {type(X).__name__}"
             )
-        need = (s.TIMESTAMP, s.CUSTOMER_ID, s.TERMINAL_ID, s.AMOUNT, s.CHANNEL, s.MERCHANT_CATEGORY)
+        spec = self.dataset_spec
+        need = (
+            s.TIMESTAMP,
+            s.CUSTOMER_ID,
+            s.TERMINAL_ID,
+            s.AMOUNT,
+            *spec.categorical_columns,
+            *spec.numeric_features,
+        )
         missing = [c for c in need if c not in X.columns]
         if missing:
             raise ValueError(f"missing columns for featurization: {missing}")
@@ -572,11 +617,8 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
             "is_weekend": (weekday >= 5).astype(np.float64),
             "is_night": ((hour >= start) & (hour < end)).astype(np.float64),
         }
-        channel, category = raw.channel, raw.merchant_category
-        out.update({f"channel_{c}": (channel == c).astype(np.float64) for c in s.CHANNELS})
-        out.update(
-            {f"category_{c}": (category == c).astype(np.float64) for c in s.MERCHANT_CATEGORIES}
-        )
+        out.update(indicators(raw.categories, self.categories))
+        out.update(raw.numeric)
         return out
 
 
@@ -627,16 +669,17 @@ def _extend_index(index: pd.Index, keys: np.ndarray) -> pd.Index:
 
 
 def featurize_frame(
-    df: pd.DataFrame, params: FeatureParams
+    df: pd.DataFrame, params: FeatureParams, spec: DatasetSpec | None = None
 ) -> tuple[pd.DataFrame, TransactionFeaturizer]:
     """Point-in-time features for a whole history, and a featurizer fitted on it.
 
     The features of every row are computed as the online path would have computed them at
     that row's time; the returned featurizer holds the history for scoring later data.
+    Categories the spec leaves to be learned are learned from ``df``.
     """
-    featurizer = TransactionFeaturizer.from_params(params)
+    featurizer = TransactionFeaturizer.from_params(params, spec)
     empty = df.iloc[:0]
-    featurizer.fit(empty)
+    featurizer.fit(empty, categories_from=df)
     features = featurizer.transform(df)
     featurizer.update(df)
     return features, featurizer

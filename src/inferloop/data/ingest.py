@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from inferloop.core import schema
+from inferloop.core.dataset import CARD_FRAUD, DatasetSpec
 
 __all__ = [
     "CONTRACT_COLUMNS",
@@ -29,8 +30,11 @@ __all__ = [
     "DataSourceParams",
     "IngestError",
     "apply_column_map",
+    "contract_columns",
     "load_source",
+    "numeric_times",
     "read_table",
+    "with_generated_ids",
 ]
 
 
@@ -56,6 +60,19 @@ class DataSourceParams:
     column_map: dict[str, str] = field(default_factory=dict)
     unmapped_columns: str = "keep"
     timestamp_format: str | None = None
+    # numeric time (PaySim's hourly ``step``, seconds since the start): its unit and origin
+    timestamp_unit: str | None = None
+    timestamp_origin: str = "1970-01-01"
+
+
+def contract_columns(spec: DatasetSpec = CARD_FRAUD) -> tuple[str, ...]:
+    """Columns a user's column may be mapped to: the core ones and those ``spec`` declares."""
+    return (
+        *spec.scoring_columns,
+        *spec.sensitive_columns,
+        schema.TARGET,
+        schema.LABEL_AVAILABLE_AT,
+    )
 
 
 class IngestError(ValueError):
@@ -131,7 +148,10 @@ def _non_empty(df: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 
 def apply_column_map(
-    df: pd.DataFrame, column_map: dict[str, str], unmapped: str = "keep"
+    df: pd.DataFrame,
+    column_map: dict[str, str],
+    unmapped: str = "keep",
+    spec: DatasetSpec = CARD_FRAUD,
 ) -> pd.DataFrame:
     """Rename a user's columns to the contract's names.
 
@@ -144,6 +164,8 @@ def apply_column_map(
     unmapped : {"keep", "drop"}
         What happens to columns that are neither mapped nor already named like a contract
         column.
+    spec : DatasetSpec
+        The dataset spec whose declared columns are valid targets too.
 
     Returns
     -------
@@ -160,22 +182,25 @@ def apply_column_map(
         raise IngestError(
             f"unmapped_columns must be one of {list(UNMAPPED_CHOICES)}, got {unmapped!r}"
         )
-    _check_column_map(column_map, [str(c) for c in df.columns])
+    targets = contract_columns(spec)
+    _check_column_map(column_map, [str(c) for c in df.columns], targets)
     renamed = df.rename(columns=column_map)
     if unmapped == "drop":
-        kept = [c for c in renamed.columns if c in CONTRACT_COLUMNS]
+        kept = [c for c in renamed.columns if c in targets]
         renamed = renamed[kept]
     return renamed
 
 
-def _check_column_map(column_map: dict[str, str], columns: list[str]) -> None:
+def _check_column_map(
+    column_map: dict[str, str], columns: list[str], targets: tuple[str, ...]
+) -> None:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in column_map.items()):
         raise IngestError(f"column_map must map column names to column names, got {column_map!r}")
-    unknown = sorted(t for t in column_map.values() if t not in CONTRACT_COLUMNS)
+    unknown = sorted(t for t in column_map.values() if t not in targets)
     if unknown:
         raise IngestError(
-            f"column_map targets {unknown} are not contract columns; "
-            f"valid: {list(CONTRACT_COLUMNS)}"
+            f"column_map targets {unknown} are neither contract columns nor declared in the "
+            f"dataset section; valid: {list(targets)}"
         )
     shared = sorted(t for t, n in Counter(column_map.values()).items() if n > 1)
     if shared:
@@ -196,7 +221,12 @@ def _check_column_map(column_map: dict[str, str], columns: list[str]) -> None:
         )
 
 
-def load_source(params: DataSourceParams, *, base_dir: str | Path | None = None) -> pd.DataFrame:
+def load_source(
+    params: DataSourceParams,
+    *,
+    base_dir: str | Path | None = None,
+    spec: DatasetSpec = CARD_FRAUD,
+) -> pd.DataFrame:
     """Read the user's file named by the ``data`` params and map it onto the contract.
 
     Parameters
@@ -205,6 +235,8 @@ def load_source(params: DataSourceParams, *, base_dir: str | Path | None = None)
         ``source`` must be ``"file"``; the simulator is a separate stage.
     base_dir : str or Path, optional
         Folder a relative ``params.path`` is resolved against (default: the working folder).
+    spec : DatasetSpec
+        The ``dataset`` section: its columns are valid ``column_map`` targets.
 
     Returns
     -------
@@ -228,4 +260,39 @@ def load_source(params: DataSourceParams, *, base_dir: str | Path | None = None)
         path = Path(base_dir) / path
     id_sources = [s for s, t in params.column_map.items() if t in schema.ID_COLUMNS]
     df = read_table(path, text_columns=[*schema.ID_COLUMNS, *id_sources])
-    return apply_column_map(df, params.column_map, params.unmapped_columns)
+    mapped = apply_column_map(df, params.column_map, params.unmapped_columns, spec)
+    if params.timestamp_unit:
+        mapped = numeric_times(mapped, params.timestamp_unit, params.timestamp_origin)
+    return with_generated_ids(mapped)
+
+
+def numeric_times(df: pd.DataFrame, unit: str, origin: str) -> pd.DataFrame:
+    """``timestamp`` given as a number of ``unit`` since ``origin``, as datetimes.
+
+    A value that is not a number becomes null, which the contract quarantines as
+    ``null_key:timestamp``: the row is kept with its reason, not dropped.
+    """
+    if schema.TIMESTAMP not in df.columns:
+        return df
+    try:
+        step = pd.Timedelta(1, unit=unit)
+        start = pd.Timestamp(origin)
+    except (ValueError, TypeError) as exc:
+        raise IngestError(
+            f"data.timestamp_unit {unit!r} / timestamp_origin {origin!r} is not a time unit "
+            f"and a date ({exc})"
+        ) from exc
+    values = pd.to_numeric(df[schema.TIMESTAMP], errors="coerce")
+    return df.assign(**{schema.TIMESTAMP: start + values * step})
+
+
+def with_generated_ids(df: pd.DataFrame) -> pd.DataFrame:
+    """A ``transaction_id`` for tables without one: the row's position in the file.
+
+    The same file gives the same ids on every read, so reruns, quarantine and label feedback
+    refer to the same rows.
+    """
+    if schema.TRANSACTION_ID in df.columns:
+        return df
+    ids = pd.RangeIndex(len(df)).to_numpy(dtype="int64")
+    return pd.concat([pd.DataFrame({schema.TRANSACTION_ID: ids}, index=df.index), df], axis=1)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from inferloop.core import schema as s
+from inferloop.core.dataset import CARD_FRAUD, DatasetSpec
 from inferloop.data.contract import (
     ContractError,
     ContractParams,
@@ -55,8 +56,8 @@ class InvalidInput(ValueError):
 class Transactions:
     """Validated raw transactions: ids to echo, naive-UTC timestamps, featurizer inputs.
 
-    ``attributes`` holds the sensitive attributes sent along (those of
-    :data:`inferloop.core.schema.SENSITIVE_COLUMNS` present), as object arrays: never
+    ``attributes`` holds the sensitive attributes sent along (those of the dataset spec
+    present), as object arrays: never
     features; only a post-processed model reads one, to pick each row's threshold.
     """
 
@@ -66,14 +67,17 @@ class Transactions:
     attributes: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
-def read_transactions(frame: pd.DataFrame) -> Transactions:
+def read_transactions(frame: pd.DataFrame, spec: DatasetSpec = CARD_FRAUD) -> Transactions:
     """Validate raw transactions, reading each column of ``frame`` once.
 
     Parameters
     ----------
     frame
-        Rows with at least :data:`inferloop.core.schema.SCORING_COLUMNS`; other columns are ignored,
-        except ``is_fraud`` whose labels the featurizer uses once the label delay has passed.
+        Rows with at least the spec's scoring columns; other columns are ignored, except
+        ``is_fraud`` whose labels the featurizer uses once the label delay has passed.
+    spec
+        The dataset spec: which categorical and numeric feature columns to read, and which
+        categories are allowed.
 
     Returns
     -------
@@ -89,14 +93,14 @@ def read_transactions(frame: pd.DataFrame) -> Transactions:
     """
     if len(frame) == 0:
         raise InvalidInput("empty input: send at least one transaction")
-    missing = [c for c in s.SCORING_COLUMNS if c not in frame.columns]
+    missing = [c for c in spec.scoring_columns if c not in frame.columns]
     if missing:
         raise InvalidInput(f"missing required column(s): {missing}")
-    plain = _read_plain(frame)
-    return plain if plain is not None else _read_columns(frame)
+    plain = _read_plain(frame, spec)
+    return plain if plain is not None else _read_columns(frame, spec)
 
 
-def _read_columns(frame: pd.DataFrame) -> Transactions:
+def _read_columns(frame: pd.DataFrame, spec: DatasetSpec) -> Transactions:
     """The general path of :func:`read_transactions`: column by column, naming any problem."""
     timestamps = _as_timestamps(frame[s.TIMESTAMP])
     raw = RawColumns(
@@ -104,20 +108,20 @@ def _read_columns(frame: pd.DataFrame) -> Transactions:
         customer=_as_keys(frame[s.CUSTOMER_ID]),
         terminal=_as_keys(frame[s.TERMINAL_ID]),
         amount=_as_amounts(frame[s.AMOUNT]),
-        channel=_as_categories(frame[s.CHANNEL]),
-        merchant_category=_as_categories(frame[s.MERCHANT_CATEGORY]),
+        categories={c: _as_categories(frame[c], spec) for c in spec.categorical_columns},
+        numeric={c: _as_numbers(frame[c]) for c in spec.numeric_features},
         label=_labels(frame),
     )
     ids = frame[s.TRANSACTION_ID]
     id_values = ids.to_numpy()
     _check_keys(ids, id_values)
     attributes = {
-        c: frame[c].to_numpy(dtype=object) for c in s.SENSITIVE_COLUMNS if c in frame.columns
+        c: frame[c].to_numpy(dtype=object) for c in spec.sensitive_columns if c in frame.columns
     }
     return Transactions(id_values, timestamps, raw, attributes)
 
 
-def _read_plain(frame: pd.DataFrame) -> Transactions | None:
+def _read_plain(frame: pd.DataFrame, spec: DatasetSpec) -> Transactions | None:
     """A few rows of plain values (what a JSON request holds) read without pandas; else None.
 
     Reading the columns of a one-row frame through pandas costs more than featurizing and
@@ -138,8 +142,10 @@ def _read_plain(frame: pd.DataFrame) -> Transactions | None:
     ids, customer, terminal = (
         _plain_ints(column[c]) for c in (s.TRANSACTION_ID, s.CUSTOMER_ID, s.TERMINAL_ID)
     )
-    channel = _plain_categories(column[s.CHANNEL], s.CHANNEL)
-    category = _plain_categories(column[s.MERCHANT_CATEGORY], s.MERCHANT_CATEGORY)
+    categories = {
+        c: _plain_categories(column[c], spec.allowed_values(c)) for c in spec.categorical_columns
+    }
+    numeric = {c: _plain_floats(column[c], allow_missing=False) for c in spec.numeric_features}
     label = _plain_floats(column[s.TARGET], allow_missing=True) if s.TARGET in column else None
     if (
         timestamps is None
@@ -147,8 +153,7 @@ def _read_plain(frame: pd.DataFrame) -> Transactions | None:
         or ids is None
         or customer is None
         or terminal is None
-        or channel is None
-        or category is None
+        or any(v is None for v in (*categories.values(), *numeric.values()))
         or (s.TARGET in column and label is None)
     ):
         return None
@@ -157,11 +162,13 @@ def _read_plain(frame: pd.DataFrame) -> Transactions | None:
         customer=customer,
         terminal=terminal,
         amount=amounts,
-        channel=channel,
-        merchant_category=category,
+        categories=categories,  # type: ignore[arg-type]  # None ruled out above
+        numeric=numeric,  # type: ignore[arg-type]
         label=label,
     )
-    attributes: dict[str, np.ndarray] = {c: column[c] for c in s.SENSITIVE_COLUMNS if c in column}
+    attributes: dict[str, np.ndarray] = {
+        c: column[c] for c in spec.sensitive_columns if c in column
+    }
     return Transactions(ids, timestamps, raw, attributes)
 
 
@@ -191,21 +198,23 @@ def _plain_timestamps(values: np.ndarray) -> np.ndarray | None:
         return None
 
 
-def _plain_categories(values: np.ndarray, column: str) -> np.ndarray | None:
-    allowed = s.ALLOWED_CATEGORIES[column]
-    if not all(isinstance(v, str) and v in allowed for v in values):
-        return None
-    return np.array(values.tolist(), dtype=object)
+def _plain_categories(values: np.ndarray, allowed: tuple[str, ...] | None) -> np.ndarray | None:
+    """Text categories: each in ``allowed`` (or any non-blank text when None); else None."""
+    if allowed is None:
+        ok = all(isinstance(v, str) and v.strip() for v in values)
+    else:
+        ok = all(isinstance(v, str) and v in allowed for v in values)
+    return np.array(values.tolist(), dtype=object) if ok else None
 
 
-def coerce_input(model_input: Any) -> pd.DataFrame:
+def coerce_input(model_input: Any, spec: DatasetSpec = CARD_FRAUD) -> pd.DataFrame:
     """Raw transactions as a validated DataFrame with the types the featurizer needs.
 
     Accepts a DataFrame, a list of records or a dict of columns; raises :class:`InvalidInput`
     as :func:`read_transactions` does.
     """
     frame = as_frame(model_input)
-    tx = read_transactions(frame)
+    tx = read_transactions(frame, spec)
     return frame.assign(
         **{
             s.TIMESTAMP: tx.timestamps,
@@ -277,22 +286,31 @@ def _parse_iso(values: pd.Series) -> np.ndarray:
 
 def _as_amounts(values: pd.Series) -> np.ndarray:
     """Amounts as float64; numbers as text are accepted, anything non-finite is not."""
+    return _finite_floats(values, "amount(s)")
+
+
+def _as_numbers(values: pd.Series) -> np.ndarray:
+    """A numeric feature as float64; text numbers are accepted, missing or infinite are not."""
+    return _finite_floats(values, "value(s)")
+
+
+def _finite_floats(values: pd.Series, what: str) -> np.ndarray:
     if values.dtype.kind in "iuf":
-        amounts = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
     elif values.dtype.kind == "b":
-        amounts = np.full(len(values), np.nan)
+        numbers = np.full(len(values), np.nan)
     else:
         try:
             numeric = pd.to_numeric(values, errors="coerce")
         except (TypeError, ValueError):
             numeric = pd.Series(np.nan, index=values.index)
-        amounts = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(amounts)
+        numbers = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~np.isfinite(numbers)
     if bad.any():
         raise InvalidInput(
-            f"non-numeric or missing amount(s) in column 'amount': {_first(values, bad)}"
+            f"non-numeric or missing {what} in column {str(values.name)!r}: {_first(values, bad)}"
         )
-    return amounts
+    return numbers
 
 
 def _as_keys(values: pd.Series) -> np.ndarray:
@@ -331,10 +349,19 @@ def _is_key(value: Any) -> bool:
     return isinstance(value, (float, np.floating)) and bool(np.isfinite(value))
 
 
-def _as_categories(values: pd.Series) -> np.ndarray:
-    """Category values, each one of the contract's (an object array)."""
+def _as_categories(values: pd.Series, spec: DatasetSpec) -> np.ndarray:
+    """Category values as text (an object array), each one of the spec's when it says so.
+
+    A column whose unseen values are not quarantined accepts any non-blank value; numbers
+    become their text, as the contract writes them.
+    """
     column = str(values.name)
-    allowed = s.ALLOWED_CATEGORIES[column]
+    if not spec.quarantines_unseen(column):
+        blank = values.isna().to_numpy() | values.astype(str).str.strip().eq("").to_numpy()
+        if blank.any():
+            raise InvalidInput(f"missing value(s) in column {column!r}: {_first(values, blank)}")
+        return np.asarray(values.astype(str).to_numpy(), dtype=object)
+    allowed = spec.allowed_values(column) or ()
     text = np.asarray(values.to_numpy(), dtype=object)
     try:
         seen = set(text.tolist()) if len(text) <= SMALL_BATCH_ROWS else set(pd.unique(text))
@@ -369,7 +396,7 @@ def read_request(frame: pd.DataFrame, contract: ContractParams) -> Transactions:
     finds something it would reject.
     """
     try:
-        tx = read_transactions(frame)
+        tx = read_transactions(frame, contract.dataset)
     except InvalidInput as exc:
         raise _contract_error(frame, contract) or exc from None
     if may_break_contract(frame, tx, contract):
@@ -402,9 +429,10 @@ def may_break_contract(frame: pd.DataFrame, tx: Transactions, contract: Contract
         return True
     # sensitive attributes (a post-processed model's are sent with every request): only a
     # value outside the contract's categories can be rejected; None is allowed when scoring
+    spec = contract.dataset
     return any(
         not all(
-            v is None or (isinstance(v, str) and v in s.ALLOWED_CATEGORIES[column])
+            v is None or (isinstance(v, str) and v in (spec.allowed_values(column) or (v,)))
             for v in values.tolist()
         )
         for column, values in tx.attributes.items()

@@ -14,10 +14,11 @@ import pandas as pd
 
 from inferloop.core import schema as s
 from inferloop.core.config import ParamsError, load_section
+from inferloop.core.dataset import load_dataset_spec
 from inferloop.core.storage import read_pickle, write_json, write_parquet, write_pickle
 from inferloop.data.contract import (
-    ContractParams,
     ContractResult,
+    load_contract,
     render_data_summary,
     validate_transactions,
 )
@@ -51,7 +52,11 @@ def run_simulate(
             load_section(SimulateParams, "simulate", params_path), progress=progress
         )
     elif source.source == "file":
-        df = load_source(source, base_dir=Path(params_path).resolve().parent)
+        df = load_source(
+            source,
+            base_dir=Path(params_path).resolve().parent,
+            spec=load_dataset_spec(params_path),
+        )
     else:
         raise ParamsError(f"data.source must be 'simulator' or 'file', got {source.source!r}")
     write_parquet(df, raw_path)
@@ -67,7 +72,7 @@ def run_validate(
     report_path: str | Path | None = None,
 ) -> ContractResult:
     """Apply the data contract: valid rows, quarantined rows with reasons, a summary, a report."""
-    params = load_section(ContractParams, "validate", params_path)
+    params = load_contract(params_path)
     source = load_section(DataSourceParams, "data", params_path)
     raw = pd.read_parquet(raw_path)
     result = validate_transactions(raw, params, timestamp_format=source.timestamp_format)
@@ -75,7 +80,7 @@ def run_validate(
     write_parquet(result.quarantine, quarantine_path)
     write_json(result.summary, summary_path)
     if report_path:  # "" skips the Evidently summary (the retrain pipeline does)
-        render_data_summary(result.valid, report_path)
+        render_data_summary(result.valid, report_path, spec=params.dataset)
     return result
 
 
@@ -87,7 +92,8 @@ def run_featurize(
 ) -> tuple[pd.DataFrame, TransactionFeaturizer]:
     """Point-in-time features for every validated row, and the fitted featurizer (pickled)."""
     params = load_section(FeatureParams, "featurize", params_path)
-    processed, featurizer = build_processed(pd.read_parquet(validated_path), params)
+    spec = load_dataset_spec(params_path)
+    processed, featurizer = build_processed(pd.read_parquet(validated_path), params, spec)
     write_parquet(processed, processed_path)
     write_pickle(featurizer, featurizer_path)
     return processed, featurizer

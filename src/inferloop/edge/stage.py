@@ -30,7 +30,7 @@ from inferloop.core.registry import (
 )
 from inferloop.core.storage import read_json, write_json
 from inferloop.core.tracking import configure_mlflow, repo_root
-from inferloop.data.contract import ContractParams
+from inferloop.data.contract import load_contract
 from inferloop.data.stage import ProcessedData, load_processed
 from inferloop.edge.builders.measure import EvalSet
 from inferloop.edge.builders.optimize import OptimizeResult, optimize_teacher
@@ -132,7 +132,7 @@ def run_optimize(
         policy,
         timestamps=data.validation[s.TIMESTAMP].to_numpy(),
     )
-    contract = load_section(ContractParams, "validate", params_path)
+    contract = load_contract(params_path)
     edge = FraudModel(
         data.featurizer, classifier, choice.threshold, f"edge:{result.chosen}", contract
     )
@@ -231,7 +231,7 @@ def _log_and_register(
                 if c in row.index and pd.notna(row[c])
             }
         )
-    info = log_fraud_model(edge, input_example(validation))
+    info = log_fraud_model(edge, input_example(validation, columns=edge.input_columns))
     # teacher_version: the fraud-detector version this edge model stands in for;
     # teacher_model: the LightGBM model actually distilled (the pipeline's LightGBM candidate
     # when another candidate won the registered version).

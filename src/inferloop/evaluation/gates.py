@@ -7,10 +7,11 @@ the current champion scored on the SAME rows. A failed gate is a result, not an 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from inferloop.core.dataset import CARD_FRAUD, DatasetSpec
 from inferloop.evaluation.fairness import GroupFairness, fairness_table
 from inferloop.evaluation.fairness_ci import IntervalParams, passes_rule
 from inferloop.evaluation.group_thresholds import GroupThresholds
@@ -43,7 +44,6 @@ class EvaluateParams:
     """The ``evaluate`` section of params.yaml."""
 
     k: int = 100
-    fairness_attributes: tuple[str, ...] = ("age_band", "region")
     min_group_size: int = 30
     gates: GateParams = field(default_factory=GateParams)
     fairness_gate: IntervalParams = field(default_factory=IntervalParams)
@@ -223,6 +223,29 @@ def _calibration_lines(effect: Mapping[str, Any] | None) -> list[str]:
     ]
 
 
+def _data_lines(spec: DatasetSpec, categories: Mapping[str, Sequence[str]] | None) -> list[str]:
+    """What the model reads (the dataset spec's roles) and what it never reads."""
+    encoded = dict(categories or spec.categorical_features)
+    lines = [f"## Data: `{spec.name}`", ""]
+    lines.append(
+        "- Core columns: transaction id, timestamp, customer and terminal keys, amount; "
+        "window features per customer and per terminal."
+    )
+    for column, values in encoded.items():
+        how = "declared" if spec.categorical_features.get(column) else "learned"
+        lines.append(f"- Categorical feature `{column}` ({how}): {', '.join(map(str, values))}")
+    if spec.numeric_features:
+        lines.append(f"- Numeric features: {', '.join(f'`{c}`' for c in spec.numeric_features)}")
+    if spec.sensitive_columns:
+        lines.append(
+            "- Sensitive attributes (fairness only, never features): "
+            + ", ".join(f"`{c}`" for c in spec.sensitive_columns)
+        )
+    else:
+        lines.append("- No sensitive attribute declared: fairness not assessed.")
+    return [*lines, ""]
+
+
 def model_card(
     *,
     candidate: str,
@@ -234,17 +257,25 @@ def model_card(
     train_seconds: Mapping[str, float],
     postprocess: GroupThresholds | None = None,
     calibration: Mapping[str, Any] | None = None,
+    dataset: DatasetSpec = CARD_FRAUD,
+    categories: Mapping[str, Sequence[str]] | None = None,
+    model_name: str = "fraud-detector",
 ) -> str:
-    """A markdown model card: data windows, metrics, fairness table, gates, known limits.
+    """A markdown model card: data, windows, metrics, fairness table, gates, known limits.
+
+    ``dataset`` is the spec the model was trained under and ``categories`` the categories its
+    featurizer encodes (declared or learned): the card's "Data" section says which columns
+    the model reads and which it never does.
 
     With ``postprocess`` (the model decides with per-group thresholds) the card says first, in
     plain words, which attribute it reads at decision time and gives each group's threshold.
     ``calibration`` is the effect of the model's calibration on the validation window
     (:class:`~inferloop.evaluation.calibration.CalibrationEffect` with its ``kind``).
     """
-    lines = [f"# Model card: fraud-detector ({candidate})", ""]
+    lines = [f"# Model card: {model_name} ({candidate})", ""]
     if postprocess is not None:
         lines += ["## Uses a sensitive attribute at decision time", "", *postprocess.card_lines()]
+    lines += _data_lines(dataset, categories)
     lines += ["## Data windows", ""]
     lines += ["| window | start | end | rows | frauds |", "| --- | --- | --- | --- | --- |"]
     lines += [
@@ -286,7 +317,11 @@ def model_card(
         "",
         "## Known limits",
         "",
-        "- Trained and tested on simulated transactions; real fraud patterns differ.",
+        (
+            "- Trained and tested on simulated transactions; real fraud patterns differ."
+            if dataset.name == CARD_FRAUD.name
+            else f"- Trained and tested on the `{dataset.name}` data only."
+        ),
         "- Features use the history known at training time; serving a long time after training",
         "  without refreshing the history (retraining) degrades the window features.",
         "- The score is not a calibrated probability: decisions use the threshold, and the",

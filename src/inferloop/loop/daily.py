@@ -8,11 +8,10 @@ from pathlib import Path
 import pandas as pd
 
 from inferloop.core import schema as s
-from inferloop.core.config import load_section
 from inferloop.core.registry import FULL_MODEL
-from inferloop.data.contract import ContractParams, validate_transactions
+from inferloop.data.contract import load_contract, validate_transactions
 from inferloop.loop.production import load_champion, score_week
-from inferloop.monitoring.params import MonitorParams
+from inferloop.monitoring.params import load_monitor_params
 from inferloop.monitoring.result import MonitorResult
 from inferloop.monitoring.stage import monitor_scored
 
@@ -43,10 +42,10 @@ def monitor_incoming(
     configure_mlflow(root)
     if not incoming:
         raise FileNotFoundError("no incoming transaction files to monitor")
-    params = load_section(MonitorParams, "monitor", root / params_path)
+    params = load_monitor_params(root / params_path)
     if webhook_url is not None:
         params = replace(params, webhook_url=webhook_url)
-    contract = load_section(ContractParams, "validate", root / params_path)
+    contract = load_contract(root / params_path)
     champion = load_champion(root / "data/processed/split/validation.parquet", params)
     raw = pd.concat([pd.read_parquet(p) for p in incoming], ignore_index=True)
     valid = validate_transactions(raw, contract, require_target=False).valid

@@ -32,6 +32,7 @@ import pandas as pd
 
 from inferloop.core import schema as s
 from inferloop.core.config import load_section
+from inferloop.core.dataset import CARD_FRAUD
 from inferloop.core.registry import (
     CHAMPION,
     FULL_MODEL,
@@ -42,7 +43,7 @@ from inferloop.core.registry import (
     version_tags,
 )
 from inferloop.core.storage import write_parquet
-from inferloop.data.contract import ContractParams, validate_transactions
+from inferloop.data.contract import load_contract, validate_transactions
 from inferloop.data.simulate import SimulateParams, simulate_transactions
 from inferloop.evaluation.metrics import compute_metrics
 from inferloop.loop.retrain import RetrainParams, labelled_window, run_retrain
@@ -50,7 +51,7 @@ from inferloop.model import FraudModel, LiveScorer, seed_state
 from inferloop.monitoring.drift import ReferenceProfile
 from inferloop.monitoring.estimate import realized_performance
 from inferloop.monitoring.monitor import MonitorResult
-from inferloop.monitoring.params import MonitorParams
+from inferloop.monitoring.params import MonitorParams, load_monitor_params
 from inferloop.monitoring.policy import fairness_breached
 from inferloop.monitoring.stage import monitor_scored
 from inferloop.scoring.live_state import (
@@ -216,7 +217,9 @@ def score_week(champion: Champion, valid: pd.DataFrame) -> pd.DataFrame:
     model that made them. Labels in the history are used only once their delay has passed.
     """
     scored = champion.scorer.score(valid, with_features=True, with_reasons=True)
-    return pd.concat([valid, scored.drop(columns=[s.TRANSACTION_ID])], axis=1).assign(
+    # a numeric feature of the dataset is a raw column too (same values): keep it once
+    own = scored.drop(columns=[c for c in scored.columns if c in valid.columns])
+    return pd.concat([valid, own], axis=1).assign(
         **{
             s.MODEL_NAME: champion.name,
             s.MODEL_VERSION: champion.version,
@@ -278,9 +281,16 @@ class ProductionLoop:
         self.root = root
         self.params_path = params_path
         self.sim = load_section(SimulateParams, "simulate", root / params_path)
-        self.monitor = load_section(MonitorParams, "monitor", root / params_path)
+        self.monitor = load_monitor_params(root / params_path)
         self.retrain = load_section(RetrainParams, "retrain", root / params_path)
-        self.contract = load_section(ContractParams, "validate", root / params_path)
+        self.contract = load_contract(root / params_path)
+        if self.contract.dataset.name != CARD_FRAUD.name:
+            # the weeks it sends are the simulator's: a model of another layout cannot be judged
+            raise ValueError(
+                "the production simulation sends simulated card-fraud weeks: it needs the "
+                f"card_fraud dataset, and dataset.name is {self.contract.dataset.name!r} "
+                "(monitor your own data with `inferloop monitor --incoming`)"
+            )
         self.prod = load_section(ProductionParams, "production", root / params_path)
         self.out = root / self.prod.out_dir
         self.first_day = self.sim.n_days

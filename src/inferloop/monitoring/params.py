@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
 from inferloop.core import schema as s
+from inferloop.core.config import from_dict, read_params
+from inferloop.core.dataset import dataset_spec
 from inferloop.evaluation.fairness_ci import IntervalParams
 from inferloop.monitoring.drift import (
     DriftThresholds,
@@ -27,6 +30,7 @@ __all__ = [
     "ActionKind",
     "MonitorParams",
     "Status",
+    "load_monitor_params",
 ]
 
 
@@ -179,6 +183,21 @@ class MonitorParams:
             jensen_shannon=self.jensen_shannon_threshold,
             wasserstein=self.wasserstein_threshold,
         )
+
+
+def load_monitor_params(params_path: str | Path = "params.yaml") -> MonitorParams:
+    """The ``monitor`` section; its fairness attributes default to the dataset's sensitive ones.
+
+    ``monitor.fairness_attributes`` may name a subset of the declared attributes; absent, the
+    bias checks cover every attribute the ``dataset`` section declares (none: no bias check).
+    """
+    params = read_params(params_path)
+    section = params.get("monitor") or {}
+    monitor = from_dict(MonitorParams, section, where="monitor")
+    if "fairness_attributes" in section:
+        return monitor
+    spec = dataset_spec(params.get("dataset"))
+    return replace(monitor, fairness_attributes=spec.sensitive_columns)
 
 
 # --------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ the model's point-in-time history between chunks (``predict`` on a fresh model c
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -50,7 +51,7 @@ import pandas as pd
 
 from inferloop.core import schema as s
 from inferloop.core.storage import read_json, read_pickle, write_json, write_parquet, write_pickle
-from inferloop.data.contract import ContractParams, validate_transactions
+from inferloop.data.contract import ContractParams, load_contract, validate_transactions
 from inferloop.evaluation.reasons import REASON_COLUMNS
 from inferloop.model import LiveScorer, seed_state
 from inferloop.scoring.inputs import (
@@ -472,7 +473,7 @@ def score_files(
         Unusable input: nothing matches, unreadable file, missing columns, changed content.
     """
     files = list_inputs(inputs)
-    check_inputs(files)
+    check_inputs(files, contract.dataset.scoring_columns)
     name, version, pinned = resolve_model(model_uri)
     run_dir = Path(output_dir) / partition_name(name, version)
     qroot = Path(quarantine_dir) if quarantine_dir is not None else Path(output_dir) / "_quarantine"
@@ -481,7 +482,8 @@ def score_files(
         _clear_outputs(run_dir, qdir)
     _remove_temporaries(run_dir, qdir)
     info = {"name": name, "version": version, "uri": model_uri}
-    applied = asdict(replace(contract, require_target=False))
+    # through JSON, as the manifest stores it: the dataset spec's tuples compare as lists
+    applied = json.loads(json.dumps(asdict(replace(contract, require_target=False))))
     manifest = Manifest.open(run_dir / MANIFEST_NAME, info, applied)
     entries = [manifest.file(p, file_sha256(p), chunk_rows) for p in files]
     counts = dict.fromkeys(
@@ -677,7 +679,7 @@ def load_score_settings(
     from inferloop.core.config import load_section, read_params
 
     score = load_section(ScoreParams, "score", params_path)
-    contract = load_section(ContractParams, "validate", params_path)
+    contract = load_contract(params_path)
     data = read_params(params_path).get("data") or {}
     return score, contract, data.get("timestamp_format")
 

@@ -207,6 +207,14 @@ def cast_columns(valid: Any, types: dict[str, str]) -> Any:
     return valid.select(*(_cast(c, types[c]).alias(c) if c in types else c for c in valid.columns))
 
 
+def _input_columns(columns: list[str]) -> set[str]:
+    """The columns sent to the model: the core scoring columns and the dataset's own ones
+    (everything but the contract's outputs and labels; the model ignores what it does not
+    read)."""
+    dropped = {s.REJECT_REASON, s.TARGET, s.LABEL_AVAILABLE_AT, s.FRAUD_SCENARIO, ROW}
+    return {c for c in columns if c not in dropped}
+
+
 def predictions(valid: Any, spark: Any, model_uri: str, name: str, version: str) -> Any:
     """Score valid rows with ``spark_udf``; each customer's rows share a partition, time-sorted."""
     import mlflow
@@ -216,7 +224,8 @@ def predictions(valid: Any, spark: Any, model_uri: str, name: str, version: str)
         spark, model_uri, result_type=RESULT_TYPE, env_manager="local"
     )
     ordered = valid.repartition(s.CUSTOMER_ID).sortWithinPartitions(s.CUSTOMER_ID, s.TIMESTAMP)
-    scored = ordered.withColumn("_p", predict(F.struct(*s.SCORING_COLUMNS)))
+    inputs = [c for c in valid.columns if c in _input_columns(valid.columns)]
+    scored = ordered.withColumn("_p", predict(F.struct(*inputs)))
     return scored.select(
         F.col(s.TRANSACTION_ID),
         F.col(s.TIMESTAMP),
@@ -256,7 +265,7 @@ def score_with_spark(
         Totals of the run (the partition is replaced as a whole).
     """
     files = list_inputs(inputs)
-    check_inputs(files)
+    check_inputs(files, contract.dataset.scoring_columns)
     name, version, pinned = resolve_model(model_uri)
     label = partition_name(name, version)
     run_dir = Path(output_dir) / label

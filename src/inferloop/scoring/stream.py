@@ -75,8 +75,13 @@ __all__ = [
 INVALID_JSON = "invalid_json"
 NOT_AN_OBJECT = "not_a_json_object"
 _POS = "__stream_pos"
-# with the sensitive columns: a post-processed model decides with one of them
-_CONTEXT_COLUMNS = (*s.SCORING_COLUMNS, s.TARGET, *s.SENSITIVE_COLUMNS)
+
+
+def _context_columns(model: Any) -> tuple[str, ...]:
+    """Columns kept as context: the model's inputs and labels, and the sensitive columns (a
+    post-processed model decides with one of them)."""
+    spec = model.dataset_spec
+    return (*model.input_columns, s.TARGET, *spec.sensitive_columns)
 
 
 @dataclass(frozen=True)
@@ -139,7 +144,7 @@ class StreamScorer(LiveScorer):
 
     def _context_rows(self, valid: pd.DataFrame) -> pd.DataFrame:
         """The featurizer's columns of ``valid``, indexed by a running sequence number."""
-        columns = [c for c in _CONTEXT_COLUMNS if c in valid.columns]
+        columns = [c for c in dict.fromkeys(_context_columns(self.model)) if c in valid.columns]
         rows = valid[columns].set_axis(pd.RangeIndex(self._seq, self._seq + len(valid)))
         self._seq += len(valid)
         return rows
@@ -265,9 +270,7 @@ def parse_records(batch: list[Record]) -> tuple[list[dict[str, Any]], list[tuple
     return objects, bad
 
 
-def records_frame(
-    objects: list[dict[str, Any]], columns: Sequence[str] = s.SCORING_COLUMNS
-) -> pd.DataFrame:
+def records_frame(objects: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
     """A frame of the objects with every input column present (missing keys are nulls)."""
     frame = pd.DataFrame.from_records(objects)
     for column in columns:

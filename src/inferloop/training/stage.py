@@ -20,6 +20,7 @@ import pandas as pd
 
 from inferloop.core import schema as s
 from inferloop.core.config import load_section, read_params
+from inferloop.core.dataset import DatasetSpec, load_dataset_spec
 from inferloop.core.lineage import dvc_out_hash, git_commit, params_hash
 from inferloop.core.registry import (
     CHAMPION,
@@ -35,7 +36,7 @@ from inferloop.core.registry import (
 )
 from inferloop.core.storage import jsonable, read_json, write_json, write_pickle
 from inferloop.core.tracking import configure_mlflow, ensure_experiment, repo_root
-from inferloop.data.contract import ContractParams
+from inferloop.data.contract import ContractParams, load_contract
 from inferloop.data.features import TransactionFeaturizer
 from inferloop.data.stage import ProcessedData, load_processed
 from inferloop.evaluation.calibration import CALIBRATION_TAG, fit_calibration
@@ -171,10 +172,10 @@ def run_train(
     train_params = load_section(TrainParams, "train", params_path)
     policy = load_section(ThresholdPolicy, "threshold", params_path)
     k = load_section(EvaluateParams, "evaluate", params_path).k
-    contract = load_section(ContractParams, "validate", params_path)
+    contract = load_contract(params_path)
     data = load_processed(split_dir, featurizer_path)
     lineage = _lineage(root, params_path, split_dir)
-    example = input_example(data.validation)
+    example = input_example(data.validation, columns=contract.dataset.scoring_columns)
     summary: dict[str, dict[str, Any]] = {}
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -247,7 +248,7 @@ def _log_candidate(
         groups = val[post.attribute].to_numpy(dtype=object)
         candidate.validation_scores = post.adjust(candidate.validation_scores, groups)
         mlflow.log_dict(jsonable(dataclasses.asdict(post)), "postprocess/group_thresholds.json")
-        example = input_example(val, columns=(*s.SCORING_COLUMNS, post.attribute))
+        example = input_example(val, columns=(*contract.dataset.scoring_columns, post.attribute))
     metrics = _metrics_for(val, candidate.validation_scores, choice.threshold, k)
     # fitted on the served score, so monitoring can estimate before labels (never decides)
     calibration, effect = fit_calibration(
@@ -286,6 +287,17 @@ def _log_candidate(
         "calibration": calibration.to_json(),
         "calibration_effect": {"kind": calibration.kind, **jsonable(effect.as_dict())},
     }
+
+
+def _fairness_attributes(spec: DatasetSpec, test: pd.DataFrame) -> list[str]:
+    """The declared sensitive attributes; each must be in the test rows (never dropped quietly)."""
+    missing = [a for a in spec.sensitive_columns if a not in test.columns]
+    if missing:
+        raise ValueError(
+            f"sensitive attribute(s) {missing} declared in dataset.sensitive_attributes are not "
+            f"in the test rows (columns: {sorted(map(str, test.columns))})"
+        )
+    return list(spec.sensitive_columns)
 
 
 def _group_thresholds(
@@ -369,7 +381,8 @@ def run_evaluate(
     metrics = {n: _metrics_for(test, sc, thresholds[n], params.k) for n, sc in scores.items()}
     decisions = (scores[best] >= thresholds[best]).astype(int)
     scored = test.assign(**{s.SCORE: scores[best], s.DECISION: decisions})
-    attributes = [a for a in params.fairness_attributes if a in test.columns]
+    spec = load_dataset_spec(params_path)
+    attributes = _fairness_attributes(spec, test)
     fairness = fairness_report(
         scored,
         y_col=s.TARGET,
@@ -403,6 +416,9 @@ def run_evaluate(
         train_seconds={n: c["train_seconds"] for n, c in trained["candidates"].items()},
         postprocess=_postprocess_of(trained["candidates"][best]["model_uri"]),
         calibration=trained["candidates"][best].get("calibration_effect"),
+        dataset=spec,
+        categories=processed.featurizer.categories,
+        model_name=model_name,
     )
     _write_evaluation(
         decision,

@@ -1,0 +1,353 @@
+"""The dataset spec: declared column roles drive the contract, the featurizer and the reads."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from inferloop.core import schema as s
+from inferloop.core.config import ParamsError
+from inferloop.core.dataset import CARD_FRAUD, DatasetSpec, dataset_spec, load_dataset_spec
+from inferloop.core.presets import apply_preset, preset_path
+from inferloop.data.contract import ContractParams, required_columns, validate_transactions
+from inferloop.data.features import FeatureParams, TransactionFeaturizer, featurize_frame
+from inferloop.data.ingest import DataSourceParams, load_source
+from inferloop.data.rows import InvalidInput, _read_columns, _read_plain, read_transactions
+from inferloop.evaluation.fairness import fairness_report
+from inferloop.evaluation.gates import GateParams, decide
+from inferloop.evaluation.metrics import compute_metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+PARAMS = FeatureParams(customer_windows=("1h", "1D"), terminal_windows=("1D",), label_delay="1D")
+#: a PaySim-like spec: one categorical feature whose categories are learned, two numeric ones
+WALLET = DatasetSpec(
+    name="wallet",
+    categorical_features={"kind": ()},
+    numeric_features=("balance", "balance_after"),
+    sensitive_attributes={},
+)
+
+
+def _wallet_rows(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2026-03-01")
+    seconds = np.sort(rng.integers(0, 6 * 86400, n))
+    balance = rng.gamma(2.0, 300.0, n).round(2)
+    amount = rng.gamma(2.0, 40.0, n).round(2) + 0.01
+    return pd.DataFrame(
+        {
+            s.TRANSACTION_ID: np.arange(n),
+            s.TIMESTAMP: start + pd.to_timedelta(seconds, unit="s"),
+            s.CUSTOMER_ID: rng.integers(0, 30, n),
+            s.TERMINAL_ID: rng.integers(0, 20, n),
+            s.AMOUNT: amount,
+            "kind": rng.choice(["PAYMENT", "TRANSFER", "CASH_OUT"], n, p=[0.6, 0.3, 0.1]),
+            "balance": balance,
+            "balance_after": balance - amount,
+            s.TARGET: (rng.random(n) < 0.05).astype(int),
+        }
+    )
+
+
+def test_the_default_spec_is_the_simulators_and_params_declare_it() -> None:
+    assert load_dataset_spec(ROOT / "params.yaml") == CARD_FRAUD
+    assert CARD_FRAUD.scoring_columns == s.SCORING_COLUMNS
+    assert CARD_FRAUD.sensitive_columns == s.SENSITIVE_COLUMNS
+    assert required_columns(True) == (*s.SCORING_COLUMNS, s.TARGET, *s.SENSITIVE_COLUMNS)
+
+
+def test_the_card_fraud_preset_leaves_params_yaml_byte_for_byte(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    assert apply_preset(params, preset_path("card_fraud", ROOT)) == ["data", "dataset"]
+    assert params.read_text() == (ROOT / "params.yaml").read_text()
+
+
+def test_every_preset_is_a_valid_spec_and_keeps_the_other_sections(tmp_path: Path) -> None:
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for preset in sorted((ROOT / "configs").glob("*.yaml")):
+        params = tmp_path / f"{preset.stem}.yaml"
+        params.write_text((ROOT / "params.yaml").read_text())
+        written = apply_preset(params, preset)
+        after = yaml.safe_load(params.read_text())
+        assert after["dataset"]["name"] == preset.stem
+        load_dataset_spec(params)  # valid
+        untouched = [k for k in base if k not in written]
+        assert {k: after[k] for k in untouched} == {k: base[k] for k in untouched}
+
+
+def test_an_unknown_preset_names_the_ones_there() -> None:
+    with pytest.raises(ParamsError, match=r"presets: .*handbook"):
+        preset_path("no-such-layout", ROOT)
+
+
+def test_a_bad_spec_names_every_problem_in_one_message() -> None:
+    with pytest.raises(ParamsError) as info:
+        dataset_spec(
+            {
+                "categorical_features": {"amount": [], "kind": "a", "band": ["x", "x"]},
+                "numeric_features": ["balance", "balance"],
+                "sensitive_attributes": ["balance"],
+                "unseen_category": "drop",
+                "colour": 1,
+            }
+        )
+    message = str(info.value)
+    for problem in (
+        "unknown keys ['colour']",
+        "core column 'amount'",
+        "categorical_features.kind must be a list",
+        "categorical_features.band lists a value more than once",
+        "numeric_features names ['balance'] more than once",
+        "'balance' is in both numeric_features and sensitive_attributes",
+        "unseen_category must be one of ['quarantine', 'other']",
+    ):
+        assert problem in message
+
+
+def test_the_contract_requires_only_the_declared_columns_and_checks_their_values() -> None:
+    rows = _wallet_rows(30).astype({"balance": object})
+    rows.loc[3, "balance"] = "lots"
+    rows.loc[4, "balance_after"] = np.inf
+    rows.loc[5, "kind"] = "  "
+    result = validate_transactions(rows, ContractParams(dataset=WALLET))
+    assert result.summary["rows_in"] == 30 and result.summary["rows_valid"] == 27
+    assert result.summary["by_reason"] == {
+        "invalid_numeric:balance": 1,
+        "invalid_numeric:balance_after": 1,
+        "unknown_category:kind": 1,
+    }
+    assert result.valid["balance"].dtype == np.float64
+    # the card-fraud contract on the same rows names its own missing columns
+    with pytest.raises(ValueError, match="channel"):
+        validate_transactions(rows, ContractParams())
+
+
+def test_a_declared_list_quarantines_or_buckets_unseen_values_as_the_policy_says() -> None:
+    rows = _wallet_rows(20).assign(kind="PAYMENT")
+    rows.loc[2, "kind"] = "BARTER"
+    strict = DatasetSpec(categorical_features={"kind": ("PAYMENT",)}, sensitive_attributes={})
+    quarantined = validate_transactions(rows, ContractParams(dataset=strict))
+    assert quarantined.summary["by_reason"] == {"unknown_category:kind": 1}
+    lenient = DatasetSpec(
+        categorical_features={"kind": ("PAYMENT",)},
+        sensitive_attributes={},
+        unseen_category="other",
+    )
+    assert validate_transactions(rows, ContractParams(dataset=lenient)).summary["rows_valid"] == 20
+    history = rows.iloc[:10]
+    featurizer = TransactionFeaturizer.from_params(PARAMS, lenient).fit(history)
+    features = featurizer.transform(rows.iloc[[2, 3]])
+    assert features["kind_PAYMENT"].tolist() == [0.0, 1.0]  # the `other` bucket: no indicator
+    with pytest.raises(InvalidInput, match=r"unknown value.*BARTER"):
+        read_transactions(rows.iloc[[2]], strict)
+
+
+def test_learned_categories_and_numeric_features_are_point_in_time_features() -> None:
+    rows = _wallet_rows()
+    history, incoming = rows.iloc[:300], rows.iloc[300:]
+    features, featurizer = featurize_frame(history, PARAMS, WALLET)
+    # learned from the data, most frequent first; numeric features as they are
+    assert featurizer.categories == {"kind": ("PAYMENT", "TRANSFER", "CASH_OUT")}
+    names = list(featurizer.feature_names_out_)
+    assert names[-5:] == [
+        "kind_PAYMENT",
+        "kind_TRANSFER",
+        "kind_CASH_OUT",
+        "balance",
+        "balance_after",
+    ]
+    assert not any(n.startswith(("channel_", "category_")) for n in names)
+    np.testing.assert_array_equal(features["balance"], history["balance"])
+    batch = featurizer.transform(incoming)
+    online = []
+    for i in range(len(incoming)):
+        row = incoming.iloc[[i]]
+        online.append(featurizer.transform(row))
+        featurizer.update(row)
+    np.testing.assert_allclose(pd.concat(online).to_numpy(), batch.to_numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_the_plain_request_path_reads_a_custom_spec_as_the_general_path_does() -> None:
+    rows = _wallet_rows(5)
+    request = pd.DataFrame(
+        [
+            {
+                **{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()},
+                s.TIMESTAMP: row[s.TIMESTAMP].isoformat(),
+            }
+            for row in rows.drop(columns=[s.TARGET]).to_dict("records")
+        ]
+    )
+    plain, general = _read_plain(request, WALLET), _read_columns(request, WALLET)
+    assert plain is not None
+    for column in ("kind",):
+        np.testing.assert_array_equal(plain.raw.categories[column], general.raw.categories[column])
+    for column in WALLET.numeric_features:
+        np.testing.assert_array_equal(plain.raw.numeric[column], general.raw.numeric[column])
+    with pytest.raises(InvalidInput, match=r"missing required column.*balance"):
+        read_transactions(request.drop(columns=["balance"]), WALLET)
+    with pytest.raises(InvalidInput, match="'balance_after'"):
+        read_transactions(request.assign(balance_after="n/a"), WALLET)
+
+
+def test_numeric_time_and_generated_ids_come_from_the_data_section(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    pd.DataFrame(
+        {"step": [1, 1, 2, "x"], "amount": [5.0, 6.0, 7.0, 8.0], "who": [1, 2, 1, 2]}
+    ).to_csv(path, index=False)
+    params = DataSourceParams(
+        source="file",
+        path=str(path),
+        column_map={"step": s.TIMESTAMP, "who": s.CUSTOMER_ID},
+        timestamp_unit="h",
+        timestamp_origin="2026-01-01",
+    )
+    df = load_source(params)
+    assert df[s.TRANSACTION_ID].tolist() == [0, 1, 2, 3]  # the row's place in the file
+    assert df[s.TIMESTAMP].iloc[:3].tolist() == [
+        pd.Timestamp("2026-01-01 01:00"),
+        pd.Timestamp("2026-01-01 01:00"),
+        pd.Timestamp("2026-01-01 02:00"),
+    ]
+    assert pd.isna(df[s.TIMESTAMP].iloc[3])  # kept, and quarantined by the contract later
+
+
+def test_no_sensitive_attribute_means_no_fairness_gate_and_a_card_that_says_so() -> None:
+    y = np.array([0] * 90 + [1] * 10)
+    scores = np.linspace(0, 1, 100)
+    frame = pd.DataFrame({s.TARGET: y, s.SCORE: scores, s.DECISION: (scores > 0.5).astype(int)})
+    report = fairness_report(
+        frame, y_col=s.TARGET, pred_col=s.DECISION, score_col=s.SCORE, attributes=[]
+    )
+    metrics = compute_metrics(y, scores, 0.5, np.arange(100), np.zeros(100, "datetime64[s]"))
+    decision = decide("lightgbm", metrics, report, GateParams())
+    assert report == {} and not [g for g in decision.gates if ":" in g.name]
+
+
+def _handbook_csv(path: Path) -> Path:
+    rows = _wallet_rows(60)
+    pd.DataFrame(
+        {
+            "TRANSACTION_ID": rows[s.TRANSACTION_ID],
+            "TX_DATETIME": rows[s.TIMESTAMP].dt.strftime("%Y-%m-%d %H:%M:%S"),
+            "CUSTOMER_ID": rows[s.CUSTOMER_ID],
+            "TERMINAL_ID": rows[s.TERMINAL_ID],
+            "TX_AMOUNT": rows[s.AMOUNT],
+            "TX_TIME_SECONDS": 0,
+            "TX_FRAUD": rows[s.TARGET],
+            "TX_FRAUD_SCENARIO": 0,
+        }
+    ).to_csv(path, index=False)
+    return path
+
+
+def test_inspect_proposes_the_handbook_columns_roles(tmp_path: Path) -> None:
+    from inferloop.data.inspect import propose_roles
+
+    proposal = propose_roles(_handbook_csv(tmp_path / "log.csv"))
+    assert proposal.column_map == {
+        "TRANSACTION_ID": s.TRANSACTION_ID,
+        "TX_DATETIME": s.TIMESTAMP,
+        "CUSTOMER_ID": s.CUSTOMER_ID,
+        "TERMINAL_ID": s.TERMINAL_ID,
+        "TX_AMOUNT": s.AMOUNT,
+        "TX_FRAUD": s.TARGET,
+    }
+    roles = {c.name: c.role for c in proposal.columns}
+    assert roles["TX_FRAUD_SCENARIO"] == "ignore" and roles["TX_TIME_SECONDS"] == "ignore"
+    sections = proposal.as_params()
+    spec = dataset_spec(sections["dataset"])
+    assert spec.categorical_features == {} and spec.numeric_features == ()
+    assert not proposal.notes
+
+
+def test_inspect_check_names_every_problem_of_a_file_under_the_params(tmp_path: Path) -> None:
+    from inferloop.data.inspect import check_table
+
+    path = _handbook_csv(tmp_path / "log.csv")
+    table = pd.read_csv(path)
+    table["TX_FRAUD"] = table["TX_FRAUD"].map({0: "no", 1: "yes"})
+    table["kind"] = "a"
+    table.to_csv(path, index=False)
+    source = DataSourceParams(
+        source="file",
+        path=str(path),
+        column_map={
+            "TRANSACTION_ID": s.TRANSACTION_ID,
+            "TX_DATETIME": s.TIMESTAMP,
+            "CUSTOMER_ID": s.CUSTOMER_ID,
+            "TERMINAL_ID": s.TERMINAL_ID,
+            "TX_AMOUNT": s.AMOUNT,
+            "TX_FRAUD": s.TARGET,
+        },
+    )
+    spec = DatasetSpec(
+        categorical_features={"kind": ()},
+        numeric_features=("TX_DATETIME_TEXT",),
+        sensitive_attributes={"age": ()},
+    )
+    problems = check_table(path, source, spec)
+    assert len(problems) == 3, problems
+    assert "'TX_DATETIME_TEXT' (declared as a numeric feature) is not in the file" in problems[0]
+    assert "'age' (declared as a sensitive attribute) is not in the file" in problems[1]
+    assert "'is_fraud' (the label) must hold 0 and 1 only" in problems[2]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    (problem,) = check_table(empty, source, spec)
+    assert problem.startswith("input file is empty") and str(empty) in problem
+    assert (
+        check_table(
+            _handbook_csv(tmp_path / "ok.csv"),
+            source,
+            DatasetSpec(categorical_features={}, sensitive_attributes={}),
+        )
+        == []
+    )
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    exe = str(Path(sys.executable).parent / "inferloop")
+    return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_the_cli_names_bad_specs_and_bad_files_without_a_traceback(tmp_path: Path) -> None:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["dataset"] = {
+        "categorical_features": {"amount": [], "kind": "a"},
+        "numeric_features": ["balance", "balance"],
+        "sensitive_attributes": ["balance"],
+        "unseen_category": "drop",
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    log = _handbook_csv(tmp_path / "log.csv")
+    bad_spec = _cli("data", "inspect", str(log), "--check", cwd=tmp_path)
+    assert bad_spec.returncode != 0 and "Traceback" not in bad_spec.stderr
+    for problem in (
+        "core column 'amount'",
+        "categorical_features.kind must be a list",
+        "numeric_features names ['balance'] more than once",
+        "'balance' is in both numeric_features and sensitive_attributes",
+        "unseen_category must be one of",
+    ):
+        assert problem in bad_spec.stderr, bad_spec.stderr
+    # a good spec, a file that does not fit it: one line per problem, exit 1
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    assert _cli("init", "--preset", "handbook", cwd=tmp_path).returncode != 0  # no configs/ here
+    shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    assert _cli("init", "--preset", "handbook", cwd=tmp_path).returncode == 0
+    table = pd.read_csv(log).drop(columns=["TX_AMOUNT"])
+    table.to_csv(log, index=False)
+    bad_file = _cli("data", "inspect", str(log), "--check", cwd=tmp_path)
+    assert bad_file.returncode == 1 and "Traceback" not in bad_file.stderr
+    assert "column_map names columns missing from the data: ['TX_AMOUNT']" in bad_file.stderr
+    proposal = _cli("data", "inspect", str(log), cwd=tmp_path)
+    assert proposal.returncode == 0 and "no column looks like the amount role" in proposal.stdout
+    assert yaml.safe_load(proposal.stdout)["data"]["column_map"]["TX_FRAUD"] == s.TARGET
