@@ -351,3 +351,14 @@ def test_the_cli_names_bad_specs_and_bad_files_without_a_traceback(tmp_path: Pat
     proposal = _cli("data", "inspect", str(log), cwd=tmp_path)
     assert proposal.returncode == 0 and "no column looks like the amount role" in proposal.stdout
     assert yaml.safe_load(proposal.stdout)["data"]["column_map"]["TX_FRAUD"] == s.TARGET
+
+
+def test_the_card_fraud_features_keep_their_names_and_order() -> None:
+    rows = _wallet_rows(50).assign(channel="online", merchant_category="travel")
+    featurizer = TransactionFeaturizer.from_params(PARAMS).fit(rows)
+    names = list(featurizer.feature_names_out_)
+    expected = [f"channel_{c}" for c in s.CHANNELS] + [
+        f"category_{c}" for c in s.MERCHANT_CATEGORIES
+    ]
+    assert names[-len(expected) :] == expected  # the models of earlier runs read these
+    assert featurizer.transform(rows.head(1))["category_travel"].tolist() == [1.0]
