@@ -48,6 +48,7 @@ def _run(cmd: list[str], cwd: Path) -> None:
 
 def _project(where: Path) -> Path:
     """A copy of the project's pipeline, code, params and presets in a new git + DVC repo."""
+    where.mkdir(parents=True, exist_ok=True)
     for name in (*COPIED, "params.yaml"):
         src = ROOT / name
         if src.is_dir():
