@@ -249,18 +249,17 @@ def _handbook_csv(path: Path) -> Path:
     return path
 
 
+def _handbook_map() -> dict[str, str]:
+    """The handbook preset's column map (the layout :func:`_handbook_csv` writes)."""
+    preset = yaml.safe_load(preset_path("handbook", ROOT).read_text())
+    return dict(preset["data"]["column_map"])
+
+
 def test_inspect_proposes_the_handbook_columns_roles(tmp_path: Path) -> None:
     from inferloop.data.inspect import propose_roles
 
     proposal = propose_roles(_handbook_csv(tmp_path / "log.csv"))
-    assert proposal.column_map == {
-        "TRANSACTION_ID": s.TRANSACTION_ID,
-        "TX_DATETIME": s.TIMESTAMP,
-        "CUSTOMER_ID": s.CUSTOMER_ID,
-        "TERMINAL_ID": s.TERMINAL_ID,
-        "TX_AMOUNT": s.AMOUNT,
-        "TX_FRAUD": s.TARGET,
-    }
+    assert proposal.column_map == _handbook_map()  # what the preset declares
     roles = {c.name: c.role for c in proposal.columns}
     assert roles["TX_FRAUD_SCENARIO"] == "ignore" and roles["TX_TIME_SECONDS"] == "ignore"
     sections = proposal.as_params()
@@ -280,14 +279,7 @@ def test_inspect_check_names_every_problem_of_a_file_under_the_params(tmp_path: 
     source = DataSourceParams(
         source="file",
         path=str(path),
-        column_map={
-            "TRANSACTION_ID": s.TRANSACTION_ID,
-            "TX_DATETIME": s.TIMESTAMP,
-            "CUSTOMER_ID": s.CUSTOMER_ID,
-            "TERMINAL_ID": s.TERMINAL_ID,
-            "TX_AMOUNT": s.AMOUNT,
-            "TX_FRAUD": s.TARGET,
-        },
+        column_map=_handbook_map(),
     )
     spec = DatasetSpec(
         categorical_features={"kind": ()},
