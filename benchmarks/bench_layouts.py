@@ -10,6 +10,8 @@ the run time, the chosen candidate's test AP and ROC-AUC, and whether the gates 
 which failed, with their values).
 
     python benchmarks/bench_layouts.py [--layouts handbook,mobile_money] [--days 84]
+
+A run of some layouts on the same simulation keeps the other layouts' results in the file.
 """
 
 from __future__ import annotations
@@ -128,9 +130,10 @@ def main() -> int:
     if args.days:
         sim = SimulateParams(**{**sim.__dict__, "n_days": args.days})
     raw = simulate_transactions(sim, progress=False)
-    results: dict[str, Any] = {
-        "simulate": {"n_days": sim.n_days, "n_customers": sim.n_customers, "seed": sim.seed}
-    }
+    simulated = {"n_days": sim.n_days, "n_customers": sim.n_customers, "seed": sim.seed}
+    results: dict[str, Any] = {"simulate": simulated}
+    if RESULTS.exists() and _read(RESULTS).get("simulate") == simulated:
+        results = _read(RESULTS)  # the same rows: a run of some layouts keeps the others'
     with tempfile.TemporaryDirectory(prefix="inferloop-layouts-") as tmp:
         for layout in args.layouts.split(","):
             print(f"-- {layout}", flush=True)

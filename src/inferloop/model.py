@@ -30,7 +30,7 @@ import pandas as pd
 from inferloop.core import schema as s
 from inferloop.core.dataset import DatasetSpec
 from inferloop.data.contract import ContractParams
-from inferloop.data.events import concat_raw, take_raw, text_keys
+from inferloop.data.events import concat_raw, entity_keys_of, take_raw, text_keys
 from inferloop.data.features import TransactionFeaturizer
 from inferloop.data.rows import (
     SMALL_BATCH_ROWS,
@@ -556,7 +556,7 @@ class LiveScorer:
                 ids=ids[new],
                 time=raw.seconds,
                 amount=raw.amount,
-                keys={"customer": text_keys(raw.customer), "terminal": text_keys(raw.terminal)},
+                keys=entity_keys_of(raw, self.model.dataset_spec),
                 score=scores,
                 decision=(scores >= self.model.threshold).astype(np.int8),
                 model=self.label,
@@ -634,6 +634,8 @@ def seed_state(state: FeatureState, model: Any, *, only_if_empty: bool = True) -
         return 0
     featurizer = model.featurizer
     keys, history = featurizer.history_events()
+    if not keys:  # no entity kinds: no window reads the history, there is nothing to seed
+        return 0
     n = len(history.time)
     events = ScoredEvents(
         ids=np.asarray([f"seed:{i}" for i in range(n)], dtype=object),

@@ -74,7 +74,7 @@ def input_contract(model: FraudModel) -> dict[str, str]:
     """What each raw input column must hold: the core columns, the dataset spec's feature
     columns, and the attribute a post-processed model decides with."""
     spec = model.dataset_spec
-    out = dict(INPUT_CONTRACT)
+    out = {c: rule for c, rule in INPUT_CONTRACT.items() if c in spec.scoring_columns}
     for column, values in model.featurizer.categories.items():
         if spec.quarantines_unseen(column):
             out[column] = f"one of {list(values)}"

@@ -11,6 +11,7 @@ with ``kill -9`` in the middle of writes leaves whole transactions only. The HTT
 from __future__ import annotations
 
 import copy
+import dataclasses
 import http.client
 import json
 import os
@@ -24,12 +25,17 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
-from scoring_support import CHAMPION_URI, Champion, fit_model, incoming_days
+from scoring_support import CHAMPION_URI, SCORING_SIM, Champion, fit_model, incoming_days
 
 from inferloop.core import schema as s
+from inferloop.core.dataset import CARD_FRAUD
+from inferloop.data.features import FeatureParams
+from inferloop.data.processed import build_processed
+from inferloop.data.simulate import simulate_transactions
 from inferloop.model import FraudModel, LiveScorer, seed_state
 from inferloop.scoring.live_state import deliver_labels, read_label_table
 from inferloop.scoring.serving import ServeConfig, free_port, running_server
@@ -112,6 +118,33 @@ def test_a_retried_transaction_keeps_its_score_and_counts_once(
     # the rest of the day scores as if no retry had happened
     rest = scorer.score(day.iloc[200:])[s.SCORE].to_numpy()
     np.testing.assert_allclose(rest, _in_memory_scores(model, day)[200:], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("entities", [(), ("terminal",)], ids=["no-keys", "terminal-only"])
+def test_a_log_without_some_entity_keys_scores_through_the_store_as_in_memory(
+    entities: tuple[str, ...], day: pd.DataFrame, new_store: Callable[[], FeatureState]
+) -> None:
+    """Undeclared entity kinds: no column, no series in the store, the same exact scores."""
+    spec = dataclasses.replace(CARD_FRAUD, entities=entities)
+    absent = [c for c in (s.CUSTOMER_ID, s.TERMINAL_ID) if c not in spec.entity_columns]
+    history = simulate_transactions(SCORING_SIM).drop(columns=absent)
+    processed, featurizer = build_processed(history, FeatureParams(label_delay="3D"), spec)
+    features = list(featurizer.feature_names_out_)
+    clf = lgb.LGBMClassifier(n_estimators=30, num_leaves=15, verbose=-1, seed=0, n_jobs=1)
+    clf.fit(processed[features], processed[s.TARGET])
+    model = FraudModel(featurizer, clf, 0.5, "lightgbm")
+    rows = day.drop(columns=absent).head(400)
+    expected = _in_memory_scores(model, rows)
+    store = new_store()
+    seeded = seed_state(store, model)
+    assert seeded == (len(featurizer.history_.time) if entities else 0)
+    scorer = LiveScorer(model, store)
+    np.testing.assert_allclose(scorer.score(rows)[s.SCORE], expected, rtol=0, atol=1e-12)
+    retried = scorer.score(rows.iloc[10:40])[s.SCORE].to_numpy()
+    np.testing.assert_array_equal(retried, expected[10:40])
+    stats = store.stats()
+    assert stats.events == seeded + len(rows)
+    assert set(stats.entities) <= set(entities)
 
 
 def test_the_state_survives_a_restart(

@@ -75,7 +75,12 @@ def test_a_preset_runs_the_pipeline_from_params_alone(preset: str, tmp_path: Pat
     assert not any(f.startswith(("channel_", "category_")) for f in features)
     if preset == "mobile_money":
         assert {"type_TRANSFER", "oldbalanceOrg", "newbalanceDest"} <= set(features)
-        _serves_the_layout_over_http(repo)
+        _serves_the_layout_over_http(repo, ["--state", "none"], ("type", "BARTER"))
+    if preset == "anonymised_log":
+        # no entity keys: no window features, and the feature state keeps no series
+        assert not any(f.startswith(("cust_", "term_")) for f in features)
+        assert {"V1", "V28", "log_amount", "hour"} <= set(features)
+        _serves_the_layout_over_http(repo, [], ("V7", None))
     _monitors_the_layout(repo)
 
 
@@ -94,12 +99,13 @@ def _monitors_the_layout(repo: Path) -> None:
     assert not [c for c in summary["checks"] if "parity" in c or "equalized" in c]
 
 
-def _serves_the_layout_over_http(repo: Path) -> None:
-    """``inferloop serve``: the layout's columns score; an unknown ``type`` is a 400 naming it."""
+def _serves_the_layout_over_http(repo: Path, state: list[str], bad: tuple[str, object]) -> None:
+    """``inferloop serve``: the layout's columns score, a retry gets the same answer, and a
+    row that batch would quarantine for ``bad`` (column, value) is a 400 naming the reason."""
     port = free_port()
     config = ServeConfig("models:/fraud-detector@champion", port=port, workers=1)
     log_path = repo / "server.log"
-    cmd = [INFERLOOP, "serve", "--port", str(port), "--workers", "1", "--state", "none"]
+    cmd = [INFERLOOP, "serve", "--port", str(port), "--workers", "1", *state]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             cmd, cwd=repo, env=env(repo), stdout=log, stderr=subprocess.STDOUT,
@@ -113,9 +119,12 @@ def _serves_the_layout_over_http(repo: Path) -> None:
             )
             good = _post(port, {"dataframe_records": rows.to_dict("records")})
             assert good[0] == 200 and len(json.loads(good[1])["predictions"]) == 3, good
-            bad = rows.head(1).assign(type="BARTER")
-            answer = _post(port, {"dataframe_records": bad.to_dict("records")})
-            assert answer[0] == 400 and "unknown_category:type" in answer[1], answer
+            assert _post(port, {"dataframe_records": rows.to_dict("records")}) == good
+            column, value = bad
+            wrong = rows.tail(1).assign(**{column: value, s.TRANSACTION_ID: -1})
+            answer = _post(port, {"dataframe_records": wrong.to_dict("records")})
+            reason = "unknown_category" if isinstance(value, str) else "invalid_numeric"
+            assert answer[0] == 400 and f"{reason}:{column}" in answer[1], answer
         finally:
             stop_server(proc)
 
@@ -164,3 +173,18 @@ except Exception as exc:
     print("rejected", "non_positive_amount" if "non_positive_amount" in str(exc) else exc)
 print(json.dumps(inner.feature_names))
 """
+
+
+def test_a_bad_spec_stops_dvc_repro_with_its_message_and_no_traceback(tmp_path: Path) -> None:
+    (tmp_path / "bad").mkdir()
+    bad = {"dataset": {"entities": ["device"], "numeric_features": ["amount"]}}
+    repo = fresh_repo(tmp_path / "bad", tiny_params(bad))
+    proc = subprocess.run(
+        [DVC, "repro", "simulate"], cwd=repo, env=env(repo), capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "entities ['device'] are not entity kinds" in output, output[-2000:]
+    assert "numeric_features names the core column 'amount'" in output, output[-2000:]
+    assert "Traceback" not in output and not (repo / "data/raw/transactions.parquet").exists()

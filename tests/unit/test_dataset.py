@@ -17,6 +17,7 @@ from inferloop.core.config import ParamsError
 from inferloop.core.dataset import CARD_FRAUD, DatasetSpec, dataset_spec, load_dataset_spec
 from inferloop.core.presets import apply_preset, preset_path
 from inferloop.data.contract import ContractParams, required_columns, validate_transactions
+from inferloop.data.events import RawColumns
 from inferloop.data.features import FeatureParams, TransactionFeaturizer, featurize_frame
 from inferloop.data.ingest import DataSourceParams, load_source
 from inferloop.data.rows import InvalidInput, _read_columns, _read_plain, read_transactions
@@ -354,3 +355,50 @@ def test_the_card_fraud_features_keep_their_names_and_order() -> None:
     ]
     assert names[-len(expected) :] == expected  # the models of earlier runs read these
     assert featurizer.transform(rows.head(1))["category_travel"].tolist() == [1.0]
+
+
+def test_declared_entities_decide_the_key_columns_and_the_window_features(tmp_path: Path) -> None:
+    """No customer keys: no customer windows, no customer column required, nothing made up."""
+    rows = _wallet_rows()
+    for entities, kept, gone in (
+        ((), (), ("cust_", "term_", "amount_to_cust")),
+        (("terminal",), ("term_",), ("cust_", "amount_to_cust")),
+        (("customer",), ("cust_", "amount_to_cust"), ("term_",)),
+    ):
+        spec = DatasetSpec(
+            entities=entities, numeric_features=("balance",), categorical_features={},
+            sensitive_attributes={},
+        )  # fmt: skip
+        keys = [c for c in (s.CUSTOMER_ID, s.TERMINAL_ID) if c not in spec.entity_columns]
+        data = rows.drop(columns=["kind", "balance_after", *keys])
+        assert required_columns(False, spec) == spec.scoring_columns
+        assert not set(keys) & set(spec.scoring_columns)
+        result = validate_transactions(data, ContractParams(dataset=spec))
+        assert result.summary["rows_valid"] == len(data)
+        history, incoming = result.valid.iloc[:300], result.valid.iloc[300:]
+        _, featurizer = featurize_frame(history, PARAMS, spec)
+        names = list(featurizer.feature_names_out_)
+        assert all(any(n.startswith(k) for n in names) for k in kept)
+        assert not any(n.startswith(gone) for n in names)
+        assert {q.entity for q in featurizer.state_queries(_raw(incoming, spec))} == set(entities)
+        assert set(featurizer.history_events()[0]) == set(entities)
+        # one row at a time against the growing history equals the batch, to 1e-9
+        batch = featurizer.transform(incoming)
+        online = []
+        for i in range(len(incoming)):
+            online.append(featurizer.transform(incoming.iloc[[i]]))
+            featurizer.update(incoming.iloc[[i]])
+        np.testing.assert_allclose(pd.concat(online).to_numpy(), batch.to_numpy(), atol=1e-9)
+        request = data.drop(columns=[s.TARGET]).head(2)
+        assert len(read_transactions(request, spec).raw) == 2
+
+
+def test_an_unknown_entity_kind_names_the_kinds_there_are() -> None:
+    with pytest.raises(ParamsError, match=r"entities \['device'\].*\['customer', 'terminal'\]"):
+        dataset_spec({"entities": ["customer", "device"]})
+    assert dataset_spec({"entities": []}).entities == ()
+    assert dataset_spec({}).entities == ("customer", "terminal")  # absent: both, as before
+
+
+def _raw(frame: pd.DataFrame, spec: DatasetSpec) -> RawColumns:
+    return RawColumns.from_frame(frame, spec=spec)

@@ -78,6 +78,7 @@ def _entries(stage: dict[str, object]) -> set[str]:
             entries |= _imports(_notebook_code(ROOT / notebook))
     if re.search(r"(^|&&|\s)inferloop\s", cmd):
         entries.add("inferloop.cli")
+    entries |= set(re.findall(r"python -m (inferloop[\w.]*)", cmd))
     return entries
 
 

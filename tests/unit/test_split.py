@@ -41,3 +41,13 @@ def test_too_little_data_is_a_clear_error() -> None:
 def test_empty_frame_is_refused() -> None:
     with pytest.raises(ValueError, match="empty"):
         split_by_time(_days(1).iloc[:0], SplitParams())
+
+
+def test_a_two_day_log_splits_in_fractions_of_a_day() -> None:
+    """The public European-cardholder log spans two days: the windows are hours long."""
+    r = split_by_time(_days(2), SplitParams(1.0, 0.375, 0.375, 0.125))
+    assert (len(r.train), len(r.validation), len(r.test)) == (24, 9, 9)
+    assert r.summary["validation"]["start"] == "2026-01-02T03:00:00"
+    assert r.summary["test"]["end"] == "2026-01-03"
+    with pytest.raises(ValueError, match=r"covers 2 days but the split needs 2\.5"):
+        split_by_time(_days(2), SplitParams(1.5, 0.375, 0.375, 0.125))

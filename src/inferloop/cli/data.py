@@ -9,7 +9,7 @@ import yaml
 
 from inferloop.cli import PARAMS, main
 
-__all__ = ["data", "inspect"]
+__all__ = ["check", "data", "inspect"]
 
 
 @main.group()
@@ -55,3 +55,19 @@ def inspect(params_path: str, path: str, check: bool) -> None:
     for note in proposal.notes:
         click.echo(f"# note: {note}")
     click.echo(yaml.safe_dump(proposal.as_params(), sort_keys=False))
+
+
+@data.command()
+@PARAMS
+def check(params_path: str) -> None:
+    """Check params before a run: the data, dataset and validate sections, and the file
+    data.path names when data.source is file. Every problem, one line each; exit 1 on any.
+
+    The pipeline's first stage runs the same check, so `dvc repro` stops on a bad spec with
+    its message, not a notebook's traceback.
+    """
+    from inferloop.data.inspect import report_params
+
+    if report_params(params_path):
+        sys.exit(1)
+    click.echo(f"{params_path}: the data, dataset and validate sections are fine")

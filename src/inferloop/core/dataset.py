@@ -10,6 +10,10 @@ named by :mod:`inferloop.core.schema`; a user's own names are mapped onto them b
 * **numeric features**: columns used as they are (anonymised components, balances...).
 * **sensitive attributes**: column -> its groups (empty: any value). Used for fairness only,
   never as features. None declared: fairness is reported as not assessed.
+* **entities**: the entity kinds the data has keys for, zero or more of :data:`ENTITY_KINDS`:
+  ``customer`` (velocity windows over ``customer_id``) and ``terminal`` (the delayed fraud
+  rate over ``terminal_id``). An undeclared kind's column is not required, its window
+  features are off and the feature-state store keeps no series for it.
 
 The contract, the featurizer, the model signature and the server's request checks, the
 drift and fairness columns of monitoring and the model card all read this one object, so a
@@ -30,6 +34,7 @@ from inferloop.core.config import ParamsError, read_params
 __all__ = [
     "CARD_FRAUD",
     "CORE_COLUMNS",
+    "ENTITY_KINDS",
     "UNSEEN_CATEGORY_POLICIES",
     "DatasetSpec",
     "dataset_spec",
@@ -51,8 +56,12 @@ CORE_COLUMNS: Final = (
     s.FRAUD_SCENARIO,
 )
 
+#: The entity kinds the featurizer keys windows by, and the contract column of each key.
+ENTITY_KINDS: Final = {"customer": s.CUSTOMER_ID, "terminal": s.TERMINAL_ID}
+
 _KEYS: Final = (
     "name",
+    "entities",
     "categorical_features",
     "numeric_features",
     "sensitive_attributes",
@@ -74,6 +83,8 @@ class DatasetSpec:
     """Column roles beyond the contract's core columns (see the module docstring)."""
 
     name: str = "card_fraud"
+    # a plain tuple default (not a factory): a spec pickled before entities existed reads it
+    entities: tuple[str, ...] = ("customer", "terminal")
     categorical_features: Mapping[str, tuple[str, ...]] = field(
         default_factory=_card_fraud_categories
     )
@@ -95,13 +106,21 @@ class DatasetSpec:
         return tuple(self.sensitive_attributes)
 
     @property
+    def entity_columns(self) -> tuple[str, ...]:
+        """The key columns of the declared entity kinds, in declared order."""
+        return tuple(ENTITY_KINDS[kind] for kind in self.entities)
+
+    def has_entity(self, kind: str) -> bool:
+        """Whether the data has keys for the entity kind ``kind`` (``customer``, ``terminal``)."""
+        return kind in self.entities
+
+    @property
     def scoring_columns(self) -> tuple[str, ...]:
         """Columns a transaction must carry to be scored (the model's input signature)."""
         return (
             s.TRANSACTION_ID,
             s.TIMESTAMP,
-            s.CUSTOMER_ID,
-            s.TERMINAL_ID,
+            *self.entity_columns,
             s.AMOUNT,
             *self.categorical_columns,
             *self.numeric_features,
@@ -110,7 +129,7 @@ class DatasetSpec:
     @property
     def id_columns(self) -> tuple[str, ...]:
         """Columns that identify a transaction or an entity: never features."""
-        return s.ID_COLUMNS
+        return (s.TRANSACTION_ID, *self.entity_columns)
 
     def allowed_values(self, column: str) -> tuple[str, ...] | None:
         """The declared categories of a categorical or sensitive column (None: any value)."""
@@ -131,6 +150,7 @@ class DatasetSpec:
         """The spec as the ``dataset`` section of params.yaml (plain lists)."""
         return {
             "name": self.name,
+            "entities": list(self.entities),
             "categorical_features": {k: list(v) for k, v in self.categorical_features.items()},
             "numeric_features": list(self.numeric_features),
             "sensitive_attributes": {k: list(v) for k, v in self.sensitive_attributes.items()},
@@ -150,7 +170,7 @@ def dataset_spec(section: Any, where: str = "dataset") -> DatasetSpec:
     ------
     ParamsError
         One message naming every problem: unknown keys, a role that is not a list or a
-        mapping of lists, a column in two roles or reusing a core column, an unknown
+        mapping of lists, an unknown entity kind, a column in two roles or reusing a core column, an unknown
         ``unseen_category`` policy.
     """
     if section is None:
@@ -164,7 +184,8 @@ def dataset_spec(section: Any, where: str = "dataset") -> DatasetSpec:
     categorical = _column_lists(section.get("categorical_features", {}), "categorical_features")
     attributes = _column_lists(section.get("sensitive_attributes", {}), "sensitive_attributes")
     numeric = _column_names(section.get("numeric_features", []), "numeric_features")
-    for result in (categorical, attributes, numeric):
+    entities = _entity_kinds(section.get("entities", list(ENTITY_KINDS)))
+    for result in (categorical, attributes, numeric, entities):
         problems += result[1]
     problems += _role_clashes(
         {
@@ -185,6 +206,7 @@ def dataset_spec(section: Any, where: str = "dataset") -> DatasetSpec:
         raise ParamsError(f"{where}: " + "; ".join(problems))
     return DatasetSpec(
         name=str(section.get("name", "custom")),
+        entities=tuple(entities[0]),
         categorical_features=categorical[0],
         numeric_features=tuple(numeric[0]),
         sensitive_attributes=attributes[0],
@@ -200,6 +222,20 @@ def _column_names(value: Any, role: str) -> tuple[list[str], list[str]]:
         return [], [f"{role} must be a list of column names, got {value!r}"]
     repeated = sorted({v for v in value if list(value).count(v) > 1})
     return list(value), [f"{role} names {repeated} more than once"] if repeated else []
+
+
+def _entity_kinds(value: Any) -> tuple[list[str], list[str]]:
+    """The declared entity kinds: a list drawn from :data:`ENTITY_KINDS` (``[]``: none)."""
+    kinds, problems = _column_names(value, "entities")
+    unknown = [k for k in kinds if k not in ENTITY_KINDS]
+    if unknown:
+        problems.append(
+            f"entities {unknown} are not entity kinds the featurizer knows; declare a subset of "
+            f"{list(ENTITY_KINDS)} (customer: velocity windows over customer_id, terminal: the "
+            "delayed fraud rate over terminal_id) and map your key columns onto them with "
+            "data.column_map"
+        )
+    return [k for k in kinds if k in ENTITY_KINDS], problems
 
 
 def _column_lists(value: Any, role: str) -> tuple[dict[str, tuple[str, ...]], list[str]]:

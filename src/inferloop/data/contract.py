@@ -53,7 +53,7 @@ import pandas as pd
 
 from inferloop.core import schema
 from inferloop.core.config import load_section
-from inferloop.core.dataset import CARD_FRAUD, DatasetSpec, load_dataset_spec
+from inferloop.core.dataset import CARD_FRAUD, ENTITY_KINDS, DatasetSpec, load_dataset_spec
 
 __all__ = [
     "AMOUNT_ABOVE_MAX",
@@ -274,10 +274,13 @@ def _run_row_checks(
     timestamp_format: str | None,
 ) -> dict[str, pd.Series]:
     """Apply checks 1-10 in order; return the parsed columns (full length, input order)."""
-    blank = {c: _is_blank(df[c]) for c in NULL_KEY_COLUMNS}
-    for column in NULL_KEY_COLUMNS:
-        checks.add(null_key_reason(column), blank[column])
-    for column in schema.ID_COLUMNS:
+    spec = params.dataset
+    # keys of entity kinds the spec does not declare are not the contract's (nor required)
+    entity = set(ENTITY_KINDS.values())
+    keys = [c for c in NULL_KEY_COLUMNS if c not in entity or c in spec.entity_columns]
+    for column in keys:
+        checks.add(null_key_reason(column), _is_blank(df[column]))
+    for column in spec.id_columns:
         checks.add(fractional_key_reason(column), is_fractional(df[column]))
     parsed: dict[str, pd.Series] = {}
     parsed[schema.TIMESTAMP] = _check_timestamp(df, params, checks, timestamp_format)
@@ -465,7 +468,7 @@ def _build_valid(
 ) -> pd.DataFrame:
     valid = df.iloc[keep].reset_index(drop=True)
     valid[schema.TRANSACTION_ID] = tx_ids.to_numpy()
-    for column in (schema.CUSTOMER_ID, schema.TERMINAL_ID):
+    for column in spec.entity_columns:
         valid[column] = canonical_ids(valid[column]).to_numpy()
     valid[schema.TIMESTAMP] = _as_ns(parsed[schema.TIMESTAMP].iloc[keep])
     valid[schema.AMOUNT] = parsed[schema.AMOUNT].iloc[keep].to_numpy(dtype="float64")

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from inferloop.core import schema as s
-from inferloop.core.dataset import CARD_FRAUD, DatasetSpec
+from inferloop.core.dataset import CARD_FRAUD, ENTITY_KINDS, DatasetSpec
 
 __all__ = [
     "ENTITY_COLUMNS",
@@ -27,6 +27,9 @@ __all__ = [
     "EntityQuery",
     "RawColumns",
     "concat_raw",
+    "entity_keys",
+    "entity_keys_of",
+    "no_keys",
     "take_raw",
     "text_keys",
 ]
@@ -77,7 +80,8 @@ class RawColumns:
     seconds:
         Epoch seconds (UTC) of each transaction, int64.
     customer, terminal:
-        Customer and terminal keys.
+        Customer and terminal keys; for an entity kind the dataset spec does not declare, all
+        zeros (:func:`no_keys`: one key, whose window features the featurizer leaves out).
     amount:
         Amounts, float64.
     categories:
@@ -117,8 +121,8 @@ class RawColumns:
         wall = _wall_clock_seconds(ts, seconds)
         return cls(
             seconds=seconds,
-            customer=X[s.CUSTOMER_ID].to_numpy(),
-            terminal=X[s.TERMINAL_ID].to_numpy(),
+            customer=entity_keys(X, "customer", spec),
+            terminal=entity_keys(X, "terminal", spec),
             amount=X[s.AMOUNT].to_numpy(dtype=np.float64),
             categories={c: _as_text_values(X[c]) for c in spec.categorical_columns},
             numeric={c: X[c].to_numpy(dtype=np.float64) for c in spec.numeric_features},
@@ -153,7 +157,19 @@ def concat_raw(first: RawColumns, second: RawColumns) -> RawColumns:
 
 
 #: The entity kinds the featurizer keys its windows by, and their raw columns.
-ENTITY_COLUMNS: dict[str, str] = {"customer": s.CUSTOMER_ID, "terminal": s.TERMINAL_ID}
+ENTITY_COLUMNS: dict[str, str] = dict(ENTITY_KINDS)
+
+
+def no_keys(n_rows: int) -> np.ndarray:
+    """The keys of an entity kind the data does not have: one key (0) for every row."""
+    return np.zeros(n_rows, dtype=np.int64)
+
+
+def entity_keys(X: pd.DataFrame, kind: str, spec: DatasetSpec) -> np.ndarray:
+    """The keys of entity ``kind`` in ``X``, or :func:`no_keys` when ``spec`` has no such kind."""
+    if not spec.has_entity(kind):
+        return no_keys(len(X))
+    return X[ENTITY_KINDS[kind]].to_numpy()
 
 
 def take_raw(raw: RawColumns, positions: np.ndarray) -> RawColumns:
@@ -172,6 +188,12 @@ def take_raw(raw: RawColumns, positions: np.ndarray) -> RawColumns:
         label=pick(raw.label),
         wall_seconds=pick(raw.wall_seconds),
     )
+
+
+def entity_keys_of(raw: RawColumns, spec: DatasetSpec) -> dict[str, np.ndarray]:
+    """The text keys of ``raw``'s rows per entity kind the spec declares (what a store keys)."""
+    columns = {"customer": raw.customer, "terminal": raw.terminal}
+    return {kind: text_keys(columns[kind]) for kind in spec.entities}
 
 
 def text_keys(values: np.ndarray) -> np.ndarray:

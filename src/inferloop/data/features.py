@@ -12,6 +12,9 @@ event history (customer, terminal, time, amount, label). Features of a transacti
   category of each categorical feature of the dataset spec (:mod:`inferloop.core.dataset`),
   and the spec's numeric features as they are.
 
+The customer and terminal windows exist for the entity kinds the spec declares; a dataset
+without customer keys (or terminal keys) gets no such features, not features of a made-up key.
+
 Window statistics are sums over events, so they are computed separately over the fitted
 history and over the batch being transformed and added up. Each part is a pair of
 ``searchsorted`` look-ups on arrays sorted by ``(entity, time)`` — vectorised for a batch,
@@ -169,13 +172,8 @@ class _History:
         amount: np.ndarray,
         label: np.ndarray,
     ):
-        self.customer, self.terminal, self.time, self.amount, self.label = (
-            customer,
-            terminal,
-            time,
-            amount,
-            label,
-        )
+        self.customer, self.terminal, self.time = customer, terminal, time
+        self.amount, self.label = amount, label
 
     @functools.cached_property
     def by_customer(self) -> _SortedEvents:
@@ -312,10 +310,7 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
         self.customer_windows_s_ = [_seconds(w) for w in self.customer_windows]
         self.terminal_windows_s_ = [_seconds(w) for w in self.terminal_windows]
         self.label_delay_s_ = _seconds(self.label_delay)
-        longest = max(
-            [*self.customer_windows_s_, self.label_delay_s_ + max(self.terminal_windows_s_)]
-        )
-        self.horizon_s_ = longest + _seconds(self.extra_history)
+        self.horizon_s_ = self._longest_read() + _seconds(self.extra_history)
         self.customer_index_ = pd.Index([])
         self.terminal_index_ = pd.Index([])
         self.feature_names_out_ = self._feature_names()
@@ -365,10 +360,24 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
             return np.empty((0, len(self.feature_names_out_)), dtype=np.float64)
         batch = self._events(raw)
         parts = self._parts(batch.time, batch)
-        columns = self._customer_features(parts, batch)
-        columns.update(self._terminal_features(parts, batch))
-        columns.update(self._row_features(raw))
+        columns = self._row_features(raw)
+        if self._has("customer"):
+            columns.update(self._customer_features(parts, batch))
+        if self._has("terminal"):
+            columns.update(self._terminal_features(parts, batch))
         return self._matrix(columns, len(raw))
+
+    def _has(self, kind: str) -> bool:
+        return self.dataset_spec.has_entity(kind)
+
+    def _longest_read(self) -> int:
+        """Seconds before a row that its windows read (0 without entities: no windows)."""
+        reads = [0]
+        if self._has("customer"):
+            reads.append(max(self.customer_windows_s_))
+        if self._has("terminal"):
+            reads.append(self.label_delay_s_ + max(self.terminal_windows_s_))
+        return max(reads)
 
     def _matrix(self, columns: dict[str, np.ndarray], n_rows: int) -> np.ndarray:
         # Filling a preallocated matrix costs a fraction of ``np.column_stack`` on one row.
@@ -382,19 +391,20 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
     def state_horizon_s(self) -> int:
         """Seconds of events a feature-state store must keep: the furthest back a row reads."""
         self._check_fitted()
-        terminal = self.label_delay_s_ + max(self.terminal_windows_s_)
-        return max(max(self.customer_windows_s_), terminal)
+        return self._longest_read()
 
     def state_queries(self, raw: RawColumns) -> list[EntityQuery]:
         """The events of ``raw``'s entities that :meth:`features_from_state` needs."""
         self._check_fitted()
         t0 = int(raw.seconds.min())
-        customer_since = t0 - max(self.customer_windows_s_)
-        terminal_since = t0 - self.label_delay_s_ - max(self.terminal_windows_s_)
-        return [
-            EntityQuery("customer", _unique(text_keys(raw.customer)), customer_since, False),
-            EntityQuery("terminal", _unique(text_keys(raw.terminal)), terminal_since, True),
-        ]
+        queries = []
+        if self._has("customer"):
+            since = t0 - max(self.customer_windows_s_)
+            queries.append(EntityQuery("customer", _unique(text_keys(raw.customer)), since, False))
+        if self._has("terminal"):
+            since = t0 - self.label_delay_s_ - max(self.terminal_windows_s_)
+            queries.append(EntityQuery("terminal", _unique(text_keys(raw.terminal)), since, True))
+        return queries
 
     def features_from_state(self, raw: RawColumns, events: dict[str, EntityEvents]) -> np.ndarray:
         """The feature matrix of ``raw`` against events read from a feature-state store.
@@ -407,20 +417,23 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
         self._check_fitted()
         if len(raw) == 0:
             return np.empty((0, len(self.feature_names_out_)), dtype=np.float64)
-        cust, term = events["customer"], events["terminal"]
+        none = EntityEvents.empty()
+        cust, term = events.get("customer", none), events.get("terminal", none)
         cust_keys = text_keys(raw.customer)
         c_hist, c_batch = _local_codes(cust.key, cust_keys)
         t_hist, t_batch = _local_codes(term.key, text_keys(raw.terminal))
         unknown = np.full(len(raw), np.nan)
         batch = _History(c_batch, t_batch, raw.seconds, raw.amount, unknown)
-        customers = _History(c_hist, np.zeros_like(c_hist), cust.time, cust.amount, cust.label)
-        # rows at one time never see each other (windows end before ``t``): skip the batch part
-        one_time = int(raw.seconds.min()) == int(raw.seconds.max())
-        customer_parts = (customers,) if one_time else (customers, batch)
-        prior = _prior_last(cust.last, cust_keys, int(raw.seconds.min()))
-        columns = self._customer_features(customer_parts, batch, prior)
-        columns.update(self._terminal_state_features(term, t_hist, batch))
-        columns.update(self._row_features(raw))
+        columns = self._row_features(raw)
+        if self._has("customer"):
+            customers = _History(c_hist, np.zeros_like(c_hist), cust.time, cust.amount, cust.label)
+            # rows at one time never see each other (windows end before ``t``): no batch part
+            one_time = int(raw.seconds.min()) == int(raw.seconds.max())
+            customer_parts = (customers,) if one_time else (customers, batch)
+            prior = _prior_last(cust.last, cust_keys, int(raw.seconds.min()))
+            columns.update(self._customer_features(customer_parts, batch, prior))
+        if self._has("terminal"):
+            columns.update(self._terminal_state_features(term, t_hist, batch))
         return self._matrix(columns, len(raw))
 
     def _terminal_state_features(
@@ -470,12 +483,15 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
                 out[f"term_risk_{name}"][row] = fraud / known if known > 0 else 0.0
 
     def history_events(self) -> tuple[dict[str, np.ndarray], _History]:
-        """The fitted history's events with their entity keys as text (to seed a store)."""
+        """The fitted history's events with their declared entities' keys as text (to seed a
+        store)."""
         self._check_fitted()
         history = self.history_
+        index = {"customer": self.customer_index_, "terminal": self.terminal_index_}
+        codes = {"customer": history.customer, "terminal": history.terminal}
         keys = {
-            "customer": text_keys(self.customer_index_.to_numpy()[history.customer]),
-            "terminal": text_keys(self.terminal_index_.to_numpy()[history.terminal]),
+            kind: text_keys(index[kind].to_numpy()[codes[kind]])
+            for kind in self.dataset_spec.entities
         }
         return keys, history
 
@@ -501,11 +517,13 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
 
     def _feature_names(self) -> list[str]:
         names = ["tx_amount", "log_amount", "hour", "is_weekend", "is_night"]
-        for w in self.customer_windows:
-            names += [f"cust_count_{w}", f"cust_mean_amount_{w}"]
-        names += ["amount_to_cust_mean", "cust_log_seconds_since_last"]
-        for w in self.terminal_windows:
-            names += [f"term_count_{w}", f"term_risk_{w}"]
+        if self._has("customer"):
+            for w in self.customer_windows:
+                names += [f"cust_count_{w}", f"cust_mean_amount_{w}"]
+            names += ["amount_to_cust_mean", "cust_log_seconds_since_last"]
+        if self._has("terminal"):
+            for w in self.terminal_windows:
+                names += [f"term_count_{w}", f"term_risk_{w}"]
         names += indicator_names(self.categories)
         names += list(self.dataset_spec.numeric_features)
         return names
@@ -515,15 +533,7 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
             raise TypeError(
                 f"TransactionFeaturizer expects a pandas DataFrame, got {type(X).__name__}"
             )
-        spec = self.dataset_spec
-        need = (
-            s.TIMESTAMP,
-            s.CUSTOMER_ID,
-            s.TERMINAL_ID,
-            s.AMOUNT,
-            *spec.categorical_columns,
-            *spec.numeric_features,
-        )
+        need = [c for c in self.dataset_spec.scoring_columns if c != s.TRANSACTION_ID]
         missing = [c for c in need if c not in X.columns]
         if missing:
             raise ValueError(f"missing columns for featurization: {missing}")

@@ -16,6 +16,7 @@ command can print them all at once, without a traceback.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,11 @@ from typing import Any
 import pandas as pd
 
 from inferloop.core import schema as s
-from inferloop.core.dataset import DatasetSpec
+from inferloop.core.config import ParamsError, load_section
+from inferloop.core.dataset import ENTITY_KINDS, DatasetSpec, load_dataset_spec
+from inferloop.data.contract import load_contract
 from inferloop.data.ingest import (
+    SOURCES,
     DataSourceParams,
     IngestError,
     apply_column_map,
@@ -35,7 +39,10 @@ from inferloop.data.ingest import (
 __all__ = [
     "ColumnGuess",
     "RoleProposal",
+    "check_params",
     "check_table",
+    "main",
+    "report_params",
     "propose_roles",
 ]
 
@@ -78,6 +85,12 @@ class RoleProposal:
     sensitive: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def entities(self) -> list[str]:
+        """The entity kinds whose key columns were found."""
+        mapped = set(self.column_map.values()) | {c.name for c in self.columns}
+        return [kind for kind, column in ENTITY_KINDS.items() if column in mapped]
+
     def as_params(self) -> dict[str, Any]:
         """The ``data`` and ``dataset`` sections this proposal amounts to."""
         return {
@@ -92,6 +105,7 @@ class RoleProposal:
             },
             "dataset": {
                 "name": Path(self.path).stem,
+                "entities": self.entities,
                 "categorical_features": {c: [] for c in self.categorical},
                 "numeric_features": list(self.numeric),
                 "sensitive_attributes": {c: [] for c in self.sensitive},
@@ -164,9 +178,15 @@ def propose_roles(path: str | Path) -> RoleProposal:
             )
         )
         _record(proposal, name, role, values)
-    for core in (s.TIMESTAMP, s.CUSTOMER_ID, s.TERMINAL_ID, s.AMOUNT, s.TARGET):
+    for core in (s.TIMESTAMP, s.AMOUNT, s.TARGET):
         if core not in taken:
             proposal.notes.append(f"no column looks like the {core} role: map one in column_map")
+    for kind, column in ENTITY_KINDS.items():
+        if column not in taken:
+            proposal.notes.append(
+                f"no column looks like a {kind} key: its window features are off (map one onto "
+                f"{column} and add {kind} to dataset.entities to have them)"
+            )
     if s.TRANSACTION_ID not in taken:
         proposal.notes.append("no transaction id: one is generated from each row's position")
     return proposal
@@ -209,11 +229,45 @@ def check_table(path: str | Path, source: DataSourceParams, spec: DatasetSpec) -
     return problems
 
 
+def check_params(params_path: str | Path, root: str | Path = ".") -> list[str]:
+    """Every problem of the ``data``, ``dataset`` and ``validate`` sections, and of the file
+    ``data.path`` names when the source is a file (empty: none), one sentence each.
+
+    ``dvc repro`` runs this before the first stage, so that a bad spec or a bad file stops the
+    pipeline with its own message instead of a notebook's traceback.
+    """
+    problems: list[str] = []
+    loaded: dict[str, Any] = {}
+    for name, load in (
+        ("dataset", lambda: load_dataset_spec(params_path)),
+        ("data", lambda: load_section(DataSourceParams, "data", params_path)),
+        ("validate", lambda: load_contract(params_path)),
+    ):
+        try:
+            loaded[name] = load()
+        except ParamsError as exc:
+            problems.append(str(exc))
+    source: DataSourceParams | None = loaded.get("data")
+    if source is None:
+        return problems
+    if source.source not in SOURCES:
+        problems.append(f"data.source must be one of {list(SOURCES)}, got {source.source!r}")
+    elif source.source == "file":
+        path = Path(root) / source.path
+        if not source.path or not path.exists():
+            problems.append(
+                f"data.path {source.path!r} does not exist (data.source is file): put your CSV "
+                "or Parquet file there, or set data.path"
+            )
+        elif "dataset" in loaded:
+            problems += check_table(path, source, loaded["dataset"])
+    return problems
+
+
 def _declared(spec: DatasetSpec) -> list[tuple[str, str]]:
     core = [
         (s.TIMESTAMP, "the timestamp"),
-        (s.CUSTOMER_ID, "the customer key"),
-        (s.TERMINAL_ID, "the terminal key"),
+        *((ENTITY_KINDS[kind], f"the {kind} key") for kind in spec.entities),
         (s.AMOUNT, "the amount"),
         (s.TARGET, "the label"),
     ]
@@ -255,3 +309,27 @@ def _role_problem(values: pd.Series, column: str, role: str, source: DataSourceP
     if role.endswith("key") and values.nunique() == len(values) > 1:
         return f"column {column!r} ({role}) is unique per row: no history to learn from"
     return ""
+
+
+def report_params(params_path: str | Path) -> int:
+    """Print :func:`check_params`'s problems to stderr, one line each; 1 if any, else 0."""
+    problems = check_params(params_path)
+    for problem in problems:
+        print(f"- {problem}", file=sys.stderr)
+    if problems:
+        print(f"{params_path}: {len(problems)} problem(s); nothing was run", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m inferloop.data.inspect [PARAMS]``: the pipeline's check before its first stage.
+
+    A module entry point rather than the ``inferloop`` CLI, so that the stage depends on this
+    module's imports only, not on every command's.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    return report_params(args[0] if args else "params.yaml")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from inferloop.core import schema as s
-from inferloop.core.dataset import CARD_FRAUD, DatasetSpec
+from inferloop.core.dataset import CARD_FRAUD, ENTITY_KINDS, DatasetSpec
 from inferloop.data.contract import (
     ContractError,
     ContractParams,
@@ -28,7 +28,7 @@ from inferloop.data.contract import (
     contract_violations,
     is_fractional,
 )
-from inferloop.data.events import RawColumns
+from inferloop.data.events import RawColumns, no_keys
 
 __all__ = [
     "SMALL_BATCH_ROWS",
@@ -105,8 +105,8 @@ def _read_columns(frame: pd.DataFrame, spec: DatasetSpec) -> Transactions:
     timestamps = _as_timestamps(frame[s.TIMESTAMP])
     raw = RawColumns(
         seconds=timestamps.astype("datetime64[s]").astype(np.int64),
-        customer=_as_keys(frame[s.CUSTOMER_ID]),
-        terminal=_as_keys(frame[s.TERMINAL_ID]),
+        customer=_entity_column(frame, "customer", spec),
+        terminal=_entity_column(frame, "terminal", spec),
         amount=_as_amounts(frame[s.AMOUNT]),
         categories={c: _as_categories(frame[c], spec) for c in spec.categorical_columns},
         numeric={c: _as_numbers(frame[c]) for c in spec.numeric_features},
@@ -139,8 +139,10 @@ def _read_plain(frame: pd.DataFrame, spec: DatasetSpec) -> Transactions | None:
     column = {name: values[:, i] for i, name in enumerate(names)}
     timestamps = _plain_timestamps(column[s.TIMESTAMP])
     amounts = _plain_floats(column[s.AMOUNT], allow_missing=False)
-    ids, customer, terminal = (
-        _plain_ints(column[c]) for c in (s.TRANSACTION_ID, s.CUSTOMER_ID, s.TERMINAL_ID)
+    ids = _plain_ints(column[s.TRANSACTION_ID])
+    customer, terminal = (
+        _plain_ints(column[ENTITY_KINDS[kind]]) if spec.has_entity(kind) else no_keys(len(frame))
+        for kind in ("customer", "terminal")
     )
     categories = {
         c: _plain_categories(column[c], spec.allowed_values(c)) for c in spec.categorical_columns
@@ -170,6 +172,13 @@ def _read_plain(frame: pd.DataFrame, spec: DatasetSpec) -> Transactions | None:
         c: column[c] for c in spec.sensitive_columns if c in column
     }
     return Transactions(ids, timestamps, raw, attributes)
+
+
+def _entity_column(frame: pd.DataFrame, kind: str, spec: DatasetSpec) -> np.ndarray:
+    """The keys of entity ``kind``, checked, or no keys when the spec has no such kind."""
+    if not spec.has_entity(kind):
+        return no_keys(len(frame))
+    return _as_keys(frame[ENTITY_KINDS[kind]])
 
 
 def _plain_ints(values: np.ndarray) -> np.ndarray | None:
@@ -215,13 +224,10 @@ def coerce_input(model_input: Any, spec: DatasetSpec = CARD_FRAUD) -> pd.DataFra
     """
     frame = as_frame(model_input)
     tx = read_transactions(frame, spec)
+    keys = {s.CUSTOMER_ID: tx.raw.customer, s.TERMINAL_ID: tx.raw.terminal}
     return frame.assign(
-        **{
-            s.TIMESTAMP: tx.timestamps,
-            s.CUSTOMER_ID: tx.raw.customer,
-            s.TERMINAL_ID: tx.raw.terminal,
-            s.AMOUNT: tx.raw.amount,
-        }
+        **{s.TIMESTAMP: tx.timestamps, s.AMOUNT: tx.raw.amount},
+        **{column: keys[column] for column in spec.entity_columns},
     )
 
 
@@ -422,14 +428,14 @@ def may_break_contract(frame: pd.DataFrame, tx: Transactions, contract: Contract
         return True
     if len(tx.ids) > 1 and len(set(tx.ids.tolist())) < len(tx.ids):
         return True
-    for column in s.ID_COLUMNS:
+    spec = contract.dataset
+    for column in spec.id_columns:
         if frame[column].dtype.kind in "fO" and is_fractional(frame[column]).any():
             return True
     if s.TARGET in frame.columns:
         return True
     # sensitive attributes (a post-processed model's are sent with every request): only a
     # value outside the contract's categories can be rejected; None is allowed when scoring
-    spec = contract.dataset
     return any(
         not all(
             v is None or (isinstance(v, str) and v in (spec.allowed_values(column) or (v,)))

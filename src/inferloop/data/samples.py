@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from inferloop.core import schema as s
-from inferloop.data.features import FeatureParams, TransactionFeaturizer
+from inferloop.data.features import FeatureParams, TransactionFeaturizer, featurize_frame
 from inferloop.data.processed import build_processed, feature_columns
 from inferloop.data.simulate import SimulateParams, simulate_transactions
 from inferloop.data.split import SplitParams, SplitResult, split_by_time
@@ -19,6 +19,7 @@ from inferloop.data.split import SplitParams, SplitResult, split_by_time
 __all__ = [
     "LAYOUTS",
     "SimulatedSplits",
+    "anonymised_log",
     "as_layout",
     "handbook_log",
     "mobile_money_log",
@@ -99,8 +100,39 @@ def mobile_money_log(raw: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+#: How many anonymised components :func:`anonymised_log` gives (as the public card log has).
+N_COMPONENTS = 28
+
+
+def anonymised_log(raw: pd.DataFrame) -> pd.DataFrame:
+    """A log published with its features anonymised: seconds since the start, ``V1``..``V28``,
+    the amount and a class label; no ids of any kind.
+
+    As in the public European-cardholder log, the components are a PCA of features the
+    publisher computed and withheld: here the card-fraud featurizer's point-in-time features
+    of the same rows, standardized, projected on their first 28 principal axes. The label's
+    signal survives, the entity keys do not.
+    """
+    # point-in-time features of the rows in their own order (no re-sort: the rows stay aligned)
+    features = featurize_frame(raw, FeatureParams())[0].to_numpy(dtype=np.float64)
+    spread = features.std(axis=0)
+    standard = (features - features.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    _, _, axes = np.linalg.svd(standard, full_matrices=False)
+    components = standard @ axes[:N_COMPONENTS].T
+    start = raw[s.TIMESTAMP].min().normalize()
+    columns = {"Time": (raw[s.TIMESTAMP] - start).dt.total_seconds().astype("int64").to_numpy()}
+    columns.update({f"V{i + 1}": components[:, i].round(6) for i in range(components.shape[1])})
+    columns["Amount"] = raw[s.AMOUNT].round(2).to_numpy()
+    columns["Class"] = raw[s.TARGET].to_numpy()
+    return pd.DataFrame(columns)
+
+
 #: Preset name -> the function that lays simulated rows out like it.
-LAYOUTS = {"handbook": handbook_log, "mobile_money": mobile_money_log}
+LAYOUTS = {
+    "handbook": handbook_log,
+    "mobile_money": mobile_money_log,
+    "anonymised_log": anonymised_log,
+}
 
 
 def as_layout(raw: pd.DataFrame, preset: str) -> pd.DataFrame:

@@ -20,12 +20,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SplitParams:
-    """The ``split`` section of params.yaml (all in days)."""
+    """The ``split`` section of params.yaml (all in days; fractions of a day for short logs)."""
 
-    train_days: int = 28
-    validation_days: int = 7
-    test_days: int = 7
-    gap_days: int = 7
+    train_days: int | float = 28
+    validation_days: int | float = 7
+    test_days: int | float = 7
+    gap_days: int | float = 7
 
 
 @dataclass(frozen=True)
@@ -90,9 +90,10 @@ def split_by_time(df: pd.DataFrame, params: SplitParams) -> SplitResult:
     windows = plan_windows(end, params)
     if ts.min() > windows.train.start:
         need = params.train_days + params.validation_days + params.test_days + 2 * params.gap_days
-        have = (end - ts.min().normalize()).days
+        have = (end - ts.min().normalize()) / pd.Timedelta(days=1)
         raise ValueError(
-            f"data covers {have} days but the split needs {need}: lower split.train_days or simulate more days"
+            f"data covers {have:g} days but the split needs {need:g}: lower split.train_days "
+            "(fractions of a day work) or simulate more days"
         )
     parts = {
         name: df[getattr(windows, name).mask(ts)].reset_index(drop=True)
@@ -110,10 +111,15 @@ def _summarise(
         window: Window = getattr(windows, name)
         fraud = frame[s.TARGET] if s.TARGET in frame else pd.Series(dtype=float)
         summary[name] = {
-            "start": str(window.start.date()),
-            "end": str(window.end.date()),
+            "start": _day_or_time(window.start),
+            "end": _day_or_time(window.end),
             "rows": len(frame),
             "frauds": int(fraud.sum()),
             "fraud_rate": float(fraud.mean()) if len(fraud) else 0.0,
         }
     return summary
+
+
+def _day_or_time(ts: pd.Timestamp) -> str:
+    """A window bound as its date, or its date and time when it is not at midnight."""
+    return str(ts.date()) if ts == ts.normalize() else ts.isoformat()

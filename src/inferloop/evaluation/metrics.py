@@ -25,6 +25,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from inferloop.core import schema as s
+
 if TYPE_CHECKING:
     pass
 
@@ -39,6 +41,7 @@ __all__ = [
     "card_precision_at_k",
     "choose_threshold",
     "compute_metrics",
+    "investigation_units",
     "labels_and_scores",
     "pr_curve_points",
     "require_both_classes",
@@ -456,6 +459,15 @@ def _ranking_metrics(y: IntArray, s: FloatArray) -> tuple[float, float]:
     if np.unique(y).size < 2:
         return float("nan"), float("nan")
     return float(roc_auc_score(y, s)), float(average_precision_score(y, s))
+
+
+def investigation_units(frame: pd.DataFrame) -> np.ndarray:
+    """What an investigator checks per alert, for card precision@k: the customer (card) of
+    each transaction, or the transaction itself when the data has no customer keys."""
+    for column in (s.CUSTOMER_ID, s.TRANSACTION_ID):
+        if column in frame.columns:
+            return frame[column].to_numpy()
+    return frame.index.to_numpy()
 
 
 def compute_metrics(

@@ -223,7 +223,9 @@ def predictions(valid: Any, spark: Any, model_uri: str, name: str, version: str)
     predict = mlflow.pyfunc.spark_udf(
         spark, model_uri, result_type=RESULT_TYPE, env_manager="local"
     )
-    ordered = valid.repartition(s.CUSTOMER_ID).sortWithinPartitions(s.CUSTOMER_ID, s.TIMESTAMP)
+    # without customer keys, rows share no state that a partition must keep together
+    key = s.CUSTOMER_ID if s.CUSTOMER_ID in valid.columns else s.TRANSACTION_ID
+    ordered = valid.repartition(key).sortWithinPartitions(key, s.TIMESTAMP)
     inputs = [c for c in valid.columns if c in _input_columns(valid.columns)]
     scored = ordered.withColumn("_p", predict(F.struct(*inputs)))
     return scored.select(

@@ -370,7 +370,8 @@ def _insert(
     # "customer<SEP>c1<SEP>terminal<SEP>t7": where a late label finds its event's keys
     escaped = (e.replace("{", "{{").replace("}", "}}") for e in entities)
     template = _SEP.join(f"{entity}{_SEP}{{}}" for entity in escaped)
-    joined = list(map(template.format, *key_lists))
+    # no entity kinds (a log without keys): the event is only the exactly-once record
+    joined = list(map(template.format, *key_lists)) if key_lists else [""] * len(events)
     db.executemany(
         "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
         zip(

@@ -57,6 +57,7 @@ from inferloop.evaluation.metrics import (
     ThresholdPolicy,
     choose_threshold,
     compute_metrics,
+    investigation_units,
     pr_curve_points,
     roc_curve_points,
 )
@@ -97,7 +98,7 @@ def _metrics_for(
         frame[s.TARGET].to_numpy(),
         scores,
         threshold,
-        frame[s.CUSTOMER_ID].to_numpy(),
+        investigation_units(frame),
         frame[s.TIMESTAMP].to_numpy(),
         k=k,
     )

@@ -25,7 +25,7 @@ from inferloop.edge.builders.compile import compile_forest
 from inferloop.edge.builders.params import BenchParams, SelectionPolicy
 from inferloop.edge.builders.students import Predictor, booster_of
 from inferloop.edge.runtime.compiled import CompiledModel
-from inferloop.evaluation.metrics import card_precision_at_k
+from inferloop.evaluation.metrics import card_precision_at_k, investigation_units
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -139,7 +139,7 @@ class EvalSet:
         return cls(
             frame[list(features)].to_numpy(np.float32),
             frame[s.TARGET].to_numpy(np.int64),
-            frame[s.CUSTOMER_ID].to_numpy(),
+            investigation_units(frame),
             frame[s.TIMESTAMP].to_numpy(),
         )
 
