@@ -42,8 +42,8 @@ __all__ = [
     "check_params",
     "check_table",
     "main",
-    "report_params",
     "propose_roles",
+    "report_params",
 ]
 
 _ID = re.compile(r"(^|_)(transaction|trans|tx|txn)_?id$", re.I)
