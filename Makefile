@@ -12,7 +12,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 PORT ?= 5000
 SERVE_PORT ?= 5001
 WORKERS ?= 2
-MODEL ?= models:/fraud-detector@champion
+MODEL ?=  # default: models:/<registry.model_name>@champion
 
 .PHONY: help venv run test test-fast lint format ui lab serve bench clean
 
@@ -62,7 +62,7 @@ lab: $(STAMP)  ## JupyterLab on the notebooks
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser notebooks
 
 serve: $(STAMP)  ## serve $(MODEL) with mlflow models serve on 127.0.0.1:$(SERVE_PORT)
-	$(BIN)/inferloop serve --model $(MODEL) --port $(SERVE_PORT) --workers $(WORKERS)
+	$(BIN)/inferloop serve $(if $(strip $(MODEL)),--model $(MODEL)) --port $(SERVE_PORT) --workers $(WORKERS)
 
 bench: $(STAMP)  ## run the benchmarks; results in benchmarks/results/*.json
 	$(BIN)/python benchmarks/run_all.py

@@ -42,7 +42,9 @@ def _python(repo: Path, code: str) -> str:
 @pytest.mark.parametrize("preset", sorted(LAYOUTS))
 def test_a_preset_runs_the_pipeline_from_params_alone(preset: str, tmp_path: Path) -> None:
     (tmp_path / preset).mkdir()
-    repo = fresh_repo(tmp_path / preset, tiny_params(FAST))
+    # one layout also names its registered model: every command finds it through params
+    name = "anonymised-detector" if preset == "anonymised_log" else "fraud-detector"
+    repo = fresh_repo(tmp_path / preset, tiny_params({**FAST, "registry": {"model_name": name}}))
     run([INFERLOOP, "init", "--preset", preset], repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     table = as_layout(_simulated(), preset)
@@ -68,19 +70,19 @@ def test_a_preset_runs_the_pipeline_from_params_alone(preset: str, tmp_path: Pat
         f"{preset}: {len(table):,} rows, dvc repro to register {elapsed:.0f} s, "
         f"metrics {json.dumps(metrics)[:300]}"
     )
-    out = _python(repo, _SCORE_CODE)
+    out = _python(repo, _SCORE_CODE.replace("fraud-detector", name))
     assert "scored 20" in out and "rejected non_positive_amount" in out
     features = json.loads(out.splitlines()[-1])
     # only what the layout has: no card-fraud columns, the declared ones encoded
     assert not any(f.startswith(("channel_", "category_")) for f in features)
     if preset == "mobile_money":
         assert {"type_TRANSFER", "oldbalanceOrg", "newbalanceDest"} <= set(features)
-        _serves_the_layout_over_http(repo, ["--state", "none"], ("type", "BARTER"))
+        _serves_the_layout_over_http(repo, name, ["--state", "none"], ("type", "BARTER"))
     if preset == "anonymised_log":
         # no entity keys: no window features, and the feature state keeps no series
         assert not any(f.startswith(("cust_", "term_")) for f in features)
         assert {"V1", "V28", "log_amount", "hour"} <= set(features)
-        _serves_the_layout_over_http(repo, [], ("V7", None))
+        _serves_the_layout_over_http(repo, name, [], ("V7", None))
     _monitors_the_layout(repo)
 
 
@@ -99,11 +101,13 @@ def _monitors_the_layout(repo: Path) -> None:
     assert not [c for c in summary["checks"] if "parity" in c or "equalized" in c]
 
 
-def _serves_the_layout_over_http(repo: Path, state: list[str], bad: tuple[str, object]) -> None:
+def _serves_the_layout_over_http(
+    repo: Path, name: str, state: list[str], bad: tuple[str, object]
+) -> None:
     """``inferloop serve``: the layout's columns score, a retry gets the same answer, and a
     row that batch would quarantine for ``bad`` (column, value) is a 400 naming the reason."""
     port = free_port()
-    config = ServeConfig("models:/fraud-detector@champion", port=port, workers=1)
+    config = ServeConfig(f"models:/{name}@champion", port=port, workers=1)
     log_path = repo / "server.log"
     cmd = [INFERLOOP, "serve", "--port", str(port), "--workers", "1", *state]
     with log_path.open("wb") as log:
@@ -114,7 +118,7 @@ def _serves_the_layout_over_http(repo: Path, state: list[str], bad: tuple[str, o
         try:
             wait_until_ready(config, proc, log_path, timeout_s=240)
             test = _test_rows(repo).head(3)
-            rows = test[list(_input_columns(repo))].assign(
+            rows = test[list(_input_columns(repo, name))].assign(
                 **{s.TIMESTAMP: test[s.TIMESTAMP].astype(str)}
             )
             good = _post(port, {"dataframe_records": rows.to_dict("records")})
@@ -143,12 +147,12 @@ def _post(port: int, body: dict[str, object]) -> tuple[int, str]:
     return response.status, response.read().decode()
 
 
-def _input_columns(repo: Path) -> list[str]:
+def _input_columns(repo: Path, name: str) -> list[str]:
     code = (
         "import mlflow, json\n"
         "from inferloop.core.tracking import configure_mlflow\n"
         "configure_mlflow()\n"
-        "m = mlflow.pyfunc.load_model('models:/fraud-detector@champion').unwrap_python_model()\n"
+        f"m = mlflow.pyfunc.load_model('models:/{name}@champion').unwrap_python_model()\n"
         "print(json.dumps(list(m.input_columns)))"
     )
     return list(json.loads(_python(repo, code).splitlines()[-1]))

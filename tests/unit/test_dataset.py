@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -402,3 +403,34 @@ def test_an_unknown_entity_kind_names_the_kinds_there_are() -> None:
 
 def _raw(frame: pd.DataFrame, spec: DatasetSpec) -> RawColumns:
     return RawColumns.from_frame(frame, spec=spec)
+
+
+def test_a_text_label_becomes_0_and_1_by_its_declared_positive_value(tmp_path: Path) -> None:
+    from inferloop.data.inspect import check_table
+
+    rows = _wallet_rows(12).drop(columns=[s.TARGET])
+    rows["risk"] = [
+        "bad",
+        "good",
+        " bad ",
+        "",
+        "good",
+        "bad",
+        None,
+        "good",
+        "good",
+        "bad",
+        "x",
+        "good",
+    ]
+    path = tmp_path / "credit.csv"
+    rows.to_csv(path, index=False)
+    source = DataSourceParams(source="file", path=str(path), column_map={"risk": s.TARGET})
+    problems = check_table(path, source, WALLET)
+    assert any("data.target_positive" in p for p in problems), problems
+    source = dataclasses.replace(source, target_positive="bad")
+    assert check_table(path, source, WALLET) == []
+    labels = load_source(source, spec=WALLET)[s.TARGET]
+    assert labels.tolist()[:6] == [1, 0, 1, pd.NA, 0, 1] and labels.isna().sum() == 2
+    result = validate_transactions(load_source(source, spec=WALLET), ContractParams(dataset=WALLET))
+    assert result.summary["rows_valid"] + result.summary["rows_quarantined"] == 12

@@ -25,6 +25,7 @@ __all__ = [
     "monitor",
     "production",
     "promote",
+    "registered_name",
     "retrain",
     "rollback",
     "score",
@@ -161,21 +162,32 @@ def _evidently_ui(workspace: Path, host: str, port: int) -> None:
 
 
 MODEL_NAME = click.option(
-    "--name", default="fraud-detector", show_default=True, help="Registered model name."
+    "--name", default=None, help="Registered model name (default: registry.model_name)."
 )
+
+
+def registered_name(name: str | None, params_path: str = "params.yaml") -> str:
+    """``name``, or the registered model the params' ``registry.model_name`` names."""
+    if name:
+        return name
+    from inferloop.core.config import load_section
+    from inferloop.core.registry import RegistryParams
+
+    return load_section(RegistryParams, "registry", params_path).model_name
 
 
 @main.command()
 @MODEL_NAME
 @click.option("--version", "version", required=True, help="Version to make champion.")
 @click.option("--force", is_flag=True, help="Promote even if the version's gates failed.")
-def promote(name: str, version: str, force: bool) -> None:
+def promote(name: str | None, version: str, force: bool) -> None:
     """Point NAME@champion at VERSION (refused if its gates failed, unless --force)."""
     from inferloop.core.registry import RegistryError
     from inferloop.core.registry import promote as promote_version
     from inferloop.core.tracking import configure_mlflow
 
     configure_mlflow()
+    name = registered_name(name)
     try:
         move = promote_version(name, version, force=force)
     except RegistryError as exc:
@@ -202,7 +214,7 @@ def _seed_empty_state(model_uri: str) -> None:
 
 @main.command()
 @MODEL_NAME
-def rollback(name: str) -> None:
+def rollback(name: str | None) -> None:
     """Move NAME@champion back to the version it replaced."""
     from inferloop.core.registry import RegistryError
     from inferloop.core.registry import rollback as rollback_champion
@@ -210,7 +222,7 @@ def rollback(name: str) -> None:
 
     configure_mlflow()
     try:
-        move = rollback_champion(name)
+        move = rollback_champion(registered_name(name))
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"rolled back: {move.describe()}")

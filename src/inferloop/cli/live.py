@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from inferloop.cli import PARAMS, STATE, main
+from inferloop.cli import PARAMS, STATE, main, registered_name
 
 __all__ = ["label", "serve", "state", "state_seed", "state_stats"]
 
@@ -16,9 +16,9 @@ __all__ = ["label", "serve", "state", "state_seed", "state_stats"]
 @click.option(
     "--model",
     "model_uri",
-    default="models:/fraud-detector@champion",
-    show_default=True,
-    help="Model URI; models:/fraud-detector-edge@champion serves the edge model.",
+    default=None,
+    help="Model URI (default: models:/<registry.model_name>@champion); "
+    "models:/fraud-detector-edge@champion serves the edge model.",
 )
 @click.option("--port", default=5001, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int, help="One per core.")
@@ -34,7 +34,7 @@ __all__ = ["label", "serve", "state", "state_seed", "state_stats"]
 @STATE
 def serve(
     params_path: str,
-    model_uri: str,
+    model_uri: str | None,
     port: int,
     workers: int,
     host: str,
@@ -52,6 +52,7 @@ def serve(
     from inferloop.scoring.serving import ServeConfig, run_server
 
     uri = configure_mlflow()
+    model_uri = model_uri or f"models:/{registered_name(None, params_path)}@champion"
     try:
         name, version = resolve(model_uri)
     except RegistryError as exc:

@@ -56,6 +56,8 @@ class RegistryParams:
     """
 
     model_name: str = FULL_MODEL
+    #: the edge model the optimize stage registers, distilled from ``model_name``'s version
+    edge_model_name: str = EDGE_MODEL
 
 
 class RegistryError(RuntimeError):

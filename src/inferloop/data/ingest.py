@@ -33,6 +33,7 @@ __all__ = [
     "contract_columns",
     "load_source",
     "numeric_times",
+    "positive_labels",
     "read_table",
     "with_generated_ids",
 ]
@@ -63,6 +64,8 @@ class DataSourceParams:
     # numeric time (PaySim's hourly ``step``, seconds since the start): its unit and origin
     timestamp_unit: str | None = None
     timestamp_origin: str = "1970-01-01"
+    # a label given as text ("bad"/"good", "fraud"/"genuine"): the value that means positive
+    target_positive: str | None = None
 
 
 def contract_columns(spec: DatasetSpec = CARD_FRAUD) -> tuple[str, ...]:
@@ -263,7 +266,26 @@ def load_source(
     mapped = apply_column_map(df, params.column_map, params.unmapped_columns, spec)
     if params.timestamp_unit:
         mapped = numeric_times(mapped, params.timestamp_unit, params.timestamp_origin)
-    return with_generated_ids(mapped)
+    return with_generated_ids(positive_labels(mapped, params.target_positive))
+
+
+def positive_labels(df: pd.DataFrame, positive: str | None) -> pd.DataFrame:
+    """``is_fraud`` as 1 where the label equals ``positive`` (compared as text), else 0.
+
+    A blank label stays unknown (null). None leaves the labels as they are: 0 and 1, which the
+    contract checks.
+    """
+    if positive is None or schema.TARGET not in df.columns:
+        return df
+    raw = df[schema.TARGET]
+    text = raw.astype("string").str.strip()
+    unknown = text.isna() | (text == "")
+    if pd.api.types.is_numeric_dtype(raw.dtype):  # 2 = bad in a numeric code: compare numbers
+        hit = raw == pd.to_numeric(pd.Series([positive]), errors="coerce").iloc[0]
+    else:
+        hit = text == str(positive).strip()
+    labels = hit.fillna(False).astype("Int8").mask(unknown)
+    return df.assign(**{schema.TARGET: labels})
 
 
 def numeric_times(df: pd.DataFrame, unit: str, origin: str) -> pd.DataFrame:

@@ -33,6 +33,7 @@ from inferloop.data.ingest import (
     IngestError,
     apply_column_map,
     numeric_times,
+    positive_labels,
     read_table,
 )
 
@@ -216,6 +217,7 @@ def check_table(path: str | Path, source: DataSourceParams, spec: DatasetSpec) -
         mapped = apply_column_map(table, source.column_map, source.unmapped_columns, spec)
         if source.timestamp_unit:
             mapped = numeric_times(mapped, source.timestamp_unit, source.timestamp_origin)
+        mapped = positive_labels(mapped, source.target_positive)
     except IngestError as exc:
         return [str(exc)]
     problems = [
@@ -283,7 +285,10 @@ def _role_problem(values: pd.Series, column: str, role: str, source: DataSourceP
     """What is wrong with one declared column's values ("" when nothing)."""
     if role == "the label" and not _is_binary(values):
         shown = sorted(map(str, values.dropna().unique()[:5]))
-        return f"column {column!r} (the label) must hold 0 and 1 only; it holds {shown}"
+        return (
+            f"column {column!r} (the label) must hold 0 and 1 only; it holds {shown} "
+            "(a text label: set data.target_positive to the value that means positive)"
+        )
     if role in {"the amount", "a numeric feature"}:
         numbers = pd.to_numeric(values, errors="coerce")
         bad = float(numbers.isna().mean())

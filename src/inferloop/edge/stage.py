@@ -23,8 +23,7 @@ from inferloop.core.config import load_section
 from inferloop.core.registry import (
     CHALLENGER,
     CHAMPION,
-    EDGE_MODEL,
-    FULL_MODEL,
+    RegistryParams,
     alias_version,
     register_version,
 )
@@ -71,7 +70,9 @@ class EdgeOutcome:
     threshold: float
 
 
-def _teacher(candidates: dict[str, Any], register: dict[str, Any]) -> tuple[Any, str, str]:
+def _teacher(
+    candidates: dict[str, Any], register: dict[str, Any], name: str
+) -> tuple[Any, str, str]:
     """The LightGBM estimator to optimize, the registry version it serves, and its model URI.
 
     The registered version is the teacher when it is a LightGBM model; otherwise (the MLP or
@@ -80,9 +81,9 @@ def _teacher(candidates: dict[str, Any], register: dict[str, Any]) -> tuple[Any,
     import mlflow
 
     version = str(register["version"])
-    model = mlflow.pyfunc.load_model(f"models:/{FULL_MODEL}/{version}").unwrap_python_model()
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
     if getattr(model.estimator, "booster_", None) is not None:
-        return model.estimator, version, f"models:/{FULL_MODEL}/{version}"
+        return model.estimator, version, f"models:/{name}/{version}"
     lgbm = candidates["candidates"]["lightgbm"]["model_uri"]
     return mlflow.pyfunc.load_model(lgbm).unwrap_python_model().estimator, version, lgbm
 
@@ -105,7 +106,8 @@ def run_optimize(
     out_dir: str,
     metrics_path: str,
 ) -> EdgeOutcome:
-    """Build, measure and choose the edge variant; register it as ``fraud-detector-edge``."""
+    """Build, measure and choose the edge variant; register it as ``registry.edge_model_name``
+    (default ``fraud-detector-edge``), distilled from ``registry.model_name``'s version."""
     import mlflow
 
     root = repo_root(Path(params_path).resolve().parent)
@@ -114,7 +116,8 @@ def run_optimize(
     policy = load_section(ThresholdPolicy, "threshold", params_path)
     data = load_processed(split_dir, featurizer_path)
     candidates, register = read_json(candidates_path), read_json(register_path)
-    teacher, teacher_version, teacher_uri = _teacher(candidates, register)
+    names = load_section(RegistryParams, "registry", params_path)
+    teacher, teacher_version, teacher_uri = _teacher(candidates, register, names.model_name)
     result = optimize_teacher(
         teacher,
         _unlabelled_before_validation(processed_path, data),
@@ -149,12 +152,13 @@ def run_optimize(
             data.validation,
             Path(out_dir),
             teacher_uri,
+            names.edge_model_name,
         )
-    is_champion = alias_version(FULL_MODEL, CHAMPION) == teacher_version
+    is_champion = alias_version(names.model_name, CHAMPION) == teacher_version
     if is_champion:
         from mlflow import MlflowClient
 
-        MlflowClient().set_registered_model_alias(EDGE_MODEL, CHAMPION, edge_version)
+        MlflowClient().set_registered_model_alias(names.edge_model_name, CHAMPION, edge_version)
     k = load_section(EvaluateParams, "evaluate", params_path).k
     write_json(
         {
@@ -206,6 +210,7 @@ def _log_and_register(
     validation: pd.DataFrame,
     out: Path,
     teacher_uri: str,
+    edge_name: str,
 ) -> str:
     import mlflow
 
@@ -250,7 +255,7 @@ def _log_and_register(
     tags.update({f"edge.{k}": str(v) for k, v in _row_metrics(result.table, result.chosen).items()})
     description = _edge_description(result, teacher_version, mlflow.active_run())
     return register_version(
-        info.model_uri, EDGE_MODEL, tags, alias=CHALLENGER, description=description
+        info.model_uri, edge_name, tags, alias=CHALLENGER, description=description
     )
 
 

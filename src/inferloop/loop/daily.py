@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from inferloop.core import schema as s
-from inferloop.core.registry import FULL_MODEL
+from inferloop.core.config import load_section
+from inferloop.core.registry import RegistryParams
 from inferloop.data.contract import load_contract, validate_transactions
 from inferloop.loop.production import load_champion, score_week
 from inferloop.monitoring.params import load_monitor_params
@@ -32,7 +33,7 @@ def monitor_incoming(
     """The scheduled daily check: score new transaction files with the champion, then monitor.
 
     Reads raw transaction files (labels, where they have arrived, are used for performance and
-    bias), applies the data contract, scores with ``fraud-detector@champion``'s live scorer
+    bias), applies the data contract, scores with the champion's live scorer (``registry.model_name``)
     (features included, so every feature's drift is measured), then runs the core of
     ``inferloop monitor`` (:func:`~inferloop.monitoring.stage.monitor_scored`): the verdict,
     the MLflow log, and at most one alert to ``webhook_url`` (default ``monitor.webhook_url``).
@@ -46,7 +47,8 @@ def monitor_incoming(
     if webhook_url is not None:
         params = replace(params, webhook_url=webhook_url)
     contract = load_contract(root / params_path)
-    champion = load_champion(root / "data/processed/split/validation.parquet", params)
+    name = load_section(RegistryParams, "registry", root / params_path).model_name
+    champion = load_champion(root / "data/processed/split/validation.parquet", params, name=name)
     raw = pd.concat([pd.read_parquet(p) for p in incoming], ignore_index=True)
     valid = validate_transactions(raw, contract, require_target=False).valid
     scored = score_week(
@@ -56,7 +58,7 @@ def monitor_incoming(
         scored,
         champion.reference,
         params=params,
-        model_name=FULL_MODEL,
+        model_name=name,
         model_version=champion.version,
         out_dir=root / out_dir,
         workspace_dir=root / "reports/evidently",
