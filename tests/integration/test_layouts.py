@@ -64,7 +64,10 @@ def test_a_preset_runs_the_pipeline_from_params_alone(preset: str, tmp_path: Pat
     assert decision["passed"], decision
     assert register["promoted"] is True and register["champion"] == "1"
     card = (repo / "reports/evaluate/model_card.md").read_text()
-    assert "Fairness not assessed" in card
+    sensitive = yaml.safe_load((repo / "params.yaml").read_text())["dataset"][
+        "sensitive_attributes"
+    ]
+    assert ("Fairness not assessed" in card) == (not sensitive)
     metrics = json.loads((repo / "reports/metrics/evaluate.json").read_text())
     print(
         f"{preset}: {len(table):,} rows, dvc repro to register {elapsed:.0f} s, "
@@ -83,6 +86,11 @@ def test_a_preset_runs_the_pipeline_from_params_alone(preset: str, tmp_path: Pat
         assert not any(f.startswith(("cust_", "term_")) for f in features)
         assert {"V1", "V28", "log_amount", "hour"} <= set(features)
         _serves_the_layout_over_http(repo, name, [], ("V7", None))
+    if preset == "credit_scoring":
+        # no time: no hour or weekday, a request without a timestamp, groups for age bands
+        assert not {"hour", "is_weekend", "is_night"} & set(features)
+        assert set(metrics["fairness"]) == {"sex", "age"}, metrics["fairness"]
+        _serves_the_layout_over_http(repo, name, [], ("sex", "other"))
     _monitors_the_layout(repo)
 
 
@@ -98,7 +106,9 @@ def _monitors_the_layout(repo: Path) -> None:
     assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 1: a check breached
     summary = json.loads((repo / "reports/monitoring/layout/summary.json").read_text())
     assert "drift_share" in summary["checks"]
-    assert not [c for c in summary["checks"] if "parity" in c or "equalized" in c]
+    fairness = [c for c in summary["checks"] if "parity" in c or "equalized" in c]
+    declared = yaml.safe_load((repo / "params.yaml").read_text())["dataset"]["sensitive_attributes"]
+    assert bool(fairness) == bool(declared), summary["checks"]
 
 
 def _serves_the_layout_over_http(
@@ -118,9 +128,10 @@ def _serves_the_layout_over_http(
         try:
             wait_until_ready(config, proc, log_path, timeout_s=240)
             test = _test_rows(repo).head(3)
-            rows = test[list(_input_columns(repo, name))].assign(
-                **{s.TIMESTAMP: test[s.TIMESTAMP].astype(str)}
-            )
+            columns = _input_columns(repo, name)
+            rows = test[columns]
+            if s.TIMESTAMP in columns:
+                rows = rows.assign(**{s.TIMESTAMP: test[s.TIMESTAMP].astype(str)})
             good = _post(port, {"dataframe_records": rows.to_dict("records")})
             assert good[0] == 200 and len(json.loads(good[1])["predictions"]) == 3, good
             assert _post(port, {"dataframe_records": rows.to_dict("records")}) == good

@@ -434,3 +434,78 @@ def test_a_text_label_becomes_0_and_1_by_its_declared_positive_value(tmp_path: P
     assert labels.tolist()[:6] == [1, 0, 1, pd.NA, 0, 1] and labels.isna().sum() == 2
     result = validate_transactions(load_source(source, spec=WALLET), ContractParams(dataset=WALLET))
     assert result.summary["rows_valid"] + result.summary["rows_quarantined"] == 12
+
+
+#: a credit table: no time, no entities, a numeric sensitive attribute in bands
+CREDIT = DatasetSpec(
+    name="credit",
+    timed=False,
+    entities=(),
+    categorical_features={"purpose": ()},
+    numeric_features=("duration",),
+    sensitive_attributes={"sex": ("female", "male"), "age": ("<25", "25-40", "40+")},
+    sensitive_bins={"age": (25.0, 40.0)},
+)
+
+
+def _credit_rows(n: int = 60) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return pd.DataFrame(
+        {
+            s.TRANSACTION_ID: np.arange(n),
+            s.AMOUNT: rng.gamma(2.0, 900.0, n).round(0) + 1,
+            "purpose": rng.choice(["car", "education"], n),
+            "duration": rng.choice([12, 24, 36], n).astype(float),
+            "sex": rng.choice(["female", "male"], n),
+            "age": rng.integers(19, 70, n),
+            s.TARGET: (rng.random(n) < 0.3).astype(int),
+        }
+    )
+
+
+def test_a_table_without_time_needs_no_timestamp_and_groups_age_in_bands() -> None:
+    spec = dataset_spec(
+        {
+            "timed": False,
+            "entities": [],
+            "sensitive_attributes": {"sex": ["female", "male"], "age": {"bins": [25, 40]}},
+        }
+    )
+    assert spec.sensitive_attributes["age"] == ("<25", "25-40", "40+")
+    assert s.TIMESTAMP not in spec.scoring_columns
+    assert spec.as_params()["sensitive_attributes"]["age"] == {"bins": [25.0, 40.0]}
+    with pytest.raises(ParamsError, match="need time"):
+        dataset_spec({"timed": False})  # the default entities need windows in time
+    with pytest.raises(ParamsError, match=r"age must be a list of groups or \{bins"):
+        dataset_spec(
+            {"timed": False, "entities": [], "sensitive_attributes": {"age": {"bins": [40, 25]}}}
+        )
+    rows = _credit_rows().astype({"age": object})
+    rows.loc[3, "age"] = "unknown"
+    result = validate_transactions(rows, ContractParams(dataset=CREDIT), require_target=True)
+    assert result.summary["by_reason"] == {"unknown_category:age": 1}
+    assert set(result.valid["age"]) <= {"<25", "25-40", "40+"}
+    assert result.quarantine["age"].tolist() == ["unknown"]  # kept as it came
+    _, featurizer = featurize_frame(result.valid, PARAMS, CREDIT)
+    names = list(featurizer.feature_names_out_)
+    assert names[:2] == ["tx_amount", "log_amount"] and "hour" not in names
+    assert not {"age", "sex"} & set(names)  # sensitive: never features
+    request = rows.drop(columns=[s.TARGET, "sex", "age"]).head(2)  # no timestamp to send
+    tx = read_transactions(request, CREDIT)
+    assert len(tx.raw) == 2 and tx.timestamps.dtype.kind == "M"
+    assert featurizer.features_of(tx.raw).shape == (2, len(names))
+
+
+def test_inspect_proposes_a_table_without_time_and_checks_it(tmp_path: Path) -> None:
+    from inferloop.data.inspect import check_table, propose_roles
+
+    path = tmp_path / "credit.csv"
+    _credit_rows().drop(columns=[s.TRANSACTION_ID]).rename(columns={s.TARGET: "risk"}).to_csv(
+        path, index=False
+    )
+    proposal = propose_roles(path)
+    section = proposal.as_params()["dataset"]
+    assert section["timed"] is False and section["entities"] == []
+    assert any("table without time" in note for note in proposal.notes)
+    source = DataSourceParams(source="file", path=str(path), column_map={"risk": s.TARGET})
+    assert check_table(path, source, CREDIT) == []

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from inferloop.core import schema as s
-from inferloop.data.split import SplitParams, plan_windows, split_by_time
+from inferloop.data.split import SplitParams, plan_windows, split_by_time, split_rows
 
 
 def _days(n: int) -> pd.DataFrame:
@@ -51,3 +51,20 @@ def test_a_two_day_log_splits_in_fractions_of_a_day() -> None:
     assert r.summary["test"]["end"] == "2026-01-03"
     with pytest.raises(ValueError, match=r"covers 2 days but the split needs 2\.5"):
         split_by_time(_days(2), SplitParams(1.5, 0.375, 0.375, 0.125))
+
+
+def test_a_table_without_time_splits_at_random_stratified_by_the_label() -> None:
+    df = _days(50)  # 1,200 rows, 50 frauds
+    params = SplitParams(train_share=0.6, validation_share=0.2, test_share=0.2, seed=3)
+    r = split_rows(df, params, timed=False)
+    assert (len(r.train), len(r.validation), len(r.test)) == (720, 240, 240)
+    assert [int(p[s.TARGET].sum()) for p in (r.train, r.validation, r.test)] == [30, 10, 10]
+    ids = [set(p[s.TIMESTAMP]) for p in (r.train, r.validation, r.test)]
+    assert not (ids[0] & ids[1]) and not (ids[1] & ids[2]) and sum(map(len, ids)) == len(df)
+    assert r.summary["train"]["start"] == "stratified random"
+    again = split_rows(df, params, timed=False)
+    pd.testing.assert_frame_equal(again.test, r.test)  # the seed decides
+    other = split_rows(df, SplitParams(seed=4), timed=False)
+    assert not other.test[s.TIMESTAMP].equals(r.test[s.TIMESTAMP])
+    with pytest.raises(ValueError, match="sum to 1"):
+        split_rows(df, SplitParams(train_share=0.7), timed=False)

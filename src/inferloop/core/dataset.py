@@ -8,12 +8,19 @@ named by :mod:`inferloop.core.schema`; a user's own names are mapped onto them b
   contract (a value outside it follows ``unseen_category``); an empty list accepts any value,
   and the featurizer one-hot encodes the training data's most frequent ones.
 * **numeric features**: columns used as they are (anonymised components, balances...).
-* **sensitive attributes**: column -> its groups (empty: any value). Used for fairness only,
-  never as features. None declared: fairness is reported as not assessed.
+* **sensitive attributes**: column -> its groups (empty: any value), or ``{bins: [edges]}``
+  for a numeric one such as age, grouped into bands ``<25``, ``25-40``, ..., ``60+`` (each
+  ``[low, high)``). Used for fairness only, never as features. None declared: fairness is
+  reported as not assessed.
 * **entities**: the entity kinds the data has keys for, zero or more of :data:`ENTITY_KINDS`:
   ``customer`` (velocity windows over ``customer_id``) and ``terminal`` (the delayed fraud
   rate over ``terminal_id``). An undeclared kind's column is not required, its window
   features are off and the feature-state store keeps no series for it.
+* **timed**: whether the table has a timestamp. A table without time (``timed: false``, a
+  credit-scoring table) is split at random, stratified by the label; it has no time-of-day
+  features and no entities (windows need time). Its rows keep their order in the timestamp
+  column (one second per row, like a generated id), and rows scored later are stamped with
+  the time they were scored.
 
 The contract, the featurizer, the model signature and the server's request checks, the
 drift and fairness columns of monitoring and the model card all read this one object, so a
@@ -23,6 +30,7 @@ dataset with other columns needs params, not code. The card-fraud simulator's sp
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +45,7 @@ __all__ = [
     "ENTITY_KINDS",
     "UNSEEN_CATEGORY_POLICIES",
     "DatasetSpec",
+    "band_names",
     "dataset_spec",
     "load_dataset_spec",
 ]
@@ -61,6 +70,7 @@ ENTITY_KINDS: Final = {"customer": s.CUSTOMER_ID, "terminal": s.TERMINAL_ID}
 
 _KEYS: Final = (
     "name",
+    "timed",
     "entities",
     "categorical_features",
     "numeric_features",
@@ -85,6 +95,7 @@ class DatasetSpec:
     name: str = "card_fraud"
     # a plain tuple default (not a factory): a spec pickled before entities existed reads it
     entities: tuple[str, ...] = ("customer", "terminal")
+    timed: bool = True
     categorical_features: Mapping[str, tuple[str, ...]] = field(
         default_factory=_card_fraud_categories
     )
@@ -94,6 +105,8 @@ class DatasetSpec:
     )
     unseen_category: str = "quarantine"
     max_learned_categories: int = 30
+    #: numeric sensitive attributes -> their band edges (their groups are the band names)
+    sensitive_bins: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
     @property
     def categorical_columns(self) -> tuple[str, ...]:
@@ -119,7 +132,7 @@ class DatasetSpec:
         """Columns a transaction must carry to be scored (the model's input signature)."""
         return (
             s.TRANSACTION_ID,
-            s.TIMESTAMP,
+            *((s.TIMESTAMP,) if self.timed else ()),
             *self.entity_columns,
             s.AMOUNT,
             *self.categorical_columns,
@@ -150,10 +163,14 @@ class DatasetSpec:
         """The spec as the ``dataset`` section of params.yaml (plain lists)."""
         return {
             "name": self.name,
+            "timed": self.timed,
             "entities": list(self.entities),
             "categorical_features": {k: list(v) for k, v in self.categorical_features.items()},
             "numeric_features": list(self.numeric_features),
-            "sensitive_attributes": {k: list(v) for k, v in self.sensitive_attributes.items()},
+            "sensitive_attributes": {
+                k: {"bins": list(self.sensitive_bins[k])} if k in self.sensitive_bins else list(v)
+                for k, v in self.sensitive_attributes.items()
+            },
             "unseen_category": self.unseen_category,
             "max_learned_categories": self.max_learned_categories,
         }
@@ -182,7 +199,18 @@ def dataset_spec(section: Any, where: str = "dataset") -> DatasetSpec:
     if unknown:
         problems.append(f"unknown keys {unknown}; allowed {sorted(_KEYS)}")
     categorical = _column_lists(section.get("categorical_features", {}), "categorical_features")
-    attributes = _column_lists(section.get("sensitive_attributes", {}), "sensitive_attributes")
+    raw_attributes = section.get("sensitive_attributes", {})
+    bins, bin_problems = _bins(raw_attributes)
+    problems += bin_problems
+    attributes = _column_lists(
+        {
+            k: band_names(bins[k]) if k in bins else [] if isinstance(v, Mapping) else v
+            for k, v in (raw_attributes or {}).items()
+        }
+        if isinstance(raw_attributes, Mapping)
+        else raw_attributes,
+        "sensitive_attributes",
+    )
     numeric = _column_names(section.get("numeric_features", []), "numeric_features")
     entities = _entity_kinds(section.get("entities", list(ENTITY_KINDS)))
     for result in (categorical, attributes, numeric, entities):
@@ -194,6 +222,14 @@ def dataset_spec(section: Any, where: str = "dataset") -> DatasetSpec:
             "sensitive_attributes": list(attributes[0]),
         }
     )
+    timed = section.get("timed", True)
+    if not isinstance(timed, bool):
+        problems.append(f"timed must be true or false, got {timed!r}")
+    elif not timed and entities[0]:
+        problems.append(
+            f"entities {entities[0]} need time (their windows are spans of time): a table "
+            "without time (timed: false) declares entities: []"
+        )
     policy = section.get("unseen_category", "quarantine")
     if policy not in UNSEEN_CATEGORY_POLICIES:
         problems.append(
@@ -207,9 +243,11 @@ def dataset_spec(section: Any, where: str = "dataset") -> DatasetSpec:
     return DatasetSpec(
         name=str(section.get("name", "custom")),
         entities=tuple(entities[0]),
+        timed=bool(timed),
         categorical_features=categorical[0],
         numeric_features=tuple(numeric[0]),
         sensitive_attributes=attributes[0],
+        sensitive_bins=bins,
         unseen_category=policy,
         max_learned_categories=cap,
     )
@@ -259,6 +297,36 @@ def _column_lists(value: Any, role: str) -> tuple[dict[str, tuple[str, ...]], li
         if len(set(texts)) < len(texts):
             problems.append(f"{role}.{column} lists a value more than once: {list(texts)}")
         out[str(column)] = texts
+    return out, problems
+
+
+def band_names(edges: tuple[float, ...]) -> list[str]:
+    """The group names of numeric bands with these edges: ``<25``, ``25-40``, ``40+``."""
+    labels = [f"<{edges[0]:g}"]
+    labels += [f"{lo:g}-{hi:g}" for lo, hi in itertools.pairwise(edges)]
+    return [*labels, f"{edges[-1]:g}+"]
+
+
+def _bins(attributes: Any) -> tuple[dict[str, tuple[float, ...]], list[str]]:
+    """The ``{bins: [edges]}`` entries of ``sensitive_attributes``: increasing numbers."""
+    if not isinstance(attributes, Mapping):
+        return {}, []
+    out: dict[str, tuple[float, ...]] = {}
+    problems: list[str] = []
+    for column, value in attributes.items():
+        if not isinstance(value, Mapping):
+            continue
+        edges = value.get("bins")
+        numeric = isinstance(edges, list | tuple) and all(
+            isinstance(e, int | float) and not isinstance(e, bool) for e in edges
+        )
+        if set(value) != {"bins"} or not numeric or not edges or sorted(set(edges)) != list(edges):
+            problems.append(
+                f"sensitive_attributes.{column} must be a list of groups or {{bins: [increasing "
+                f"numbers]}}, got {value!r}"
+            )
+            continue
+        out[str(column)] = tuple(float(e) for e in edges)
     return out, problems
 
 

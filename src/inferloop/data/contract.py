@@ -73,12 +73,14 @@ __all__ = [
     "canonical_ids",
     "contract_violations",
     "fractional_key_reason",
+    "in_bands",
     "invalid_numeric_reason",
     "is_fractional",
     "load_contract",
     "null_key_reason",
     "render_data_summary",
     "required_columns",
+    "stamped_when_untimed",
     "unknown_category_reason",
     "validate_transactions",
     "write_contract_outputs",
@@ -232,6 +234,8 @@ def validate_transactions(
     """
     need_target = params.require_target if require_target is None else require_target
     _check_usable(df, required_columns(need_target, params.dataset))
+    original = df  # the quarantine keeps the rows as they came
+    df = in_bands(stamped_when_untimed(df, params.dataset), params.dataset)
     checks = _FirstReason(len(df))
     parsed = _run_row_checks(df, params, checks, need_target, timestamp_format)
     candidates = np.flatnonzero(checks.ok)
@@ -240,8 +244,41 @@ def validate_transactions(
     checks.add(DUPLICATE_TRANSACTION_ID, _scatter(len(df), candidates[duplicated]))
     keep = candidates[~duplicated]
     valid = _build_valid(df, keep, parsed, tx_ids[~duplicated], params.dataset)
-    quarantine = _build_quarantine(df, checks)
+    quarantine = _build_quarantine(original, checks)
     return ContractResult(valid, quarantine, _summarize(len(df), checks, len(valid)))
+
+
+def in_bands(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """Numeric sensitive attributes declared with bins, as their band names (``25-40``).
+
+    A value that is not a number stays as it is, so the contract names it as an unknown
+    group (``unknown_category:age``) instead of guessing a band.
+    """
+    binned = [c for c in spec.sensitive_bins if c in df.columns]
+    if not binned:
+        return df
+    out = {}
+    for column in binned:
+        edges = np.asarray(spec.sensitive_bins[column])
+        names = np.asarray(spec.sensitive_attributes[column], dtype=object)
+        numbers = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=np.float64)
+        bands = names[np.searchsorted(edges, np.nan_to_num(numbers), side="right")]
+        out[column] = np.where(np.isfinite(numbers), bands, df[column].to_numpy(dtype=object))
+    return df.assign(**out)
+
+
+def stamped_when_untimed(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """Rows of a table without time, stamped with the time they are scored (UTC seconds).
+
+    A table without time has no timestamp to send; the rows scored in one call share the
+    second they arrived, which is what monitoring windows and the feature state order by. A
+    timed spec, or rows that carry a timestamp (the pipeline's own, in file order), pass as
+    they are.
+    """
+    if spec.timed or schema.TIMESTAMP in df.columns:
+        return df
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+    return df.assign(**{schema.TIMESTAMP: now})
 
 
 def required_columns(require_target: bool, spec: DatasetSpec = CARD_FRAUD) -> tuple[str, ...]:
@@ -302,8 +339,9 @@ def _check_timestamp(
 ) -> pd.Series:
     ts = _parse_datetime(df[schema.TIMESTAMP], fmt)
     checks.add(UNPARSEABLE_TIMESTAMP, ts.isna().to_numpy())
-    lo, hi = _naive_utc(params.min_timestamp), _naive_utc(params.max_timestamp)
-    checks.add(TIMESTAMP_OUT_OF_RANGE, ((ts < lo) | (ts > hi)).to_numpy())
+    if params.dataset.timed:  # a table without time: the column is its row order, not a date
+        lo, hi = _naive_utc(params.min_timestamp), _naive_utc(params.max_timestamp)
+        checks.add(TIMESTAMP_OUT_OF_RANGE, ((ts < lo) | (ts > hi)).to_numpy())
     return ts
 
 
@@ -389,6 +427,7 @@ def contract_violations(
         When required columns are missing or the frame has no rows.
     """
     _check_usable(df, required_columns(False, params.dataset))
+    df = in_bands(stamped_when_untimed(df, params.dataset), params.dataset)
     checks = _FirstReason(len(df))
     _run_row_checks(df, params, checks, False, timestamp_format)
     candidates = np.flatnonzero(checks.ok)

@@ -116,6 +116,8 @@ class RawColumns:
         spec: DatasetSpec = CARD_FRAUD,
     ) -> RawColumns:
         """Read the featurizer's columns (and labels from ``y`` or ``is_fraud``) from ``X``."""
+        if not spec.timed and s.TIMESTAMP not in X.columns:  # no time: nothing reads it
+            X = X.assign(**{s.TIMESTAMP: pd.Timestamp(0)})
         ts = X[s.TIMESTAMP]
         seconds = _epoch_seconds(ts)
         wall = _wall_clock_seconds(ts, seconds)

@@ -516,7 +516,9 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
         return (history, batch)
 
     def _feature_names(self) -> list[str]:
-        names = ["tx_amount", "log_amount", "hour", "is_weekend", "is_night"]
+        names = ["tx_amount", "log_amount"]
+        if self.dataset_spec.timed:
+            names += ["hour", "is_weekend", "is_night"]
         if self._has("customer"):
             for w in self.customer_windows:
                 names += [f"cust_count_{w}", f"cust_mean_amount_{w}"]
@@ -615,18 +617,16 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
 
     def _row_features(self, raw: RawColumns) -> dict[str, np.ndarray]:
         """Features of the transaction's own fields."""
-        wall = raw.seconds if raw.wall_seconds is None else raw.wall_seconds
         amount = raw.amount
-        hour = (wall // 3600) % 24
-        weekday = (wall // 86400 + 3) % 7  # 1970-01-01 was a Thursday; Monday is 0 as in pandas
-        start, end = self.night_hours
-        out = {
-            "tx_amount": amount,
-            "log_amount": np.log1p(np.maximum(amount, 0.0)),
-            "hour": hour.astype(np.float64),
-            "is_weekend": (weekday >= 5).astype(np.float64),
-            "is_night": ((hour >= start) & (hour < end)).astype(np.float64),
-        }
+        out = {"tx_amount": amount, "log_amount": np.log1p(np.maximum(amount, 0.0))}
+        if self.dataset_spec.timed:  # a table without time has no hour, weekday or night
+            wall = raw.seconds if raw.wall_seconds is None else raw.wall_seconds
+            hour = (wall // 3600) % 24
+            weekday = (wall // 86400 + 3) % 7  # 1970-01-01 was a Thursday; Monday is 0
+            start, end = self.night_hours
+            out["hour"] = hour.astype(np.float64)
+            out["is_weekend"] = (weekday >= 5).astype(np.float64)
+            out["is_night"] = ((hour >= start) & (hour < end)).astype(np.float64)
         out.update(indicators(raw.categories, self.categories))
         out.update(raw.numeric)
         return out

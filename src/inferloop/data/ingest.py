@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -36,6 +37,7 @@ __all__ = [
     "positive_labels",
     "read_table",
     "with_generated_ids",
+    "with_row_order",
 ]
 
 
@@ -266,7 +268,25 @@ def load_source(
     mapped = apply_column_map(df, params.column_map, params.unmapped_columns, spec)
     if params.timestamp_unit:
         mapped = numeric_times(mapped, params.timestamp_unit, params.timestamp_origin)
-    return with_generated_ids(positive_labels(mapped, params.target_positive))
+    labelled = positive_labels(mapped, params.target_positive)
+    if not spec.timed:
+        labelled = with_row_order(labelled, params.timestamp_origin)
+    return with_generated_ids(labelled)
+
+
+def with_row_order(df: pd.DataFrame, origin: str = "1970-01-01") -> pd.DataFrame:
+    """A table without time: each row's place in the file as its ``timestamp`` (1 s per row).
+
+    Nothing is featurized from it (the spec of such a table has no time features and no
+    windows); it keeps the rows' order defined for everything that sorts by time.
+    """
+    if schema.TIMESTAMP in df.columns:
+        raise IngestError(
+            "dataset.timed is false but the data has a timestamp column: declare timed: true, "
+            "or leave the column out of data.column_map"
+        )
+    order = pd.Timestamp(origin) + pd.to_timedelta(np.arange(len(df)), unit="s")
+    return df.assign(**{schema.TIMESTAMP: order})
 
 
 def positive_labels(df: pd.DataFrame, positive: str | None) -> pd.DataFrame:

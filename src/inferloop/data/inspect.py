@@ -87,10 +87,16 @@ class RoleProposal:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def timed(self) -> bool:
+        """Whether a column was taken for the timestamp."""
+        return s.TIMESTAMP in set(self.column_map.values()) | {c.name for c in self.columns}
+
+    @property
     def entities(self) -> list[str]:
-        """The entity kinds whose key columns were found."""
+        """The entity kinds whose key columns were found (none without time: windows need it)."""
         mapped = set(self.column_map.values()) | {c.name for c in self.columns}
-        return [kind for kind, column in ENTITY_KINDS.items() if column in mapped]
+        found = [kind for kind, column in ENTITY_KINDS.items() if column in mapped]
+        return found if self.timed else []
 
     def as_params(self) -> dict[str, Any]:
         """The ``data`` and ``dataset`` sections this proposal amounts to."""
@@ -106,6 +112,7 @@ class RoleProposal:
             },
             "dataset": {
                 "name": Path(self.path).stem,
+                "timed": self.timed,
                 "entities": self.entities,
                 "categorical_features": {c: [] for c in self.categorical},
                 "numeric_features": list(self.numeric),
@@ -179,7 +186,12 @@ def propose_roles(path: str | Path) -> RoleProposal:
             )
         )
         _record(proposal, name, role, values)
-    for core in (s.TIMESTAMP, s.AMOUNT, s.TARGET):
+    if s.TIMESTAMP not in taken:
+        proposal.notes.append(
+            "no column looks like a timestamp: a table without time (timed: false) is split at "
+            "random and has no windows; map one onto timestamp if it has time"
+        )
+    for core in (s.AMOUNT, s.TARGET):
         if core not in taken:
             proposal.notes.append(f"no column looks like the {core} role: map one in column_map")
     for kind, column in ENTITY_KINDS.items():
@@ -268,7 +280,7 @@ def check_params(params_path: str | Path, root: str | Path = ".") -> list[str]:
 
 def _declared(spec: DatasetSpec) -> list[tuple[str, str]]:
     core = [
-        (s.TIMESTAMP, "the timestamp"),
+        *(((s.TIMESTAMP, "the timestamp"),) if spec.timed else ()),
         *((ENTITY_KINDS[kind], f"the {kind} key") for kind in spec.entities),
         (s.AMOUNT, "the amount"),
         (s.TARGET, "the label"),

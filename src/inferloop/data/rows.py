@@ -26,7 +26,9 @@ from inferloop.data.contract import (
     ContractParams,
     canonical_ids,
     contract_violations,
+    in_bands,
     is_fractional,
+    stamped_when_untimed,
 )
 from inferloop.data.events import RawColumns, no_keys
 
@@ -96,6 +98,7 @@ def read_transactions(frame: pd.DataFrame, spec: DatasetSpec = CARD_FRAUD) -> Tr
     missing = [c for c in spec.scoring_columns if c not in frame.columns]
     if missing:
         raise InvalidInput(f"missing required column(s): {missing}")
+    frame = in_bands(stamped_when_untimed(frame, spec), spec)
     plain = _read_plain(frame, spec)
     return plain if plain is not None else _read_columns(frame, spec)
 

@@ -21,6 +21,7 @@ __all__ = [
     "SimulatedSplits",
     "anonymised_log",
     "as_layout",
+    "credit_table",
     "handbook_log",
     "mobile_money_log",
     "simulated_splits",
@@ -127,11 +128,61 @@ def anonymised_log(raw: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
+def credit_table(raw: pd.DataFrame) -> pd.DataFrame:
+    """A static credit-scoring table laid out like the German credit data: no time, no ids.
+
+    It shares nothing with the transaction log but its size (a tenth of ``raw``'s rows, at
+    least 2,000). Each applicant's risk follows a known logistic model of the loan's duration
+    and amount, the checking and savings accounts, the purpose and, as real credit data does,
+    age: the young are riskier, so the fairness gates have a gap to measure.
+    """
+    n = max(2000, len(raw) // 10)
+    rng = np.random.default_rng(len(raw))
+    age = np.clip(19 + rng.gamma(2.2, 7.0, n), 19, 75).astype(int)  # median about 33
+    sex = rng.choice(["male", "female"], n, p=[0.69, 0.31])
+    checking = rng.choice(["none", "little", "moderate", "rich"], n, p=[0.39, 0.27, 0.27, 0.07])
+    saving = rng.choice(["little", "moderate", "quite rich", "rich"], n, p=[0.7, 0.13, 0.08, 0.09])
+    purpose = rng.choice(
+        ["car", "radio/TV", "furniture/equipment", "business", "education", "repairs"],
+        n,
+        p=[0.34, 0.28, 0.18, 0.1, 0.06, 0.04],
+    )
+    duration = rng.choice(
+        [6, 9, 12, 18, 24, 36, 48, 60], n, p=[0.08, 0.06, 0.25, 0.15, 0.22, 0.14, 0.07, 0.03]
+    )
+    amount = np.round(rng.lognormal(7.6, 0.75, n) * (1 + duration / 48), 0)
+    margin = (
+        -1.9
+        + 0.035 * duration
+        + 0.00007 * amount
+        + np.select([checking == "little", checking == "none"], [0.9, -1.0], 0.0)
+        + np.where(saving == "little", 0.5, -0.3)
+        + np.select([purpose == "education", purpose == "car"], [0.6, 0.2], 0.0)
+        + np.where(age < 25, 0.5, 0.0)
+    )
+    bad = rng.random(n) < 1 / (1 + np.exp(-margin))
+    return pd.DataFrame(
+        {
+            "age": age,
+            "sex": sex,
+            "job": rng.choice([0, 1, 2, 3], n, p=[0.02, 0.2, 0.63, 0.15]),
+            "housing": rng.choice(["own", "rent", "free"], n, p=[0.71, 0.18, 0.11]),
+            "saving_accounts": saving,
+            "checking_account": checking,
+            "credit_amount": amount,
+            "duration": duration,
+            "purpose": purpose,
+            "risk": np.where(bad, "bad", "good"),
+        }
+    )
+
+
 #: Preset name -> the function that lays simulated rows out like it.
 LAYOUTS = {
     "handbook": handbook_log,
     "mobile_money": mobile_money_log,
     "anonymised_log": anonymised_log,
+    "credit_scoring": credit_table,
 }
 
 

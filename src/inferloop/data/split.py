@@ -1,9 +1,11 @@
-"""Time-based train / validation / test split with a label-delay gap between windows."""
+"""Train / validation / test split: by time with a label-delay gap between windows, or, for a
+table without time, a seeded random split stratified by the label."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from inferloop.core import schema as s
@@ -14,7 +16,9 @@ __all__ = [
     "SplitWindows",
     "Window",
     "plan_windows",
+    "split_at_random",
     "split_by_time",
+    "split_rows",
 ]
 
 
@@ -26,6 +30,11 @@ class SplitParams:
     validation_days: int | float = 7
     test_days: int | float = 7
     gap_days: int | float = 7
+    # a table without time (dataset.timed: false): a stratified random split in these shares
+    train_share: float = 0.6
+    validation_share: float = 0.2
+    test_share: float = 0.2
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -123,3 +132,52 @@ def _summarise(
 def _day_or_time(ts: pd.Timestamp) -> str:
     """A window bound as its date, or its date and time when it is not at midnight."""
     return str(ts.date()) if ts == ts.normalize() else ts.isoformat()
+
+
+def split_rows(df: pd.DataFrame, params: SplitParams, *, timed: bool = True) -> SplitResult:
+    """The split a dataset needs: by time (:func:`split_by_time`), or for a table without
+    time, at random (:func:`split_at_random`)."""
+    return split_by_time(df, params) if timed else split_at_random(df, params)
+
+
+def split_at_random(df: pd.DataFrame, params: SplitParams) -> SplitResult:
+    """A seeded random split, stratified by the label: each part has the table's fraud rate.
+
+    For tables without time, where "the future" does not exist: ``train_share``,
+    ``validation_share`` and ``test_share`` of each class, drawn with ``seed``. Each part
+    keeps the table's row order.
+
+    Raises
+    ------
+    ValueError
+        On an empty frame, shares that are not positive or do not sum to 1, or a class too
+        small to put a row in each part.
+    """
+    if df.empty:
+        raise ValueError("cannot split an empty frame")
+    shares = np.array([params.train_share, params.validation_share, params.test_share])
+    if (shares <= 0).any() or not np.isclose(shares.sum(), 1.0):
+        raise ValueError(
+            f"split shares must be positive and sum to 1, got train {shares[0]:g}, "
+            f"validation {shares[1]:g}, test {shares[2]:g}"
+        )
+    rng = np.random.default_rng(params.seed)
+    part = np.empty(len(df), dtype=np.int8)
+    labels = df[s.TARGET].to_numpy() if s.TARGET in df else np.zeros(len(df))
+    for label in pd.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        cuts = np.floor(np.cumsum(shares)[:2] * len(rows) + 0.5).astype(int)
+        if len(rows) >= 3 and (np.diff([0, *cuts, len(rows)]) == 0).any():
+            raise ValueError(f"class {label!r} has {len(rows)} rows: too few to split in three")
+        part[rows] = np.searchsorted(cuts, np.arange(len(rows)), side="right")
+    parts = {
+        name: df[part == i].reset_index(drop=True)
+        for i, name in enumerate(("train", "validation", "test"))
+    }
+    ts = pd.to_datetime(df[s.TIMESTAMP])
+    whole = Window(ts.min(), ts.max() + pd.Timedelta(seconds=1))
+    windows = SplitWindows(whole, whole, whole)
+    summary = _summarise(parts, windows, history_rows=0)
+    for name in parts:  # no time windows: say how the rows were drawn instead
+        summary[name].update(start="stratified random", end=f"seed {params.seed}")  # type: ignore[attr-defined]
+    return SplitResult(parts["train"], parts["validation"], parts["test"], windows, summary)

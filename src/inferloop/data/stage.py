@@ -26,7 +26,7 @@ from inferloop.data.features import FeatureParams, TransactionFeaturizer
 from inferloop.data.ingest import DataSourceParams, load_source
 from inferloop.data.processed import build_processed
 from inferloop.data.simulate import SimulateParams, simulate_transactions
-from inferloop.data.split import SplitParams, SplitResult, split_by_time
+from inferloop.data.split import SplitParams, SplitResult, split_rows
 
 __all__ = [
     "ProcessedData",
@@ -107,7 +107,8 @@ def run_split(
 ) -> SplitResult:
     """Write ``train``, ``validation`` and ``test`` Parquet files and the split summary."""
     params = load_section(SplitParams, "split", params_path)
-    result = split_by_time(pd.read_parquet(processed_path), params)
+    timed = load_dataset_spec(params_path).timed
+    result = split_rows(pd.read_parquet(processed_path), params, timed=timed)
     out = Path(out_dir)
     for name in ("train", "validation", "test"):
         write_parquet(getattr(result, name), out / f"{name}.parquet")

@@ -174,7 +174,12 @@ def run_optimize(
 
 
 def _unlabelled_before_validation(processed_path: str, data: ProcessedData) -> np.ndarray:
-    """Feature rows before the validation window, labels ignored: the distillation set."""
+    """Feature rows before the validation window, labels ignored: the distillation set.
+
+    A table without time has no "before": its training rows are the set.
+    """
+    if not data.featurizer.dataset_spec.timed:
+        return data.train[data.features].to_numpy(np.float32)
     start = pd.to_datetime(data.validation[s.TIMESTAMP]).min()
     history = pd.read_parquet(processed_path, columns=[s.TIMESTAMP, *data.features])
     before = pd.to_datetime(history[s.TIMESTAMP]) < start

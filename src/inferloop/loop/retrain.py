@@ -99,6 +99,7 @@ def retrain_params(
     params["train"] = {**params.get("train", {}), "candidates": list(chosen)}
     longest = params.get("split", {}).get("train_days", 28)
     params["split"] = {
+        **params.get("split", {}),  # a table without time keeps its shares and seed
         "train_days": longest,
         "validation_days": retrain.validation_days,
         "test_days": retrain.test_days,
