@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+RUN_STAMP := $(VENV)/.installed-run
 # Stages call papermill, dvc and uvicorn by name: put the venv first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export MLFLOW_DISABLE_TELEMETRY ?= true
@@ -19,15 +20,21 @@ MODEL ?=  # default: models:/<registry.model_name>@champion
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml constraints.txt
+# `make run` needs inferloop alone; the tests and benchmarks also need the dev tools and the
+# scale-out extras (Spark, PostgreSQL, Redis), installed on top when first asked for
+$(RUN_STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	@touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,spark,postgres,redis]'
 	@touch $(STAMP)
 
 venv: $(STAMP)  ## create .venv and install inferloop with its dev tools
 
-run: $(STAMP)  ## run the whole lifecycle (dvc repro + the production simulation) and say where to look
+run: $(RUN_STAMP)  ## run the whole lifecycle (dvc repro + the production simulation) and say where to look
 	@test -d .dvc || $(BIN)/dvc init --quiet
 	time $(BIN)/dvc repro dvc.yaml
 	@mkdir -p reports/notebooks
@@ -55,13 +62,13 @@ format: $(STAMP)  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix src tests benchmarks pipelines
 	$(BIN)/ruff format src tests benchmarks pipelines
 
-ui: $(STAMP)  ## MLflow UI on http://127.0.0.1:$(PORT) against the project store
+ui: $(RUN_STAMP)  ## MLflow UI on http://127.0.0.1:$(PORT) against the project store
 	$(BIN)/inferloop ui --port $(PORT)
 
-lab: $(STAMP)  ## JupyterLab on the notebooks
+lab: $(RUN_STAMP)  ## JupyterLab on the notebooks
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser notebooks
 
-serve: $(STAMP)  ## serve $(MODEL) with mlflow models serve on 127.0.0.1:$(SERVE_PORT)
+serve: $(RUN_STAMP)  ## serve $(MODEL) with mlflow models serve on 127.0.0.1:$(SERVE_PORT)
 	$(BIN)/inferloop serve $(if $(strip $(MODEL)),--model $(MODEL)) --port $(SERVE_PORT) --workers $(WORKERS)
 
 bench: $(STAMP)  ## run the benchmarks; results in benchmarks/results/*.json
