@@ -593,11 +593,12 @@ class LiveScorer:
     def _after_write(self, tx: Transactions, written: ScoredEvents, snapshot: Snapshot) -> None:
         """Counters, and a prune of the store every ``prune_every`` written events."""
         self.retried_rows += len(tx.ids) - len(written)
-        customers = snapshot.events.get("customer")
-        if customers is not None and len(written):
-            # new events dated before their customer's newest stored one: out of time order
-            newest = customers.last
-            keys, times = written.keys["customer"].tolist(), written.time.tolist()
+        entity = _first_velocity_entity(self.model.featurizer)
+        stored = snapshot.events.get(entity) if entity else None
+        if entity is not None and stored is not None and len(written):
+            # new events dated before their key's newest stored one: out of time order
+            newest = stored.last
+            keys, times = written.keys[entity].tolist(), written.time.tolist()
             self.older_rows += sum(t < newest.get(k, -1) for k, t in zip(keys, times, strict=True))
         if len(written):
             self._newest = max(self._newest, int(written.time.max()))
@@ -668,3 +669,8 @@ def _check_request_rows(n_rows: int) -> None:
             f"too many rows in one request: {n_rows:,} > {int(limit):,} "
             f"({MAX_ROWS_ENV}); split the batch or use batch scoring"
         )
+
+
+def _first_velocity_entity(featurizer: TransactionFeaturizer) -> str | None:
+    """The first entity with velocity windows (its stored ``last`` times show time order)."""
+    return next((e.name for e in featurizer.dataset_spec.entities if e.is_velocity), None)

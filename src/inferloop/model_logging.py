@@ -75,6 +75,8 @@ def input_contract(model: FraudModel) -> dict[str, str]:
     columns, and the attribute a post-processed model decides with."""
     spec = model.dataset_spec
     out = {c: rule for c, rule in INPUT_CONTRACT.items() if c in spec.scoring_columns}
+    for column in spec.entity_columns:  # a declared entity's own key column
+        out.setdefault(column, INPUT_CONTRACT[s.CUSTOMER_ID])
     for column, values in model.featurizer.categories.items():
         if spec.quarantines_unseen(column):
             out[column] = f"one of {list(values)}"

@@ -32,7 +32,7 @@ import pytest
 from scoring_support import CHAMPION_URI, SCORING_SIM, Champion, fit_model, incoming_days
 
 from inferloop.core import schema as s
-from inferloop.core.dataset import CARD_FRAUD
+from inferloop.core.dataset import CARD_FRAUD, dataset_spec
 from inferloop.data.features import FeatureParams
 from inferloop.data.processed import build_processed
 from inferloop.data.simulate import simulate_transactions
@@ -120,20 +120,42 @@ def test_a_retried_transaction_keeps_its_score_and_counts_once(
     np.testing.assert_allclose(rest, _in_memory_scores(model, day)[200:], rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("entities", [(), ("terminal",)], ids=["no-keys", "terminal-only"])
-def test_a_log_without_some_entity_keys_scores_through_the_store_as_in_memory(
-    entities: tuple[str, ...], day: pd.DataFrame, new_store: Callable[[], FeatureState]
+#: named entities beyond the built-in two: a shared device (velocity) and a merchant (risk)
+_NAMED = {
+    "customer": {},
+    "device": {"column": "device_id", "features": "velocity"},
+    "merchant": {"column": "merchant_id", "features": "risk", "prefix": "merch"},
+}
+
+
+def _with_named_keys(frame: pd.DataFrame) -> pd.DataFrame:
+    """Key columns of the named entities: devices shared by a few customers, merchants owning
+    several terminals (text and integer keys)."""
+    return frame.assign(
+        device_id="d" + (frame[s.CUSTOMER_ID] % 97).astype(str),
+        merchant_id=frame[s.TERMINAL_ID] % 13,
+    )
+
+
+@pytest.mark.parametrize(
+    "entities", [[], ["terminal"], _NAMED], ids=["no-keys", "terminal-only", "named"]
+)
+def test_declared_entities_score_through_the_store_as_in_memory(
+    entities: object, day: pd.DataFrame, new_store: Callable[[], FeatureState]
 ) -> None:
-    """Undeclared entity kinds: no column, no series in the store, the same exact scores."""
-    spec = dataclasses.replace(CARD_FRAUD, entities=entities)
+    """Each declared entity is a series in the store, an undeclared one has no column and no
+    series, and the scores are the in-memory ones exactly."""
+    spec = dataclasses.replace(CARD_FRAUD, entities=dataset_spec({"entities": entities}).entities)
     absent = [c for c in (s.CUSTOMER_ID, s.TERMINAL_ID) if c not in spec.entity_columns]
-    history = simulate_transactions(SCORING_SIM).drop(columns=absent)
+    history = _with_named_keys(simulate_transactions(SCORING_SIM)).drop(columns=absent)
     processed, featurizer = build_processed(history, FeatureParams(label_delay="3D"), spec)
     features = list(featurizer.feature_names_out_)
+    for e in spec.entities:
+        assert any(f.startswith(f"{e.prefix}_") for f in features), (e, features)
     clf = lgb.LGBMClassifier(n_estimators=30, num_leaves=15, verbose=-1, seed=0, n_jobs=1)
     clf.fit(processed[features], processed[s.TARGET])
     model = FraudModel(featurizer, clf, 0.5, "lightgbm")
-    rows = day.drop(columns=absent).head(400)
+    rows = _with_named_keys(day).drop(columns=absent).head(400)
     expected = _in_memory_scores(model, rows)
     store = new_store()
     seeded = seed_state(store, model)
@@ -144,7 +166,7 @@ def test_a_log_without_some_entity_keys_scores_through_the_store_as_in_memory(
     np.testing.assert_array_equal(retried, expected[10:40])
     stats = store.stats()
     assert stats.events == seeded + len(rows)
-    assert set(stats.entities) <= set(entities)
+    assert set(stats.entities) == set(spec.entity_names)
 
 
 def test_the_state_survives_a_restart(

@@ -90,12 +90,17 @@ def check_layout(preset: str, tmp_path: Path) -> None:
     )
     out = _python(repo, _SCORE_CODE.replace("fraud-detector", name))
     assert "scored 20" in out and "rejected non_positive_amount" in out
+    if params["data"]["column_map"].get("step") == s.TIMESTAMP:  # PaySim's hourly step
+        assert "own names ['step']" in out, out
     features = json.loads(out.splitlines()[-1])
     # only what the layout has: no card-fraud columns, the declared ones encoded
     assert not any(f.startswith(("channel_", "category_")) for f in features)
     if preset == "mobile_money":
         assert {"type_TRANSFER", "oldbalanceOrg", "newbalanceDest"} <= set(features)
-        _serves_the_layout_over_http(repo, name, ["--state", "none"], ("type", "BARTER"))
+        # two named entities on the file's own account columns, served through the SQLite state
+        assert {"orig_count_1h", "orig_log_seconds_since_last", "dest_risk_7D"} <= set(features)
+        assert not any(f.startswith(("cust_", "term_")) for f in features)
+        _serves_the_layout_over_http(repo, name, [], ("type", "BARTER"))
     if preset == "anonymised_log":
         # no entity keys: no window features, and the feature state keeps no series
         assert not any(f.startswith(("cust_", "term_")) for f in features)
@@ -201,6 +206,18 @@ try:
     model.predict(rows.head(1).assign(amount=-5.0))
 except Exception as exc:
     print("rejected", "non_positive_amount" if "non_positive_amount" in str(exc) else exc)
+# the same rows in the training file's own names (data.column_map, numeric time) score the same
+import yaml
+data = yaml.safe_load(open("params.yaml"))["data"]
+inverse = {dst: src for src, dst in data["column_map"].items()}
+own = rows.rename(columns=inverse)
+unit = data.get("timestamp_unit")
+if unit and "timestamp" in inverse and "timestamp" in rows:
+    since = pd.to_datetime(rows["timestamp"]) - pd.Timestamp(data["timestamp_origin"])
+    own[inverse["timestamp"]] = since / pd.Timedelta(1, unit=unit)
+same = model.predict(own)
+assert (same["score"].to_numpy() == out["score"].to_numpy()).all(), (same, out)
+print("own names", sorted(set(own.columns) - set(rows.columns)))
 print(json.dumps(inner.feature_names))
 """
 
@@ -215,6 +232,6 @@ def test_a_bad_spec_stops_dvc_repro_with_its_message_and_no_traceback(tmp_path: 
     )  # fmt: skip
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "entities ['device'] are not entity kinds" in output, output[-2000:]
+    assert "entities ['device'] are not built in" in output, output[-2000:]
     assert "numeric_features names the core column 'amount'" in output, output[-2000:]
     assert "Traceback" not in output and not (repo / "data/raw/transactions.parquet").exists()

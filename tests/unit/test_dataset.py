@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,13 @@ import yaml
 
 from inferloop.core import schema as s
 from inferloop.core.config import ParamsError
-from inferloop.core.dataset import CARD_FRAUD, DatasetSpec, dataset_spec, load_dataset_spec
+from inferloop.core.dataset import (
+    BUILTIN_ENTITIES,
+    CARD_FRAUD,
+    DatasetSpec,
+    dataset_spec,
+    load_dataset_spec,
+)
 from inferloop.core.presets import apply_preset, preset_path
 from inferloop.data.contract import ContractParams, required_columns, validate_transactions
 from inferloop.data.events import RawColumns
@@ -367,8 +374,8 @@ def test_declared_entities_decide_the_key_columns_and_the_window_features(tmp_pa
         (("customer",), ("cust_", "amount_to_cust"), ("term_",)),
     ):
         spec = DatasetSpec(
-            entities=entities, numeric_features=("balance",), categorical_features={},
-            sensitive_attributes={},
+            entities=tuple(BUILTIN_ENTITIES[e] for e in entities), numeric_features=("balance",),
+            categorical_features={}, sensitive_attributes={},
         )  # fmt: skip
         keys = [c for c in (s.CUSTOMER_ID, s.TERMINAL_ID) if c not in spec.entity_columns]
         data = rows.drop(columns=["kind", "balance_after", *keys])
@@ -394,11 +401,93 @@ def test_declared_entities_decide_the_key_columns_and_the_window_features(tmp_pa
         assert len(read_transactions(request, spec).raw) == 2
 
 
-def test_an_unknown_entity_kind_names_the_kinds_there_are() -> None:
+def test_an_unknown_entity_name_names_the_built_in_ones_and_the_mapping_form() -> None:
     with pytest.raises(ParamsError, match=r"entities \['device'\].*\['customer', 'terminal'\]"):
         dataset_spec({"entities": ["customer", "device"]})
     assert dataset_spec({"entities": []}).entities == ()
-    assert dataset_spec({}).entities == ("customer", "terminal")  # absent: both, as before
+    absent = dataset_spec({}).entity_names
+    assert absent == ("customer", "terminal")  # absent: both, as before
+
+
+def test_named_entities_have_their_own_windows_keys_and_contract_checks() -> None:
+    """Two accounts (origin: velocity, destination: risk) and a device (velocity), keyed by the
+    file's own columns: features named after each, one-by-one == batch, nulls quarantined."""
+    section = {
+        "entities": {
+            "origin": {"column": "origin_account", "features": "velocity"},
+            "destination": {"column": "dest_account", "features": "risk", "prefix": "dest"},
+            "device": {"column": "device", "features": "velocity"},
+        },
+        "categorical_features": {"kind": []},
+        "numeric_features": ["balance"],
+    }
+    spec = dataset_spec(section)
+    assert spec.entity_names == ("origin", "destination", "device")
+    assert dataset_spec(spec.as_params()) == spec  # the params form reads back the same
+    rows = _wallet_rows().assign(
+        origin_account=lambda f: "C" + f[s.CUSTOMER_ID].astype(str),
+        dest_account=lambda f: f[s.TERMINAL_ID],
+        device=lambda f: "dev" + (f[s.CUSTOMER_ID] % 7).astype(str),
+    )
+    data = rows.drop(columns=[s.CUSTOMER_ID, s.TERMINAL_ID, "balance_after"])
+    assert {"origin_account", "dest_account", "device"} <= set(spec.scoring_columns)
+    broken = data.copy()
+    broken.loc[3, "device"] = None
+    result = validate_transactions(broken, ContractParams(dataset=spec))
+    assert result.summary["by_reason"] == {"null_key:device": 1}
+    history, incoming = result.valid.iloc[:300], result.valid.iloc[300:]
+    _, featurizer = featurize_frame(history, PARAMS, spec)
+    names = list(featurizer.feature_names_out_)
+    for prefix in ("origin_count_1h", "amount_to_origin_mean", "dest_risk_1D", "device_count_1D"):
+        assert prefix in names, names
+    assert not any(n.startswith(("cust_", "term_")) for n in names)
+    assert {q.entity for q in featurizer.state_queries(_raw(incoming, spec))} == set(
+        spec.entity_names
+    )
+    keys, _ = featurizer.history_events()
+    assert keys["device"][:3].tolist() == history["device"].head(3).tolist()
+    batch = featurizer.transform(incoming)
+    online = []
+    for i in range(len(incoming)):
+        online.append(featurizer.transform(incoming.iloc[[i]]))
+        featurizer.update(incoming.iloc[[i]])
+    np.testing.assert_allclose(pd.concat(online).to_numpy(), batch.to_numpy(), atol=1e-9)
+    # the device windows count the other customers sharing a device: not the origin's counts
+    assert (batch["device_count_1D"] >= batch["origin_count_1D"]).all()
+    assert (batch["device_count_1D"] > batch["origin_count_1D"]).any()
+
+
+@pytest.mark.parametrize(
+    ("entities", "message"),
+    [
+        ({"device": {"column": "device_id"}}, r"entities.device.features must be one of"),
+        ({"device": {"features": "velocity"}}, r"entities.device.column must name the key"),
+        ({"d": {"column": "amount", "features": "risk"}}, r"core column 'amount'"),
+        ({"d": {"column": "x", "features": "risk", "window": "1h"}}, r"unknown keys \['window'\]"),
+        (
+            {
+                "a": {"column": "x", "features": "risk"},
+                "b": {"column": "x", "features": "velocity"},
+            },
+            r"share the column \['x'\]",
+        ),
+        ({"a": {"column": "x", "features": "risk", "prefix": "1a"}}, r"prefix must be a name"),
+        ({"a": "device_id"}, r"entities.a must be a mapping"),
+    ],
+)
+def test_a_badly_declared_entity_is_named_with_what_is_wrong(entities: Any, message: str) -> None:
+    with pytest.raises(ParamsError, match=message):
+        dataset_spec({"entities": entities})
+
+
+def test_an_entity_column_cannot_also_be_a_feature() -> None:
+    with pytest.raises(ParamsError, match=r"column 'kind' is in both categorical_features"):
+        dataset_spec(
+            {
+                "categorical_features": {"kind": []},
+                "entities": {"k": {"column": "kind", "features": "velocity"}},
+            }
+        )
 
 
 def _raw(frame: pd.DataFrame, spec: DatasetSpec) -> RawColumns:
@@ -509,3 +598,57 @@ def test_inspect_proposes_a_table_without_time_and_checks_it(tmp_path: Path) -> 
     assert any("table without time" in note for note in proposal.notes)
     source = DataSourceParams(source="file", path=str(path), column_map={"risk": s.TARGET})
     assert check_table(path, source, CREDIT) == []
+
+
+def test_rows_in_the_files_own_names_score_as_the_contracts(tmp_path: Path) -> None:
+    """A PaySim-like layout (hourly ``step``, ``isFraud``): the server's request check, the
+    batch contract and a batch file's column check accept the file's names, and read the same
+    values as from the contract's names."""
+    from inferloop.data.contract import load_contract
+    from inferloop.data.ingest import InputLayout, to_contract_names
+    from inferloop.data.rows import read_request
+    from inferloop.scoring.inputs import ScoringInputError, check_inputs
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"].update(
+        column_map={"step": s.TIMESTAMP, "isFraud": s.TARGET, "kind": "kind"},
+        timestamp_unit="h",
+        timestamp_origin="2026-03-01",
+    )
+    params["dataset"] = WALLET.as_params()
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    contract = dataclasses.replace(load_contract(tmp_path / "params.yaml"), require_target=False)
+    assert contract.layout.column_map["step"] == s.TIMESTAMP
+    rows = _wallet_rows(20)
+    rows[s.TIMESTAMP] = rows[s.TIMESTAMP].dt.floor("h")
+    hours = (rows[s.TIMESTAMP] - pd.Timestamp("2026-03-01")) // pd.Timedelta(hours=1)
+    own = rows.drop(columns=[s.TIMESTAMP]).rename(columns={s.TARGET: "isFraud"})
+    own.insert(1, "step", hours.astype(int))
+    # the server's path (one request), the contract's, and rows already in the contract's names
+    for a, b in ((own.head(1), rows.head(1)), (own, rows)):
+        got, want = read_request(a, contract), read_request(b, contract)
+        np.testing.assert_array_equal(got.raw.seconds, want.raw.seconds)
+        np.testing.assert_array_equal(got.raw.amount, want.raw.amount)
+        np.testing.assert_array_equal(got.ids, want.ids)
+    assert to_contract_names(rows, contract.layout) is rows  # nothing to map: untouched
+    checked = validate_transactions(
+        own.assign(amount=lambda f: f.amount.where(f.index != 4, -1)), contract
+    )
+    assert checked.summary["rows_valid"] == 19
+    assert checked.quarantine["step"].tolist() == [own["step"].iloc[4]]  # kept as it came
+    # a scoring file: the file's names pass the column check; a missing id is explained
+    path = tmp_path / "own.csv"
+    own.to_csv(path, index=False)
+    check_inputs([path], WALLET.scoring_columns, contract.layout)
+    own.drop(columns=[s.TRANSACTION_ID]).to_csv(path, index=False)
+    with pytest.raises(ScoringInputError, match=r"rows scored later need ids of their own"):
+        check_inputs([path], WALLET.scoring_columns, contract.layout)
+    with pytest.raises(
+        ScoringInputError,
+        match=r"lacks required column\(s\) \['col'\].*file's names, \{'col': \['c'\]\}",
+    ):
+        check_inputs(
+            [path],
+            (s.TIMESTAMP, "col"),
+            InputLayout({"step": s.TIMESTAMP, "c": "col"}),
+        )

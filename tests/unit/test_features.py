@@ -154,7 +154,8 @@ def test_ids_and_sensitive_columns_are_not_features() -> None:
 
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_sorted_search_answers_exactly_like_searchsorted(side: str) -> None:
-    from inferloop.data.features import _SORTED_SEARCH_MIN, _search
+    from inferloop.data.history import _SORTED_SEARCH_MIN
+    from inferloop.data.history import search_sorted as _search
 
     rng = np.random.default_rng(3)
     keys = np.sort(rng.integers(0, 10_000, 50_000))  # repeated keys: sides differ

@@ -12,10 +12,16 @@ named by :mod:`inferloop.core.schema`; a user's own names are mapped onto them b
   for a numeric one such as age, grouped into bands ``<25``, ``25-40``, ..., ``60+`` (each
   ``[low, high)``). Used for fairness only, never as features. None declared: fairness is
   reported as not assessed.
-* **entities**: the entity kinds the data has keys for, zero or more of :data:`ENTITY_KINDS`:
-  ``customer`` (velocity windows over ``customer_id``) and ``terminal`` (the delayed fraud
-  rate over ``terminal_id``). An undeclared kind's column is not required, its window
-  features are off and the feature-state store keeps no series for it.
+* **entities**: zero or more named key columns (customer, terminal, device, account,
+  merchant...), each keyed by its name in the feature-state store. An entity has one kind of
+  window features: ``velocity`` (count, mean amount and time since the previous event of the
+  same key, over ``featurize.customer_windows``) or ``risk`` (the fraud rate of the key's
+  labelled events, delayed by ``featurize.label_delay``, over ``featurize.terminal_windows``).
+  ``customer`` (velocity over ``customer_id``, features ``cust_*``) and ``terminal`` (risk over
+  ``terminal_id``, ``term_*``) are built in: ``entities: [customer, terminal]``. Others are
+  declared with their column, ``{device: {column: device_id, features: velocity}}``, and their
+  features are named after them (``device_count_1h``). An undeclared entity's column is not
+  required and the feature-state store keeps no series for it.
 * **timed**: whether the table has a timestamp. A table without time (``timed: false``, a
   credit-scoring table) is split at random, stratified by the label; it has no time-of-day
   features and no entities (windows need time). Its rows keep their order in the timestamp
@@ -31,6 +37,7 @@ dataset with other columns needs params, not code. The card-fraud simulator's sp
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +47,13 @@ from inferloop.core import schema as s
 from inferloop.core.config import ParamsError, read_params
 
 __all__ = [
+    "BUILTIN_ENTITIES",
     "CARD_FRAUD",
     "CORE_COLUMNS",
-    "ENTITY_KINDS",
+    "ENTITY_FEATURES",
     "UNSEEN_CATEGORY_POLICIES",
     "DatasetSpec",
+    "Entity",
     "band_names",
     "dataset_spec",
     "load_dataset_spec",
@@ -65,8 +74,33 @@ CORE_COLUMNS: Final = (
     s.FRAUD_SCENARIO,
 )
 
-#: The entity kinds the featurizer keys windows by, and the contract column of each key.
-ENTITY_KINDS: Final = {"customer": s.CUSTOMER_ID, "terminal": s.TERMINAL_ID}
+#: The kinds of window features an entity can have (see the module docstring).
+ENTITY_FEATURES: Final = ("velocity", "risk")
+_ENTITY_KEYS: Final = ("column", "features", "prefix")
+_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A declared entity: its name (what the state store keys by), its key column, the kind of
+    window features it has (one of :data:`ENTITY_FEATURES`) and their name prefix."""
+
+    name: str
+    column: str
+    features: str
+    prefix: str
+
+    @property
+    def is_velocity(self) -> bool:
+        """Whether the entity has velocity windows (else the delayed fraud rate)."""
+        return self.features == "velocity"
+
+
+#: The built-in entities, declared by name alone; their features keep the names they always had.
+BUILTIN_ENTITIES: Final = {
+    "customer": Entity("customer", s.CUSTOMER_ID, "velocity", "cust"),
+    "terminal": Entity("terminal", s.TERMINAL_ID, "risk", "term"),
+}
 
 _KEYS: Final = (
     "name",
@@ -94,7 +128,7 @@ class DatasetSpec:
 
     name: str = "card_fraud"
     # a plain tuple default (not a factory): a spec pickled before entities existed reads it
-    entities: tuple[str, ...] = ("customer", "terminal")
+    entities: tuple[Entity, ...] = tuple(BUILTIN_ENTITIES.values())
     timed: bool = True
     categorical_features: Mapping[str, tuple[str, ...]] = field(
         default_factory=_card_fraud_categories
@@ -119,13 +153,18 @@ class DatasetSpec:
         return tuple(self.sensitive_attributes)
 
     @property
-    def entity_columns(self) -> tuple[str, ...]:
-        """The key columns of the declared entity kinds, in declared order."""
-        return tuple(ENTITY_KINDS[kind] for kind in self.entities)
+    def entity_names(self) -> tuple[str, ...]:
+        """The names of the declared entities, in declared order."""
+        return tuple(e.name for e in self.entities)
 
-    def has_entity(self, kind: str) -> bool:
-        """Whether the data has keys for the entity kind ``kind`` (``customer``, ``terminal``)."""
-        return kind in self.entities
+    @property
+    def entity_columns(self) -> tuple[str, ...]:
+        """The key columns of the declared entities, in declared order."""
+        return tuple(e.column for e in self.entities)
+
+    def has_entity(self, name: str) -> bool:
+        """Whether the data declares the entity ``name`` (``customer``, ``device``...)."""
+        return name in self.entity_names
 
     @property
     def scoring_columns(self) -> tuple[str, ...]:
@@ -164,7 +203,7 @@ class DatasetSpec:
         return {
             "name": self.name,
             "timed": self.timed,
-            "entities": list(self.entities),
+            "entities": _entities_as_params(self.entities),
             "categorical_features": {k: list(v) for k, v in self.categorical_features.items()},
             "numeric_features": list(self.numeric_features),
             "sensitive_attributes": {
@@ -174,6 +213,15 @@ class DatasetSpec:
             "unseen_category": self.unseen_category,
             "max_learned_categories": self.max_learned_categories,
         }
+
+
+def _entities_as_params(entities: tuple[Entity, ...]) -> list[str] | dict[str, dict[str, str]]:
+    """Built-in entities as a list of names; otherwise the mapping form."""
+    if all(BUILTIN_ENTITIES.get(e.name) == e for e in entities):
+        return [e.name for e in entities]
+    return {
+        e.name: {"column": e.column, "features": e.features, "prefix": e.prefix} for e in entities
+    }
 
 
 #: The card-fraud simulator's columns: today's default.
@@ -187,7 +235,8 @@ def dataset_spec(section: Any, where: str = "dataset") -> DatasetSpec:
     ------
     ParamsError
         One message naming every problem: unknown keys, a role that is not a list or a
-        mapping of lists, an unknown entity kind, a column in two roles or reusing a core column, an unknown
+        mapping of lists, an unknown or ill-declared entity, a column in two roles or reusing a
+        core column, an unknown
         ``unseen_category`` policy.
     """
     if section is None:
@@ -212,7 +261,7 @@ def dataset_spec(section: Any, where: str = "dataset") -> DatasetSpec:
         "sensitive_attributes",
     )
     numeric = _column_names(section.get("numeric_features", []), "numeric_features")
-    entities = _entity_kinds(section.get("entities", list(ENTITY_KINDS)))
+    entities = _entities(section.get("entities", list(BUILTIN_ENTITIES)))
     for result in (categorical, attributes, numeric, entities):
         problems += result[1]
     problems += _role_clashes(
@@ -220,6 +269,7 @@ def dataset_spec(section: Any, where: str = "dataset") -> DatasetSpec:
             "categorical_features": list(categorical[0]),
             "numeric_features": list(numeric[0]),
             "sensitive_attributes": list(attributes[0]),
+            "entities": [e.column for e in entities[0] if e.column not in _ENTITY_CORE_COLUMNS],
         }
     )
     timed = section.get("timed", True)
@@ -227,7 +277,7 @@ def dataset_spec(section: Any, where: str = "dataset") -> DatasetSpec:
         problems.append(f"timed must be true or false, got {timed!r}")
     elif not timed and entities[0]:
         problems.append(
-            f"entities {entities[0]} need time (their windows are spans of time): a table "
+            f"entities {[e.name for e in entities[0]]} need time (their windows are spans of time): a table "
             "without time (timed: false) declares entities: []"
         )
     policy = section.get("unseen_category", "quarantine")
@@ -262,18 +312,65 @@ def _column_names(value: Any, role: str) -> tuple[list[str], list[str]]:
     return list(value), [f"{role} names {repeated} more than once"] if repeated else []
 
 
-def _entity_kinds(value: Any) -> tuple[list[str], list[str]]:
-    """The declared entity kinds: a list drawn from :data:`ENTITY_KINDS` (``[]``: none)."""
-    kinds, problems = _column_names(value, "entities")
-    unknown = [k for k in kinds if k not in ENTITY_KINDS]
+#: Core columns an entity may key by (the built-in entities' columns).
+_ENTITY_CORE_COLUMNS: Final = (s.CUSTOMER_ID, s.TERMINAL_ID)
+
+
+def _entities(value: Any) -> tuple[list[Entity], list[str]]:
+    """The declared entities: built-in names, or a mapping of name -> ``{column, features}``."""
+    if value is None:
+        return [], []
+    if isinstance(value, list | tuple):
+        names, problems = _column_names(value, "entities")
+        unknown = [n for n in names if n not in BUILTIN_ENTITIES]
+        if unknown:
+            problems.append(
+                f"entities {unknown} are not built in (built in: {list(BUILTIN_ENTITIES)}); "
+                "declare others with their key column and window features, e.g. "
+                "entities: {device: {column: device_id, features: velocity}}"
+            )
+        return [BUILTIN_ENTITIES[n] for n in names if n in BUILTIN_ENTITIES], problems
+    if not isinstance(value, Mapping):
+        return [], [f"entities must be a list of names or a mapping, got {value!r}"]
+    found = [_entity(str(name), decl) for name, decl in value.items()]
+    entities = [e for e, _ in found if e is not None]
+    problems = [p for _, issues in found for p in issues]
+    for what in ("column", "prefix"):
+        values = [getattr(e, what) for e in entities]
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            problems.append(f"entities share the {what} {repeated}: each needs its own")
+    return entities, problems
+
+
+def _entity(name: str, decl: Any) -> tuple[Entity | None, list[str]]:
+    """One entity of the mapping form (a built-in name may leave out what it has by default)."""
+    where = f"entities.{name}"
+    decl = {} if decl is None else decl
+    if not isinstance(decl, Mapping):
+        return None, [f"{where} must be a mapping with column and features, got {decl!r}"]
+    unknown = sorted(set(map(str, decl)) - set(_ENTITY_KEYS))
     if unknown:
+        return None, [f"{where}: unknown keys {unknown}; allowed {list(_ENTITY_KEYS)}"]
+    builtin = BUILTIN_ENTITIES.get(name)
+    column = decl.get("column", builtin.column if builtin else None)
+    features = decl.get("features", builtin.features if builtin else None)
+    prefix = decl.get("prefix", builtin.prefix if builtin else name)
+    problems = []
+    if not isinstance(column, str) or not column:
+        problems.append(f"{where}.column must name the key column, got {column!r}")
+    elif column in CORE_COLUMNS and column not in _ENTITY_CORE_COLUMNS:
+        problems.append(f"{where}.column names the core column {column!r}, which is not a key")
+    if features not in ENTITY_FEATURES:
         problems.append(
-            f"entities {unknown} are not entity kinds the featurizer knows; declare a subset of "
-            f"{list(ENTITY_KINDS)} (customer: velocity windows over customer_id, terminal: the "
-            "delayed fraud rate over terminal_id) and map your key columns onto them with "
-            "data.column_map"
+            f"{where}.features must be one of {list(ENTITY_FEATURES)} (velocity: count, mean "
+            f"amount and time since the last event; risk: the delayed fraud rate), got {features!r}"
         )
-    return [k for k in kinds if k in ENTITY_KINDS], problems
+    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+        problems.append(f"{where}.prefix must be a name of letters, digits and _, got {prefix!r}")
+    if problems:
+        return None, problems
+    return Entity(name, str(column), str(features), str(prefix)), []
 
 
 def _column_lists(value: Any, role: str) -> tuple[dict[str, tuple[str, ...]], list[str]]:

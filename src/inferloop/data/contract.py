@@ -43,7 +43,7 @@ values; object columns there become text so that mixed types can be written to P
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +52,14 @@ import numpy.typing as npt
 import pandas as pd
 
 from inferloop.core import schema
-from inferloop.core.config import load_section
-from inferloop.core.dataset import CARD_FRAUD, ENTITY_KINDS, DatasetSpec, load_dataset_spec
+from inferloop.core.config import from_dict, load_section, read_params
+from inferloop.core.dataset import (
+    BUILTIN_ENTITIES,
+    CARD_FRAUD,
+    DatasetSpec,
+    load_dataset_spec,
+)
+from inferloop.data.ingest import DataSourceParams, InputLayout, to_contract_names
 
 __all__ = [
     "AMOUNT_ABOVE_MAX",
@@ -74,6 +80,7 @@ __all__ = [
     "contract_violations",
     "fractional_key_reason",
     "in_bands",
+    "in_contract_names",
     "invalid_numeric_reason",
     "is_fractional",
     "load_contract",
@@ -144,12 +151,25 @@ class ContractParams:
     max_timestamp: str = "2100-01-01"
     require_target: bool = True
     dataset: DatasetSpec = CARD_FRAUD
+    #: the user's own column names (``data.column_map``): rows may arrive in them
+    layout: InputLayout = field(default_factory=InputLayout)
 
 
 def load_contract(params_path: str | Path = "params.yaml") -> ContractParams:
-    """The contract of a params file: its ``validate`` limits and its ``dataset`` spec."""
+    """The contract of a params file: its ``validate`` limits, its ``dataset`` spec and the
+    ``data`` section's column names."""
     limits = load_section(ContractParams, "validate", params_path)
-    return replace(limits, dataset=load_dataset_spec(params_path))
+    data = read_params(params_path).get("data")
+    layout = InputLayout.of(from_dict(DataSourceParams, data, where="data")) if data else None
+    return replace(limits, dataset=load_dataset_spec(params_path), layout=layout or InputLayout())
+
+
+def in_contract_names(df: pd.DataFrame, params: ContractParams) -> pd.DataFrame:
+    """``df`` in the contract's column names (:func:`inferloop.data.ingest.to_contract_names`).
+
+    A contract recorded in a model before layouts existed has none: the frame is unchanged.
+    """
+    return to_contract_names(df, getattr(params, "layout", None))
 
 
 class ContractError(ValueError):
@@ -233,8 +253,9 @@ def validate_transactions(
         When required columns are missing, duplicated, or the frame has no rows.
     """
     need_target = params.require_target if require_target is None else require_target
+    original = df  # the quarantine keeps the rows as they came (in the file's own names)
+    df = in_contract_names(df, params)
     _check_usable(df, required_columns(need_target, params.dataset))
-    original = df  # the quarantine keeps the rows as they came
     df = in_bands(stamped_when_untimed(df, params.dataset), params.dataset)
     checks = _FirstReason(len(df))
     parsed = _run_row_checks(df, params, checks, need_target, timestamp_format)
@@ -312,9 +333,10 @@ def _run_row_checks(
 ) -> dict[str, pd.Series]:
     """Apply checks 1-10 in order; return the parsed columns (full length, input order)."""
     spec = params.dataset
-    # keys of entity kinds the spec does not declare are not the contract's (nor required)
-    entity = set(ENTITY_KINDS.values())
-    keys = [c for c in NULL_KEY_COLUMNS if c not in entity or c in spec.entity_columns]
+    # the declared entities' keys, after the id: an undeclared one's is not the contract's
+    builtin = {e.column for e in BUILTIN_ENTITIES.values()}
+    first, *rest = [c for c in NULL_KEY_COLUMNS if c not in builtin]
+    keys = [first, *spec.entity_columns, *rest]
     for column in keys:
         checks.add(null_key_reason(column), _is_blank(df[column]))
     for column in spec.id_columns:
@@ -426,6 +448,7 @@ def contract_violations(
     ContractError
         When required columns are missing or the frame has no rows.
     """
+    df = in_contract_names(df, params)
     _check_usable(df, required_columns(False, params.dataset))
     df = in_bands(stamped_when_untimed(df, params.dataset), params.dataset)
     checks = _FirstReason(len(df))

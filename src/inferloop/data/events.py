@@ -19,17 +19,14 @@ import numpy as np
 import pandas as pd
 
 from inferloop.core import schema as s
-from inferloop.core.dataset import CARD_FRAUD, ENTITY_KINDS, DatasetSpec
+from inferloop.core.dataset import CARD_FRAUD, DatasetSpec
 
 __all__ = [
-    "ENTITY_COLUMNS",
     "EntityEvents",
     "EntityQuery",
     "RawColumns",
     "concat_raw",
-    "entity_keys",
     "entity_keys_of",
-    "no_keys",
     "take_raw",
     "text_keys",
 ]
@@ -79,9 +76,9 @@ class RawColumns:
     ----------
     seconds:
         Epoch seconds (UTC) of each transaction, int64.
-    customer, terminal:
-        Customer and terminal keys; for an entity kind the dataset spec does not declare, all
-        zeros (:func:`no_keys`: one key, whose window features the featurizer leaves out).
+    keys:
+        The keys of each entity the dataset spec declares, by entity name (``customer``,
+        ``terminal``, ``device``...), as read: ints or text.
     amount:
         Amounts, float64.
     categories:
@@ -97,8 +94,7 @@ class RawColumns:
     """
 
     seconds: np.ndarray
-    customer: np.ndarray
-    terminal: np.ndarray
+    keys: Mapping[str, np.ndarray]
     amount: np.ndarray
     categories: Mapping[str, np.ndarray] = field(default_factory=dict)
     numeric: Mapping[str, np.ndarray] = field(default_factory=dict)
@@ -123,8 +119,7 @@ class RawColumns:
         wall = _wall_clock_seconds(ts, seconds)
         return cls(
             seconds=seconds,
-            customer=entity_keys(X, "customer", spec),
-            terminal=entity_keys(X, "terminal", spec),
+            keys={e.name: X[e.column].to_numpy() for e in spec.entities},
             amount=X[s.AMOUNT].to_numpy(dtype=np.float64),
             categories={c: _as_text_values(X[c]) for c in spec.categorical_columns},
             numeric={c: X[c].to_numpy(dtype=np.float64) for c in spec.numeric_features},
@@ -146,8 +141,7 @@ def concat_raw(first: RawColumns, second: RawColumns) -> RawColumns:
     has_wall = first.wall_seconds is not None or second.wall_seconds is not None
     return RawColumns(
         seconds=np.concatenate([first.seconds, second.seconds]),
-        customer=np.concatenate([first.customer, second.customer]),
-        terminal=np.concatenate([first.terminal, second.terminal]),
+        keys={k: np.concatenate([v, second.keys[k]]) for k, v in first.keys.items()},
         amount=np.concatenate([first.amount, second.amount]),
         categories={
             c: np.concatenate([v, second.categories[c]]) for c, v in first.categories.items()
@@ -158,22 +152,6 @@ def concat_raw(first: RawColumns, second: RawColumns) -> RawColumns:
     )
 
 
-#: The entity kinds the featurizer keys its windows by, and their raw columns.
-ENTITY_COLUMNS: dict[str, str] = dict(ENTITY_KINDS)
-
-
-def no_keys(n_rows: int) -> np.ndarray:
-    """The keys of an entity kind the data does not have: one key (0) for every row."""
-    return np.zeros(n_rows, dtype=np.int64)
-
-
-def entity_keys(X: pd.DataFrame, kind: str, spec: DatasetSpec) -> np.ndarray:
-    """The keys of entity ``kind`` in ``X``, or :func:`no_keys` when ``spec`` has no such kind."""
-    if not spec.has_entity(kind):
-        return no_keys(len(X))
-    return X[ENTITY_KINDS[kind]].to_numpy()
-
-
 def take_raw(raw: RawColumns, positions: np.ndarray) -> RawColumns:
     """The transactions of ``raw`` at ``positions`` (in that order)."""
 
@@ -182,8 +160,7 @@ def take_raw(raw: RawColumns, positions: np.ndarray) -> RawColumns:
 
     return RawColumns(
         seconds=raw.seconds[positions],
-        customer=raw.customer[positions],
-        terminal=raw.terminal[positions],
+        keys={k: v[positions] for k, v in raw.keys.items()},
         amount=raw.amount[positions],
         categories={c: v[positions] for c, v in raw.categories.items()},
         numeric={c: v[positions] for c, v in raw.numeric.items()},
@@ -193,9 +170,8 @@ def take_raw(raw: RawColumns, positions: np.ndarray) -> RawColumns:
 
 
 def entity_keys_of(raw: RawColumns, spec: DatasetSpec) -> dict[str, np.ndarray]:
-    """The text keys of ``raw``'s rows per entity kind the spec declares (what a store keys)."""
-    columns = {"customer": raw.customer, "terminal": raw.terminal}
-    return {kind: text_keys(columns[kind]) for kind in spec.entities}
+    """The text keys of ``raw``'s rows per entity the spec declares (what a store keys)."""
+    return {name: text_keys(raw.keys[name]) for name in spec.entity_names}
 
 
 def text_keys(values: np.ndarray) -> np.ndarray:

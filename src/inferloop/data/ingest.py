@@ -11,7 +11,7 @@ pass ``DataSourceParams.timestamp_format`` to the contract.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,12 +30,14 @@ __all__ = [
     "UNMAPPED_CHOICES",
     "DataSourceParams",
     "IngestError",
+    "InputLayout",
     "apply_column_map",
     "contract_columns",
     "load_source",
     "numeric_times",
     "positive_labels",
     "read_table",
+    "to_contract_names",
     "with_generated_ids",
     "with_row_order",
 ]
@@ -68,6 +70,66 @@ class DataSourceParams:
     timestamp_origin: str = "1970-01-01"
     # a label given as text ("bad"/"good", "fraud"/"genuine"): the value that means positive
     target_positive: str | None = None
+
+
+@dataclass(frozen=True)
+class InputLayout:
+    """The user's own column names and time unit, for rows scored after training.
+
+    The ``data`` section's ``column_map``, numeric time and text label, kept with the data
+    contract (and so with the registered model): batch files, stream lines and server requests
+    in the file's own layout (``nameOrig``, an hourly ``step``...) score as the training file
+    did, through :func:`to_contract_names`. Rows already in the contract's names pass as
+    they are.
+    """
+
+    column_map: Mapping[str, str] = field(default_factory=dict)
+    timestamp_unit: str | None = None
+    timestamp_origin: str = "1970-01-01"
+    target_positive: str | None = None
+
+    @staticmethod
+    def of(params: DataSourceParams) -> InputLayout:
+        """The layout a ``data`` section describes."""
+        return InputLayout(
+            dict(params.column_map),
+            params.timestamp_unit,
+            params.timestamp_origin,
+            params.target_positive,
+        )
+
+    def names_for(self, column: str) -> tuple[str, ...]:
+        """The names a contract column may arrive under: its own, and the file's."""
+        return (column, *(src for src, dst in self.column_map.items() if dst == column))
+
+
+def to_contract_names(frame: pd.DataFrame, layout: InputLayout | None) -> pd.DataFrame:
+    """``frame`` with the user's column names mapped onto the contract's (as at ingest).
+
+    Only columns of the map that are present, and whose contract column is not also present,
+    are renamed: a frame already in the contract's names is returned as it is (the check is a
+    few set look-ups, so the server's one-row requests pay nothing). A timestamp that arrives
+    as the file's numeric time becomes a datetime, and a text label 0/1, as the training file's
+    did. Transaction ids are never generated here: a generated id is a row's position in one
+    file, and rows scored later need ids of their own (exactly-once scoring keys on them).
+    """
+    if layout is None or not layout.column_map:
+        return frame
+    columns = set(frame.columns)
+    renames = {
+        src: dst
+        for src, dst in layout.column_map.items()
+        if src in columns and src != dst and dst not in columns
+    }
+    if not renames:
+        return frame
+    mapped = frame.rename(columns=renames)
+    targets = set(renames.values())
+    if layout.timestamp_unit and schema.TIMESTAMP in targets:
+        mapped = numeric_times(mapped, layout.timestamp_unit, layout.timestamp_origin)
+    if schema.TARGET in targets:
+        mapped = positive_labels(mapped, layout.target_positive)
+    return mapped
 
 
 def contract_columns(spec: DatasetSpec = CARD_FRAUD) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from inferloop.core import schema as s
 from inferloop.core.config import ParamsError, load_section
-from inferloop.core.dataset import ENTITY_KINDS, DatasetSpec, load_dataset_spec
+from inferloop.core.dataset import BUILTIN_ENTITIES, DatasetSpec, load_dataset_spec
 from inferloop.data.contract import load_contract
 from inferloop.data.ingest import (
     SOURCES,
@@ -93,9 +93,10 @@ class RoleProposal:
 
     @property
     def entities(self) -> list[str]:
-        """The entity kinds whose key columns were found (none without time: windows need it)."""
+        """The built-in entities whose key columns were found (none without time: windows need
+        it)."""
         mapped = set(self.column_map.values()) | {c.name for c in self.columns}
-        found = [kind for kind, column in ENTITY_KINDS.items() if column in mapped]
+        found = [name for name, e in BUILTIN_ENTITIES.items() if e.column in mapped]
         return found if self.timed else []
 
     def as_params(self) -> dict[str, Any]:
@@ -194,11 +195,12 @@ def propose_roles(path: str | Path) -> RoleProposal:
     for core in (s.AMOUNT, s.TARGET):
         if core not in taken:
             proposal.notes.append(f"no column looks like the {core} role: map one in column_map")
-    for kind, column in ENTITY_KINDS.items():
-        if column not in taken:
+    for kind, entity in BUILTIN_ENTITIES.items():
+        if entity.column not in taken:
             proposal.notes.append(
                 f"no column looks like a {kind} key: its window features are off (map one onto "
-                f"{column} and add {kind} to dataset.entities to have them)"
+                f"{entity.column} and add {kind} to dataset.entities to have them, or declare "
+                "your own key column as an entity)"
             )
     if s.TRANSACTION_ID not in taken:
         proposal.notes.append("no transaction id: one is generated from each row's position")
@@ -281,7 +283,7 @@ def check_params(params_path: str | Path, root: str | Path = ".") -> list[str]:
 def _declared(spec: DatasetSpec) -> list[tuple[str, str]]:
     core = [
         *(((s.TIMESTAMP, "the timestamp"),) if spec.timed else ()),
-        *((ENTITY_KINDS[kind], f"the {kind} key") for kind in spec.entities),
+        *((e.column, f"the {e.name} key") for e in spec.entities),
         (s.AMOUNT, "the amount"),
         (s.TARGET, "the label"),
     ]

@@ -20,17 +20,18 @@ import numpy as np
 import pandas as pd
 
 from inferloop.core import schema as s
-from inferloop.core.dataset import CARD_FRAUD, ENTITY_KINDS, DatasetSpec
+from inferloop.core.dataset import CARD_FRAUD, DatasetSpec
 from inferloop.data.contract import (
     ContractError,
     ContractParams,
     canonical_ids,
     contract_violations,
     in_bands,
+    in_contract_names,
     is_fractional,
     stamped_when_untimed,
 )
-from inferloop.data.events import RawColumns, no_keys
+from inferloop.data.events import RawColumns
 
 __all__ = [
     "SMALL_BATCH_ROWS",
@@ -108,8 +109,7 @@ def _read_columns(frame: pd.DataFrame, spec: DatasetSpec) -> Transactions:
     timestamps = _as_timestamps(frame[s.TIMESTAMP])
     raw = RawColumns(
         seconds=timestamps.astype("datetime64[s]").astype(np.int64),
-        customer=_entity_column(frame, "customer", spec),
-        terminal=_entity_column(frame, "terminal", spec),
+        keys={e.name: _as_keys(frame[e.column]) for e in spec.entities},
         amount=_as_amounts(frame[s.AMOUNT]),
         categories={c: _as_categories(frame[c], spec) for c in spec.categorical_columns},
         numeric={c: _as_numbers(frame[c]) for c in spec.numeric_features},
@@ -143,10 +143,7 @@ def _read_plain(frame: pd.DataFrame, spec: DatasetSpec) -> Transactions | None:
     timestamps = _plain_timestamps(column[s.TIMESTAMP])
     amounts = _plain_floats(column[s.AMOUNT], allow_missing=False)
     ids = _plain_ints(column[s.TRANSACTION_ID])
-    customer, terminal = (
-        _plain_ints(column[ENTITY_KINDS[kind]]) if spec.has_entity(kind) else no_keys(len(frame))
-        for kind in ("customer", "terminal")
-    )
+    keys = {e.name: _plain_ints(column[e.column]) for e in spec.entities}
     categories = {
         c: _plain_categories(column[c], spec.allowed_values(c)) for c in spec.categorical_columns
     }
@@ -156,16 +153,13 @@ def _read_plain(frame: pd.DataFrame, spec: DatasetSpec) -> Transactions | None:
         timestamps is None
         or amounts is None
         or ids is None
-        or customer is None
-        or terminal is None
-        or any(v is None for v in (*categories.values(), *numeric.values()))
+        or any(v is None for v in (*keys.values(), *categories.values(), *numeric.values()))
         or (s.TARGET in column and label is None)
     ):
         return None
     raw = RawColumns(
         seconds=timestamps.astype("datetime64[s]").astype(np.int64),
-        customer=customer,
-        terminal=terminal,
+        keys=keys,  # type: ignore[arg-type]  # None ruled out above
         amount=amounts,
         categories=categories,  # type: ignore[arg-type]  # None ruled out above
         numeric=numeric,  # type: ignore[arg-type]
@@ -175,13 +169,6 @@ def _read_plain(frame: pd.DataFrame, spec: DatasetSpec) -> Transactions | None:
         c: column[c] for c in spec.sensitive_columns if c in column
     }
     return Transactions(ids, timestamps, raw, attributes)
-
-
-def _entity_column(frame: pd.DataFrame, kind: str, spec: DatasetSpec) -> np.ndarray:
-    """The keys of entity ``kind``, checked, or no keys when the spec has no such kind."""
-    if not spec.has_entity(kind):
-        return no_keys(len(frame))
-    return _as_keys(frame[ENTITY_KINDS[kind]])
 
 
 def _plain_ints(values: np.ndarray) -> np.ndarray | None:
@@ -227,10 +214,9 @@ def coerce_input(model_input: Any, spec: DatasetSpec = CARD_FRAUD) -> pd.DataFra
     """
     frame = as_frame(model_input)
     tx = read_transactions(frame, spec)
-    keys = {s.CUSTOMER_ID: tx.raw.customer, s.TERMINAL_ID: tx.raw.terminal}
     return frame.assign(
         **{s.TIMESTAMP: tx.timestamps, s.AMOUNT: tx.raw.amount},
-        **{column: keys[column] for column in spec.entity_columns},
+        **{e.column: tx.raw.keys[e.name] for e in spec.entities},
     )
 
 
@@ -323,7 +309,7 @@ def _finite_floats(values: pd.Series, what: str) -> np.ndarray:
 
 
 def _as_keys(values: pd.Series) -> np.ndarray:
-    """Customer or terminal keys in the contract's canonical form (they index the history)."""
+    """Entity keys in the contract's canonical form (they index the history)."""
     keys = values.to_numpy()
     if keys.dtype.kind == "i":
         return keys
@@ -404,6 +390,7 @@ def read_request(frame: pd.DataFrame, contract: ContractParams) -> Transactions:
     contract costs milliseconds, so it runs only when a cheap check of the parsed values
     finds something it would reject.
     """
+    frame = in_contract_names(frame, contract)  # rows may come in the file's own names
     try:
         tx = read_transactions(frame, contract.dataset)
     except InvalidInput as exc:

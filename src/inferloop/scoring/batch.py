@@ -473,7 +473,7 @@ def score_files(
         Unusable input: nothing matches, unreadable file, missing columns, changed content.
     """
     files = list_inputs(inputs)
-    check_inputs(files, contract.dataset.scoring_columns)
+    check_inputs(files, contract.dataset.scoring_columns, contract.layout)
     name, version, pinned = resolve_model(model_uri)
     run_dir = Path(output_dir) / partition_name(name, version)
     qroot = Path(quarantine_dir) if quarantine_dir is not None else Path(output_dir) / "_quarantine"
@@ -494,7 +494,7 @@ def score_files(
         return _finish(manifest, name, version, counts, complete=True, save=False)
     manifest.data["complete"] = False
     model = load_scoring_model(pinned)  # the version resolved above, even if the alias moves
-    check_inputs(files, model.model.input_columns)  # a post-processed model's attribute
+    check_inputs(files, model.model.input_columns, contract.layout)  # + a post-processed attribute
     if state is None:
         _restore_state(model, manifest)
         scorer = LiveScorer(model.model)

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from inferloop.core import schema as s
+from inferloop.data.ingest import InputLayout
 
 __all__ = [
     "INPUT_SUFFIXES",
@@ -108,18 +109,40 @@ def input_columns(path: Path) -> list[str]:
         raise ScoringInputError(f"cannot read {path}: {exc}") from exc
 
 
-def check_inputs(files: list[Path], required: Sequence[str] = s.SCORING_COLUMNS) -> None:
+def check_inputs(
+    files: list[Path],
+    required: Sequence[str] = s.SCORING_COLUMNS,
+    layout: InputLayout | None = None,
+) -> None:
     """Fail before scoring anything if an input lacks a required column.
 
     ``required`` is the model's ``input_columns``: the scoring columns, and the attribute a
-    post-processed model decides with.
+    post-processed model decides with. With a ``layout``, a column may also come under the
+    file's own name (``data.column_map``).
     """
     for path in files:
-        missing = [c for c in required if c not in input_columns(path)]
+        present = set(input_columns(path))
+        names = layout.names_for if layout is not None else lambda c: (c,)
+        missing = [c for c in required if present.isdisjoint(names(c))]
         if missing:
             raise ScoringInputError(
                 f"{path} lacks required column(s) {missing}; required {list(required)}"
+                + _mapped_hint(missing, layout)
             )
+
+
+def _mapped_hint(missing: list[str], layout: InputLayout | None) -> str:
+    """Which of the file's own names would have done (the column map's sources)."""
+    if layout is None:
+        return ""
+    sources = {c: list(layout.names_for(c)[1:]) for c in missing if layout.names_for(c)[1:]}
+    hint = f" (or, in the training file's names, {sources})" if sources else ""
+    if s.TRANSACTION_ID in missing and not layout.names_for(s.TRANSACTION_ID)[1:]:
+        hint += (
+            "; the training file had no id (one was generated from each row's place in it), "
+            "but rows scored later need ids of their own: exactly-once scoring keys on them"
+        )
+    return hint
 
 
 def input_rows(path: Path) -> int | None:

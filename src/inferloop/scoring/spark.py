@@ -267,7 +267,7 @@ def score_with_spark(
         Totals of the run (the partition is replaced as a whole).
     """
     files = list_inputs(inputs)
-    check_inputs(files, contract.dataset.scoring_columns)
+    check_inputs(files, contract.dataset.scoring_columns, contract.layout)
     name, version, pinned = resolve_model(model_uri)
     label = partition_name(name, version)
     run_dir = Path(output_dir) / label

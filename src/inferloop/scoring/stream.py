@@ -205,9 +205,7 @@ def _advanced(featurizer: Any, rows: pd.DataFrame) -> Any:
     never touches the arrays the scoring thread is reading.
     """
     advanced = featurizer.update(rows)
-    history = advanced.history_
-    for view in ("by_customer", "by_terminal"):  # sorted views are built lazily: build them here
-        getattr(history, view, None)
+    advanced.history_.build_views()  # sorted views are built lazily: build them here
     return advanced
 
 
