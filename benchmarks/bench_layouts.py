@@ -9,7 +9,10 @@ the reference. Results: ``results/layouts.json``, per layout: rows in / valid / 
 the run time, the chosen candidate's test AP and ROC-AUC, and whether the gates passed (and
 which failed, with their values).
 
-    python benchmarks/bench_layouts.py [--layouts handbook,mobile_money] [--days 84]
+    python benchmarks/bench_layouts.py [--layouts handbook,mobile_money] [--days 84] [--edge]
+
+``--edge`` also runs the optimize stage after register (the edge model: distilled,
+compressed, compiled) and records the chosen variant's size, latency and losses.
 
 A run of some layouts on the same simulation keeps the other layouts' results in the file.
 """
@@ -84,7 +87,7 @@ def _read(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
-def run_layout(layout: str, raw: Any, where: Path) -> dict[str, Any]:
+def run_layout(layout: str, raw: Any, where: Path, edge: bool = False) -> dict[str, Any]:
     """One preset end to end; the figures the closing note quotes."""
     repo = _project(where)
     if layout != "card_fraud":
@@ -105,7 +108,7 @@ def run_layout(layout: str, raw: Any, where: Path) -> dict[str, Any]:
         for name, gate in decision.get("gates", {}).items()
         if not gate.get("passed", True)
     }
-    return {
+    out = {
         "rows_in": validated["rows_in"],
         "rows_valid": validated["rows_valid"],
         "rows_quarantined": validated["rows_quarantined"],
@@ -119,12 +122,39 @@ def run_layout(layout: str, raw: Any, where: Path) -> dict[str, Any]:
         "fairness_assessed": bool(evaluated.get("fairness")),
         "champion_registered": bool(register.get("promoted")),
     }
+    if edge:
+        out["edge"] = _edge(repo)
+    return out
+
+
+def _edge(repo: Path) -> dict[str, Any]:
+    """``dvc repro optimize`` after register: the edge variant chosen, its size and speed."""
+    began = time.perf_counter()
+    _run([str(BIN / "dvc"), "repro", "optimize"], repo)
+    seconds = time.perf_counter() - began
+    optimized = _read(repo / "reports/metrics/optimize.json")
+    edge, teacher = optimized["edge"], optimized["teacher"]
+    return {
+        "seconds_to_optimize": round(seconds, 1),
+        "chosen": optimized["chosen"],
+        "edge_registered": bool(optimized.get("edge_is_champion")),
+        "edge_ap": edge["ap"],
+        "edge_roc_auc": edge["roc_auc"],
+        "teacher_ap": teacher["ap"],
+        "ap_loss": optimized["ap_loss"],
+        "roc_auc_loss": optimized["roc_auc_loss"],
+        "edge_size_bytes": edge["size_bytes"],
+        "teacher_size_bytes": teacher["size_bytes"],
+        "edge_p50_us": edge["p50_us"],
+        "teacher_p50_us": teacher["p50_us"],
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--layouts", default=",".join(["card_fraud", *sorted(LAYOUTS)]))
     parser.add_argument("--days", type=int, default=None, help="simulate.n_days (default: params)")
+    parser.add_argument("--edge", action="store_true", help="also run the optimize stage")
     args = parser.parse_args()
     sim = load_section(SimulateParams, "simulate", ROOT / "params.yaml")
     if args.days:
@@ -137,7 +167,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="inferloop-layouts-") as tmp:
         for layout in args.layouts.split(","):
             print(f"-- {layout}", flush=True)
-            results[layout] = run_layout(layout, raw, Path(tmp) / layout)
+            previous = results.get(layout, {})
+            results[layout] = run_layout(layout, raw, Path(tmp) / layout, args.edge)
+            if not args.edge and "edge" in previous:  # keep an earlier edge measurement
+                results[layout]["edge"] = previous["edge"]
             print(json.dumps(results[layout], indent=1), flush=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"-> {RESULTS}")

@@ -42,12 +42,13 @@ from inferloop.data.rows import (
 )
 from inferloop.evaluation.calibration import ScoreCalibration
 from inferloop.evaluation.group_thresholds import GroupThresholds
-from inferloop.evaluation.reasons import reason_columns
+from inferloop.evaluation.reasons import METHODS, reason_columns
 from inferloop.state.base import FeatureState, ScoredEvents, Snapshot, StateRequest
 from inferloop.state.config import STATE_ENV, STATELESS, open_state, resolve_location
 
 __all__ = [
     "ARROW_STRINGS_ENV",
+    "EXPLAIN_METHOD_PARAM",
     "EXPLAIN_PARAM",
     "MAX_ROWS_ENV",
     "MODEL_LABEL_ENV",
@@ -78,6 +79,8 @@ ARROW_STRINGS_ENV = "INFERLOOP_SERVER_ARROW_STRINGS"
 MODEL_LABEL_ENV = "INFERLOOP_MODEL_LABEL"
 #: The MLflow request param that asks for reason codes: ``"params": {"explain": true}``.
 EXPLAIN_PARAM = "explain"
+#: The request param that picks how LightGBM explains (``treeshap``, or the fast ``path``).
+EXPLAIN_METHOD_PARAM = "explain_method"
 
 
 def positive_scores(
@@ -317,9 +320,11 @@ class FraudModel(PythonModel):
         )
         return tx.ids, scores, (scores >= self.threshold).astype(np.int8), features
 
-    def reasons(self, features: np.ndarray, decisions: np.ndarray) -> dict[str, np.ndarray]:
+    def reasons(
+        self, features: np.ndarray, decisions: np.ndarray, method: str = "treeshap"
+    ) -> dict[str, np.ndarray]:
         """Reason codes of each alert (:mod:`inferloop.evaluation.reasons`), as columns."""
-        return reason_columns(self.estimator, features, self.feature_names, decisions)
+        return reason_columns(self.estimator, features, self.feature_names, decisions, method)
 
     def read_request(self, frame: pd.DataFrame) -> Transactions:
         """Validate a request: the input rules and the data contract that batch scoring applies.
@@ -366,6 +371,7 @@ class FraudModel(PythonModel):
         response, without building a frame only for the server to take apart.
         """
         try:
+            method = _explain_method(params)
             frame = as_frame(model_input)
             _check_request_rows(len(frame))
             ids, scores, decisions, features = self._answer(self.read_request(frame))
@@ -374,7 +380,7 @@ class FraudModel(PythonModel):
             from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from exc
-        reasons = self.reasons(features, decisions) if _explain(params) else None
+        reasons = self.reasons(features, decisions, method) if _explain(params) else None
         if os.environ.get(SERVING_ENV, "").lower() == "true":
             return _records(ids, scores, decisions, reasons)
         columns = {s.TRANSACTION_ID: ids, s.SCORE: scores, s.DECISION: decisions, **(reasons or {})}
@@ -385,6 +391,16 @@ def _explain(params: dict[str, Any] | None) -> bool:
     """Whether a request's MLflow ``params`` ask for reason codes (``{"explain": true}``)."""
     value = (params or {}).get(EXPLAIN_PARAM, False)
     return value is True or str(value).lower() == "true"
+
+
+def _explain_method(params: dict[str, Any] | None) -> str:
+    """The ``explain_method`` a request asks for (``treeshap`` unless it says ``path``)."""
+    method = str((params or {}).get(EXPLAIN_METHOD_PARAM) or METHODS[0])
+    if method not in METHODS:
+        raise InvalidInput(
+            f"params.{EXPLAIN_METHOD_PARAM} must be one of {list(METHODS)}, got {method!r}"
+        )
+    return method
 
 
 def _records(

@@ -13,7 +13,8 @@ from typing import Any, Literal
 import pandas as pd
 
 from inferloop.core import schema as s
-from inferloop.model import EXPLAIN_PARAM, FraudModel
+from inferloop.evaluation.reasons import METHODS
+from inferloop.model import EXPLAIN_METHOD_PARAM, EXPLAIN_PARAM, FraudModel
 
 __all__ = [
     "INPUT_CONTRACT",
@@ -117,8 +118,17 @@ def fraud_signature(
     from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
     # ``"params": {"explain": true}`` in a request adds the reason-code columns
-    params = ParamSchema([ParamSpec(EXPLAIN_PARAM, "boolean", False)])
-    typed = infer_signature(example, model.score_frame(example), params={EXPLAIN_PARAM: False})
+    params = ParamSchema(
+        [
+            ParamSpec(EXPLAIN_PARAM, "boolean", False),
+            ParamSpec(EXPLAIN_METHOD_PARAM, "string", METHODS[0]),
+        ]
+    )
+    typed = infer_signature(
+        example,
+        model.score_frame(example),
+        params={EXPLAIN_PARAM: False, EXPLAIN_METHOD_PARAM: METHODS[0]},
+    )
     if input_schema == "typed":
         return typed
     if input_schema == "loose":

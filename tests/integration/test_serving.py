@@ -320,3 +320,16 @@ def test_a_request_asking_for_reasons_gets_them_for_each_alert(
         server, _records_body(picked.assign(**{s.TRANSACTION_ID: -1 - picked.index}))
     )
     assert list(plain.columns) == [s.TRANSACTION_ID, s.SCORE, s.DECISION]
+    # the fast method for the payment path: reasons for each alert, from the model's features
+    fresh = _jsonable(picked.assign(**{s.TRANSACTION_ID: -100 - picked.index}))
+    body = {"dataframe_records": fresh.to_dict(orient="records")}
+    fast = _predictions(
+        server, json.dumps({**body, "params": {"explain": True, "explain_method": "path"}})
+    )
+    fast_alerts = fast[s.DECISION] == 1
+    assert fast.loc[fast_alerts, "reason_1"].notna().all() and fast_alerts.any()
+    assert set(fast.loc[fast_alerts, "reason_1"]) <= set(local_model.feature_names)
+    status, text = _post(
+        server, json.dumps({**body, "params": {"explain": True, "explain_method": "saabas"}})
+    )
+    assert status == 400 and "params.explain_method must be one of ['treeshap', 'path']" in text

@@ -121,3 +121,50 @@ def test_a_model_without_additive_contributions_gives_no_reasons() -> None:
     cols = reason_columns(Opaque(), X, NAMES, np.ones(len(X), dtype=np.int8))
     assert all(pd.isna(v).all() for v in cols.values())
     assert reason_counts(pd.DataFrame(cols)) == []
+
+
+def test_path_attribution_reproduces_lightgbms_margin_with_missing_values_and_zeros() -> None:
+    """The fast method walks each tree as LightGBM does (NaN, zero-as-missing, default
+    directions): contributions + base == raw margin, with TreeSHAP's base."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(4000, 6))
+    X[rng.random(X.shape) < 0.05] = np.nan  # missing_type NaN in the trees
+    X[:, 5] = np.round(X[:, 5])  # many exact zeros
+    y = (np.nan_to_num(X[:, 0]) + (X[:, 5] == 0) + rng.normal(size=len(X)) > 1).astype(int)
+    for zero_as_missing in (False, True):
+        gbm = lgb.LGBMClassifier(
+            n_estimators=40, num_leaves=15, verbose=-1, n_jobs=1, seed=0,
+            zero_as_missing=zero_as_missing,
+        ).fit(X, y)  # fmt: skip
+        test = rng.normal(size=(300, 6))
+        test[rng.random(test.shape) < 0.1] = np.nan
+        test[::3, 5] = 0.0
+        fast = feature_contributions(gbm, test, "path")
+        exact = feature_contributions(gbm, test)
+        assert fast is not None and exact is not None
+        margin = gbm.booster_.predict(test, raw_score=True)
+        np.testing.assert_allclose(fast.margin, margin, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(fast.base, exact.base, rtol=0, atol=1e-9)
+        # one row at a time gives the rows of the batch
+        one = feature_contributions(gbm, test[7:8], "path")
+        assert one is not None
+        np.testing.assert_allclose(one.values[0], fast.values[7], rtol=0, atol=1e-12)
+
+
+def test_path_attribution_credits_the_features_the_model_splits_on(
+    models: dict[str, object],
+) -> None:
+    X, _ = _data(400, seed=2)
+    fast = feature_contributions(models["lightgbm"], X, "path")
+    exact = feature_contributions(models["lightgbm"], X)
+    assert fast is not None and exact is not None
+    # the strongest feature leads both, row by row, almost always
+    agree = (fast.values.argmax(axis=1) == exact.values.argmax(axis=1)).mean()
+    assert agree > 0.8, agree
+    with pytest.raises(ValueError, match=r"unknown explanation method 'saabas'"):
+        feature_contributions(models["lightgbm"], X, "saabas")
+    # estimators without a fast method give their one exact method for either name
+    np.testing.assert_array_equal(
+        feature_contributions(models["logistic"], X, "path").values,  # type: ignore[union-attr]
+        feature_contributions(models["logistic"], X).values,  # type: ignore[union-attr]
+    )

@@ -36,6 +36,7 @@ dataset with other columns needs params, not code. The card-fraud simulator's sp
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from collections.abc import Mapping
@@ -57,6 +58,7 @@ __all__ = [
     "band_names",
     "dataset_spec",
     "load_dataset_spec",
+    "upgraded_spec",
 ]
 
 #: What happens to a value outside a declared category list.
@@ -441,6 +443,17 @@ def _role_clashes(roles: dict[str, list[str]]) -> list[str]:
                 problems.append(f"column {column!r} is in both {seen[column]} and {role}")
             seen.setdefault(column, role)
     return problems
+
+
+def upgraded_spec(spec: DatasetSpec) -> DatasetSpec:
+    """A spec pickled before entities were named (their names as text) with :class:`Entity`
+    values; any other spec as it is."""
+    if all(isinstance(e, Entity) for e in spec.entities):
+        return spec
+    entities = tuple(
+        e if isinstance(e, Entity) else BUILTIN_ENTITIES[str(e)] for e in spec.entities
+    )
+    return dataclasses.replace(spec, entities=entities)
 
 
 def load_dataset_spec(path: str | Path = "params.yaml") -> DatasetSpec:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,7 +37,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 
 from inferloop.core import schema as s
-from inferloop.core.dataset import CARD_FRAUD, DatasetSpec, Entity
+from inferloop.core.dataset import CARD_FRAUD, DatasetSpec, Entity, upgraded_spec
 from inferloop.data.categories import indicator_names, indicators, learn_categories
 from inferloop.data.events import (
     EntityEvents,
@@ -45,6 +46,7 @@ from inferloop.data.events import (
     text_keys,
 )
 from inferloop.data.history import History
+from inferloop.data.history import _History as _History  # old pickles name it here
 
 __all__ = [
     "FeatureParams",
@@ -122,6 +124,21 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
             params.extra_history,
             spec,
         )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a featurizer pickled before entities were named (customer_index_, terminal_index_,
+        # entity names as text) reads as one with the two built-in entities
+        for key in ("spec", "spec_"):
+            if isinstance(state.get(key), DatasetSpec):
+                state[key] = upgraded_spec(state[key])
+        if "customer_index_" in state:
+            old = {
+                "customer": state.pop("customer_index_"),
+                "terminal": state.pop("terminal_index_"),
+            }
+            spec = state.get("spec_") or state.get("spec") or CARD_FRAUD
+            state["key_index_"] = {e.name: old[e.name] for e in spec.entities}
+        super().__setstate__(state)
 
     @property
     def dataset_spec(self) -> DatasetSpec:

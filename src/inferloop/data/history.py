@@ -189,3 +189,21 @@ class History:
         if not len(joined.time):
             return joined
         return joined._take(joined.time > (joined.time.max() - horizon))
+
+
+class _History(History):
+    """The history of a featurizer pickled before entities were named: its fields were
+    ``customer, terminal, time, amount, label``. Unpickling builds a :class:`History`."""
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        if "keys" not in state:
+            keys = {"customer": state["customer"], "terminal": state["terminal"]}
+            state = {
+                "keys": keys,
+                "time": state["time"],
+                "amount": state["amount"],
+                "label": state["label"],
+                "features": {"customer": "velocity", "terminal": "risk"},
+            }
+        self.__class__ = History  # type: ignore[assignment]
+        History.__setstate__(self, state)
