@@ -652,3 +652,42 @@ def test_rows_in_the_files_own_names_score_as_the_contracts(tmp_path: Path) -> N
             (s.TIMESTAMP, "col"),
             InputLayout({"step": s.TIMESTAMP, "c": "col"}),
         )
+
+
+def test_a_log_without_amounts_has_no_amount_features_rules_or_required_column() -> None:
+    """``has_amount: false``: the contract requires and checks no amount, the featurizer has
+    no amount features and its velocity windows count events; server rows need none."""
+    spec = dataset_spec(
+        {
+            "has_amount": False,
+            "entities": ["customer", "terminal"],
+            "categorical_features": {"kind": []},
+            "numeric_features": ["balance"],
+        }
+    )
+    assert s.AMOUNT not in spec.scoring_columns
+    assert dataset_spec(spec.as_params()) == spec
+    data = _wallet_rows().drop(columns=[s.AMOUNT, "balance_after"])
+    broken = data.copy()
+    broken.loc[2, s.CUSTOMER_ID] = None
+    result = validate_transactions(broken, ContractParams(dataset=spec))
+    assert result.summary["by_reason"] == {f"null_key:{s.CUSTOMER_ID}": 1}
+    assert s.AMOUNT not in result.valid.columns
+    history, incoming = result.valid.iloc[:300], result.valid.iloc[300:]
+    _, featurizer = featurize_frame(history, PARAMS, spec)
+    names = list(featurizer.feature_names_out_)
+    assert not any("amount" in n for n in names), names
+    assert {"cust_count_1h", "cust_log_seconds_since_last", "term_risk_1D", "balance"} <= set(names)
+    batch = featurizer.transform(incoming)
+    online = []
+    for i in range(len(incoming)):
+        online.append(featurizer.transform(incoming.iloc[[i]]))
+        featurizer.update(incoming.iloc[[i]])
+    np.testing.assert_allclose(pd.concat(online).to_numpy(), batch.to_numpy(), atol=1e-9)
+    from inferloop.data.rows import read_request
+
+    request = data.drop(columns=[s.TARGET]).head(1)
+    request = request.assign(**{s.TIMESTAMP: request[s.TIMESTAMP].astype(str)})
+    assert len(read_request(request, ContractParams(dataset=spec)).ids) == 1
+    with pytest.raises(ParamsError, match=r"has_amount must be true or false"):
+        dataset_spec({"has_amount": "no"})

@@ -22,6 +22,9 @@ named by :mod:`inferloop.core.schema`; a user's own names are mapped onto them b
   declared with their column, ``{device: {column: device_id, features: velocity}}``, and their
   features are named after them (``device_count_1h``). An undeclared entity's column is not
   required and the feature-state store keeps no series for it.
+* **has_amount**: whether the data has an amount (``data.column_map`` -> ``amount``). Without
+  one (``has_amount: false``) there are no amount features, no mean-amount windows and no
+  amount rules in the contract; velocity windows still count events and time the last one.
 * **timed**: whether the table has a timestamp. A table without time (``timed: false``, a
   credit-scoring table) is split at random, stratified by the label; it has no time-of-day
   features and no entities (windows need time). Its rows keep their order in the timestamp
@@ -107,6 +110,7 @@ BUILTIN_ENTITIES: Final = {
 _KEYS: Final = (
     "name",
     "timed",
+    "has_amount",
     "entities",
     "categorical_features",
     "numeric_features",
@@ -132,6 +136,7 @@ class DatasetSpec:
     # a plain tuple default (not a factory): a spec pickled before entities existed reads it
     entities: tuple[Entity, ...] = tuple(BUILTIN_ENTITIES.values())
     timed: bool = True
+    has_amount: bool = True
     categorical_features: Mapping[str, tuple[str, ...]] = field(
         default_factory=_card_fraud_categories
     )
@@ -175,7 +180,7 @@ class DatasetSpec:
             s.TRANSACTION_ID,
             *((s.TIMESTAMP,) if self.timed else ()),
             *self.entity_columns,
-            s.AMOUNT,
+            *((s.AMOUNT,) if self.has_amount else ()),
             *self.categorical_columns,
             *self.numeric_features,
         )
@@ -205,6 +210,7 @@ class DatasetSpec:
         return {
             "name": self.name,
             "timed": self.timed,
+            "has_amount": self.has_amount,
             "entities": _entities_as_params(self.entities),
             "categorical_features": {k: list(v) for k, v in self.categorical_features.items()},
             "numeric_features": list(self.numeric_features),
@@ -282,6 +288,9 @@ def dataset_spec(section: Any, where: str = "dataset") -> DatasetSpec:
             f"entities {[e.name for e in entities[0]]} need time (their windows are spans of time): a table "
             "without time (timed: false) declares entities: []"
         )
+    has_amount = section.get("has_amount", True)
+    if not isinstance(has_amount, bool):
+        problems.append(f"has_amount must be true or false, got {has_amount!r}")
     policy = section.get("unseen_category", "quarantine")
     if policy not in UNSEEN_CATEGORY_POLICIES:
         problems.append(
@@ -296,6 +305,7 @@ def dataset_spec(section: Any, where: str = "dataset") -> DatasetSpec:
         name=str(section.get("name", "custom")),
         entities=tuple(entities[0]),
         timed=bool(timed),
+        has_amount=bool(has_amount),
         categorical_features=categorical[0],
         numeric_features=tuple(numeric[0]),
         sensitive_attributes=attributes[0],

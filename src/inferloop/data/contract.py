@@ -336,14 +336,19 @@ def _run_row_checks(
     # the declared entities' keys, after the id: an undeclared one's is not the contract's
     builtin = {e.column for e in BUILTIN_ENTITIES.values()}
     first, *rest = [c for c in NULL_KEY_COLUMNS if c not in builtin]
-    keys = [first, *spec.entity_columns, *rest]
+    keys = [
+        first,
+        *spec.entity_columns,
+        *(c for c in rest if c in spec.scoring_columns or c == schema.TIMESTAMP),
+    ]
     for column in keys:
         checks.add(null_key_reason(column), _is_blank(df[column]))
     for column in spec.id_columns:
         checks.add(fractional_key_reason(column), is_fractional(df[column]))
     parsed: dict[str, pd.Series] = {}
     parsed[schema.TIMESTAMP] = _check_timestamp(df, params, checks, timestamp_format)
-    parsed[schema.AMOUNT] = _check_amount(df, params, checks)
+    if params.dataset.has_amount:  # a table without amounts has no amount rules
+        parsed[schema.AMOUNT] = _check_amount(df, params, checks)
     _check_categories(df, params.dataset, checks, require_target)
     _check_numeric(df, params.dataset, checks)
     if schema.TARGET in df.columns:
@@ -533,7 +538,8 @@ def _build_valid(
     for column in spec.entity_columns:
         valid[column] = canonical_ids(valid[column]).to_numpy()
     valid[schema.TIMESTAMP] = _as_ns(parsed[schema.TIMESTAMP].iloc[keep])
-    valid[schema.AMOUNT] = parsed[schema.AMOUNT].iloc[keep].to_numpy(dtype="float64")
+    if schema.AMOUNT in parsed:
+        valid[schema.AMOUNT] = parsed[schema.AMOUNT].iloc[keep].to_numpy(dtype="float64")
     for column in (*spec.categorical_columns, *spec.sensitive_columns):
         if column in valid.columns:
             valid[column] = _as_text(valid[column])

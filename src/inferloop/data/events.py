@@ -25,6 +25,7 @@ __all__ = [
     "EntityEvents",
     "EntityQuery",
     "RawColumns",
+    "amounts",
     "concat_raw",
     "entity_keys_of",
     "take_raw",
@@ -120,12 +121,20 @@ class RawColumns:
         return cls(
             seconds=seconds,
             keys={e.name: X[e.column].to_numpy() for e in spec.entities},
-            amount=X[s.AMOUNT].to_numpy(dtype=np.float64),
+            amount=amounts(X, spec),
             categories={c: _as_text_values(X[c]) for c in spec.categorical_columns},
             numeric={c: X[c].to_numpy(dtype=np.float64) for c in spec.numeric_features},
             label=_labels(X, y),
             wall_seconds=None if wall is seconds else wall,
         )
+
+
+def amounts(X: pd.DataFrame, spec: DatasetSpec) -> np.ndarray:
+    """The amounts of ``X`` as float64; ones for a table without amounts (``has_amount:
+    false``), which no feature reads: windows count them, nothing sums them."""
+    if not spec.has_amount:
+        return np.ones(len(X))
+    return X[s.AMOUNT].to_numpy(dtype=np.float64)
 
 
 def concat_raw(first: RawColumns, second: RawColumns) -> RawColumns:

@@ -388,15 +388,19 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
         return (history, batch)
 
     def _feature_names(self) -> list[str]:
-        names = ["tx_amount", "log_amount"]
-        if self.dataset_spec.timed:
+        spec = self.dataset_spec
+        names = ["tx_amount", "log_amount"] if spec.has_amount else []
+        if spec.timed:
             names += ["hour", "is_weekend", "is_night"]
         for e in self._entities():
             p = e.prefix
-            if e.is_velocity:
+            if e.is_velocity and spec.has_amount:
                 for w in self.customer_windows:
                     names += [f"{p}_count_{w}", f"{p}_mean_amount_{w}"]
                 names += [f"amount_to_{p}_mean", f"{p}_log_seconds_since_last"]
+            elif e.is_velocity:  # no amounts: counts and the time since the last event
+                names += [f"{p}_count_{w}" for w in self.customer_windows]
+                names += [f"{p}_log_seconds_since_last"]
             else:
                 for w in self.terminal_windows:
                     names += [f"{p}_count_{w}", f"{p}_risk_{w}"]

@@ -333,6 +333,11 @@ def load_source(
     labelled = positive_labels(mapped, params.target_positive)
     if not spec.timed:
         labelled = with_row_order(labelled, params.timestamp_origin)
+    if not spec.has_amount and schema.AMOUNT in labelled.columns:
+        raise IngestError(
+            "dataset.has_amount is false but the data has an amount column: declare "
+            "has_amount: true, or leave the column out of data.column_map"
+        )
     return with_generated_ids(labelled)
 
 

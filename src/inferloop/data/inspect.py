@@ -92,6 +92,11 @@ class RoleProposal:
         return s.TIMESTAMP in set(self.column_map.values()) | {c.name for c in self.columns}
 
     @property
+    def has_amount(self) -> bool:
+        """Whether a column was taken for the amount."""
+        return s.AMOUNT in set(self.column_map.values()) | {c.name for c in self.columns}
+
+    @property
     def entities(self) -> list[str]:
         """The built-in entities whose key columns were found (none without time: windows need
         it)."""
@@ -114,6 +119,7 @@ class RoleProposal:
             "dataset": {
                 "name": Path(self.path).stem,
                 "timed": self.timed,
+                "has_amount": self.has_amount,
                 "entities": self.entities,
                 "categorical_features": {c: [] for c in self.categorical},
                 "numeric_features": list(self.numeric),
@@ -192,9 +198,13 @@ def propose_roles(path: str | Path) -> RoleProposal:
             "no column looks like a timestamp: a table without time (timed: false) is split at "
             "random and has no windows; map one onto timestamp if it has time"
         )
-    for core in (s.AMOUNT, s.TARGET):
-        if core not in taken:
-            proposal.notes.append(f"no column looks like the {core} role: map one in column_map")
+    if s.AMOUNT not in taken:
+        proposal.notes.append(
+            "no column looks like the amount role: map one in column_map, or keep "
+            "has_amount: false (no amount features, windows count events only)"
+        )
+    if s.TARGET not in taken:
+        proposal.notes.append(f"no column looks like the {s.TARGET} role: map one in column_map")
     for kind, entity in BUILTIN_ENTITIES.items():
         if entity.column not in taken:
             proposal.notes.append(
@@ -284,7 +294,7 @@ def _declared(spec: DatasetSpec) -> list[tuple[str, str]]:
     core = [
         *(((s.TIMESTAMP, "the timestamp"),) if spec.timed else ()),
         *((e.column, f"the {e.name} key") for e in spec.entities),
-        (s.AMOUNT, "the amount"),
+        *(((s.AMOUNT, "the amount"),) if spec.has_amount else ()),
         (s.TARGET, "the label"),
     ]
     return [

@@ -110,7 +110,7 @@ def _read_columns(frame: pd.DataFrame, spec: DatasetSpec) -> Transactions:
     raw = RawColumns(
         seconds=timestamps.astype("datetime64[s]").astype(np.int64),
         keys={e.name: _as_keys(frame[e.column]) for e in spec.entities},
-        amount=_as_amounts(frame[s.AMOUNT]),
+        amount=_as_amounts(frame[s.AMOUNT]) if spec.has_amount else np.ones(len(frame)),
         categories={c: _as_categories(frame[c], spec) for c in spec.categorical_columns},
         numeric={c: _as_numbers(frame[c]) for c in spec.numeric_features},
         label=_labels(frame),
@@ -141,7 +141,11 @@ def _read_plain(frame: pd.DataFrame, spec: DatasetSpec) -> Transactions | None:
     values = frame.to_numpy(dtype=object)
     column = {name: values[:, i] for i, name in enumerate(names)}
     timestamps = _plain_timestamps(column[s.TIMESTAMP])
-    amounts = _plain_floats(column[s.AMOUNT], allow_missing=False)
+    amounts = (
+        _plain_floats(column[s.AMOUNT], allow_missing=False)
+        if spec.has_amount
+        else np.ones(len(frame))
+    )
     ids = _plain_ints(column[s.TRANSACTION_ID])
     keys = {e.name: _plain_ints(column[e.column]) for e in spec.entities}
     categories = {
@@ -214,8 +218,9 @@ def coerce_input(model_input: Any, spec: DatasetSpec = CARD_FRAUD) -> pd.DataFra
     """
     frame = as_frame(model_input)
     tx = read_transactions(frame, spec)
+    amount = {s.AMOUNT: tx.raw.amount} if spec.has_amount else {}
     return frame.assign(
-        **{s.TIMESTAMP: tx.timestamps, s.AMOUNT: tx.raw.amount},
+        **{s.TIMESTAMP: tx.timestamps, **amount},
         **{e.column: tx.raw.keys[e.name] for e in spec.entities},
     )
 
@@ -413,8 +418,12 @@ def may_break_contract(frame: pd.DataFrame, tx: Transactions, contract: Contract
     lo, hi = (
         np.datetime64(_naive(v), "us") for v in (contract.min_timestamp, contract.max_timestamp)
     )
+    if ((ts < lo) | (ts > hi)).any():
+        return True
     amount = tx.raw.amount
-    if ((ts < lo) | (ts > hi)).any() or (amount <= 0).any() or (amount > contract.max_amount).any():
+    if contract.dataset.has_amount and (
+        (amount <= 0).any() or (amount > contract.max_amount).any()
+    ):
         return True
     if len(tx.ids) > 1 and len(set(tx.ids.tolist())) < len(tx.ids):
         return True
