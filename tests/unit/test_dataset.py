@@ -44,6 +44,18 @@ WALLET = DatasetSpec(
 )
 
 
+def _assert_one_by_one_equals(
+    batch: pd.DataFrame, featurizer: TransactionFeaturizer, incoming: pd.DataFrame
+) -> None:
+    """One row at a time against the growing history gives the batch's features, to 1e-9."""
+    online = []
+    for i in range(len(incoming)):
+        row = incoming.iloc[[i]]
+        online.append(featurizer.transform(row))
+        featurizer.update(row)
+    np.testing.assert_allclose(pd.concat(online).to_numpy(), batch.to_numpy(), rtol=1e-9, atol=1e-9)
+
+
 def _wallet_rows(n: int = 400, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     start = pd.Timestamp("2026-03-01")
@@ -176,12 +188,7 @@ def test_learned_categories_and_numeric_features_are_point_in_time_features() ->
     assert not any(n.startswith(("channel_", "category_")) for n in names)
     np.testing.assert_array_equal(features["balance"], history["balance"])
     batch = featurizer.transform(incoming)
-    online = []
-    for i in range(len(incoming)):
-        row = incoming.iloc[[i]]
-        online.append(featurizer.transform(row))
-        featurizer.update(row)
-    np.testing.assert_allclose(pd.concat(online).to_numpy(), batch.to_numpy(), rtol=1e-9, atol=1e-9)
+    _assert_one_by_one_equals(batch, featurizer, incoming)
 
 
 def test_the_plain_request_path_reads_a_custom_spec_as_the_general_path_does() -> None:
@@ -392,11 +399,7 @@ def test_declared_entities_decide_the_key_columns_and_the_window_features(tmp_pa
         assert set(featurizer.history_events()[0]) == set(entities)
         # one row at a time against the growing history equals the batch, to 1e-9
         batch = featurizer.transform(incoming)
-        online = []
-        for i in range(len(incoming)):
-            online.append(featurizer.transform(incoming.iloc[[i]]))
-            featurizer.update(incoming.iloc[[i]])
-        np.testing.assert_allclose(pd.concat(online).to_numpy(), batch.to_numpy(), atol=1e-9)
+        _assert_one_by_one_equals(batch, featurizer, incoming)
         request = data.drop(columns=[s.TARGET]).head(2)
         assert len(read_transactions(request, spec).raw) == 2
 
@@ -447,11 +450,7 @@ def test_named_entities_have_their_own_windows_keys_and_contract_checks() -> Non
     keys, _ = featurizer.history_events()
     assert keys["device"][:3].tolist() == history["device"].head(3).tolist()
     batch = featurizer.transform(incoming)
-    online = []
-    for i in range(len(incoming)):
-        online.append(featurizer.transform(incoming.iloc[[i]]))
-        featurizer.update(incoming.iloc[[i]])
-    np.testing.assert_allclose(pd.concat(online).to_numpy(), batch.to_numpy(), atol=1e-9)
+    _assert_one_by_one_equals(batch, featurizer, incoming)
     # the device windows count the other customers sharing a device: not the origin's counts
     assert (batch["device_count_1D"] >= batch["origin_count_1D"]).all()
     assert (batch["device_count_1D"] > batch["origin_count_1D"]).any()
@@ -679,11 +678,7 @@ def test_a_log_without_amounts_has_no_amount_features_rules_or_required_column()
     assert not any("amount" in n for n in names), names
     assert {"cust_count_1h", "cust_log_seconds_since_last", "term_risk_1D", "balance"} <= set(names)
     batch = featurizer.transform(incoming)
-    online = []
-    for i in range(len(incoming)):
-        online.append(featurizer.transform(incoming.iloc[[i]]))
-        featurizer.update(incoming.iloc[[i]])
-    np.testing.assert_allclose(pd.concat(online).to_numpy(), batch.to_numpy(), atol=1e-9)
+    _assert_one_by_one_equals(batch, featurizer, incoming)
     from inferloop.data.rows import read_request
 
     request = data.drop(columns=[s.TARGET]).head(1)
