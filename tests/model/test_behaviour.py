@@ -147,9 +147,13 @@ def test_the_plain_request_path_reads_what_the_general_path_reads(
         assert plain is not None
         np.testing.assert_array_equal(plain.ids, general.ids)
         np.testing.assert_array_equal(plain.timestamps, general.timestamps)
-        for field in ("seconds", "customer", "terminal", "amount"):
+        for field in ("seconds", "amount"):
             np.testing.assert_array_equal(getattr(plain.raw, field), getattr(general.raw, field))
             assert getattr(plain.raw, field).dtype == getattr(general.raw, field).dtype, field
+        assert set(plain.raw.keys) == set(general.raw.keys) == {"customer", "terminal"}
+        for entity, keys in general.raw.keys.items():
+            np.testing.assert_array_equal(plain.raw.keys[entity], keys)
+            assert plain.raw.keys[entity].dtype == keys.dtype, entity
         assert set(plain.raw.categories) == {s.CHANNEL, s.MERCHANT_CATEGORY}
         for column, values in general.raw.categories.items():
             np.testing.assert_array_equal(plain.raw.categories[column], values)
