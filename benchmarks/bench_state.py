@@ -563,11 +563,16 @@ class _TimingModel:
 
     candidate = "timing"
     threshold = 0.5
+    postprocess = None  # no per-group thresholds: the scores are final
 
     def __init__(self, featurizer: Any) -> None:
         self.featurizer = featurizer
         self.feature_names = list(featurizer.feature_names_out_)
         self.estimator = _Zero()
+        self.dataset_spec = featurizer.dataset_spec
+
+    def final_scores(self, scores: np.ndarray, tx: Any, rows: Any = None) -> np.ndarray:
+        return scores
 
 
 class _Zero:

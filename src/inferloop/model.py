@@ -549,8 +549,7 @@ class LiveScorer:
         if self.model.postprocess is not None:  # a missing attribute fails before the store
             self.model.decision_groups(tx)
         ids = text_keys(tx.ids)
-        _, first = np.unique(ids, return_index=True)
-        first.sort()
+        first = _first_of_each(ids)
         featurizer = self.model.featurizer
         request = StateRequest(
             ids=ids[first],
@@ -685,6 +684,15 @@ def _check_request_rows(n_rows: int) -> None:
             f"too many rows in one request: {n_rows:,} > {int(limit):,} "
             f"({MAX_ROWS_ENV}); split the batch or use batch scoring"
         )
+
+
+def _first_of_each(ids: np.ndarray) -> np.ndarray:
+    """Positions of the first row of each distinct id, in row order."""
+    if len(ids) == 1:  # one request's row: nothing to sort
+        return np.zeros(1, dtype=np.intp)
+    _, first = np.unique(ids, return_index=True)
+    first.sort()
+    return np.asarray(first)
 
 
 def _first_velocity_entity(featurizer: TransactionFeaturizer) -> str | None:

@@ -1,9 +1,11 @@
 """The embedded feature-state store: one SQLite file in WAL mode, standard library only.
 
 Every process that opens the same file -- each ``mlflow models serve`` worker, the stream,
-batch scoring -- shares one state. WAL lets readers run while one writer writes; a scoring
-transaction takes the write lock (``BEGIN IMMEDIATE``) before it reads, so the read, the
-scores and the write of one batch are one serializable step. A process killed in the middle
+batch scoring -- shares one state. WAL lets readers run while one writer writes. A scoring
+request reads and scores without the write lock, then takes it (``BEGIN IMMEDIATE``), reads
+its rows again and writes only if none changed -- else it scores again under the lock -- so
+the read, the scores and the write of one batch are one serializable step, while the
+workers' featurizing and scoring run side by side. A process killed in the middle
 of a transaction leaves nothing of it behind (SQLite rolls the transaction back on the next
 open). ``synchronous=NORMAL``: a committed transaction survives a crash of the process; after
 a power loss the last few transactions may be lost, never half of one.
@@ -88,13 +90,16 @@ class _Series:
     ids: list[str] | None = None
 
     @staticmethod
-    def decode(row: tuple[Any, ...]) -> _Series:
+    def decode(row: tuple[Any, ...], with_ids: bool = True) -> _Series:
+        """The series of a ``series`` row; ``with_ids=False`` for a read that only scores
+        (splitting the ids of a long labelled series costs more than the rest of the read).
+        """
         _, times, a, b, ids = row
         return _Series(
             np.frombuffer(times, dtype="<i8"),
             np.frombuffer(a, dtype="<f8"),
             None if b is None else np.frombuffer(b, dtype="<i8"),
-            None if ids is None else ids.split(_SEP),
+            None if ids is None or not with_ids else ids.split(_SEP),
         )
 
     def encode(self) -> tuple[bytes, bytes, bytes | None, str | None]:
@@ -152,30 +157,51 @@ class SqliteState(FeatureState):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: the lock is taken before anything is read."""
-        db = self._connection()
-        with self._thread_lock, self._file_lock():
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with self._locked(wait=True), self._transaction() as db:
+            yield db
 
     @contextmanager
-    def _file_lock(self) -> Iterator[None]:
-        """The writers' lock shared by every process that opens this file (``flock``).
-
-        Opened lazily, so that a process forked after opening the store gets its own.
-        """
-        if self._lock_fd is None or self._lock_pid != os.getpid():
-            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-            self._lock_pid = os.getpid()
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any error); hold the locks."""
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
         try:
-            yield
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @contextmanager
+    def _locked(self, *, wait: bool) -> Iterator[bool]:
+        """Hold this process's thread lock and the writers' lock shared by every process.
+
+        The writers' lock is an ``flock`` on a side file, opened lazily so that a process
+        forked after opening the store gets its own. ``wait=False`` yields False at once when
+        another thread or process holds either lock.
+        """
+        if not self._thread_lock.acquire(blocking=wait):
+            yield False
+            return
+        try:
+            if self._lock_fd is None or self._lock_pid != os.getpid():
+                self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                self._lock_pid = os.getpid()
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                taken = False
+            else:
+                taken = True
+            if not taken:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            self._thread_lock.release()
 
     def _create_schema(self) -> None:
         with self._thread_lock:
@@ -196,21 +222,33 @@ class SqliteState(FeatureState):
 
     # ------------------------------------------------------------------ scoring
     def transact(self, request: StateRequest, compute: Compute) -> tuple[Snapshot, ScoredEvents]:
-        """See :meth:`FeatureState.transact`: all of it inside one write transaction."""
+        """See :meth:`FeatureState.transact`: optimistic, with the write serializable.
+
+        When no other writer holds the lock, all of it runs under the lock. Otherwise the
+        read and ``compute`` (featurizing and scoring: most of a request's time) run while
+        the other writes; then, under the lock, the rows read are read again and, unchanged,
+        the events are written in the same transaction. Had another writer changed one (the
+        same customer scored at the same moment), the work is redone under the lock, as if
+        it had held it all along. Serializing only the check and the write lets the
+        server's workers score side by side; a lone request pays for no second read.
+        """
+        with self._locked(wait=False) as free:
+            if free:  # no other writer: read, score and write under the lock, read once
+                with self._transaction() as db:
+                    read = _decoded(request, *_read_rows(db, request))
+                    written = compute(read.snapshot)
+                    _insert(db, written, known=read.plain(request), horizon=request.horizon)
+                return read.snapshot, written
+        with self._thread_lock:
+            read = _decoded(request, *_read_rows(self._connection(), request))
+        written = compute(read.snapshot)
         with self._write() as db:
-            series: dict[str, dict[str, _Series]] = {}
-            events = {}
-            for q in request.queries:
-                series[q.entity] = _read_series(db, q.entity, q.keys, _kind(q))
-                events[q.entity] = _window(q, series[q.entity], request.label_cutoff)
-            snapshot = Snapshot(scored=_scored(db, request.ids), events=events)
-            written = compute(snapshot)
-            # the event series read above are current: the write appends to them. A kind
-            # read only for its labels (the terminal) gets its labelled entries from the
-            # label feed; its plain series is not kept up here (no feature reads it)
-            plain = {q.entity: series[q.entity] for q in request.queries if not q.labelled}
-            _insert(db, written, known=plain, horizon=request.horizon)
-        return snapshot, written
+            rows, scored = _read_rows(db, request)
+            if rows != read.rows or scored != read.snapshot.scored:  # a conflicting write
+                read = _decoded(request, rows, scored)
+                written = compute(read.snapshot)
+            _insert(db, written, known=read.plain(request), horizon=request.horizon)
+        return read.snapshot, written
 
     def scored(self, ids: np.ndarray) -> dict[str, tuple[float, int, str]]:
         """Stored ``(score, decision, model)`` per known id."""
@@ -286,6 +324,48 @@ class SqliteState(FeatureState):
         )
 
 
+@dataclass
+class _Read:
+    """What one scoring request read: the raw ``series`` rows, decoded, and its snapshot."""
+
+    rows: dict[str, list[tuple[Any, ...]]]
+    series: dict[str, dict[str, _Series]]
+    snapshot: Snapshot
+
+    def plain(self, request: StateRequest) -> dict[str, dict[str, _Series]]:
+        """The event series the write appends to: kinds a feature reads unlabelled.
+
+        A kind read only for its labels (the terminal) gets its labelled entries from the
+        label feed; its plain series is not kept up by scoring (no feature reads it).
+        """
+        return {q.entity: self.series[q.entity] for q in request.queries if not q.labelled}
+
+
+def _read_rows(
+    db: sqlite3.Connection, request: StateRequest
+) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, tuple[float, int, str]]]:
+    """The raw ``series`` rows of the request's keys, and its ids already scored."""
+    rows = {q.entity: _series_rows(db, q.entity, q.keys, _kind(q)) for q in request.queries}
+    return rows, _scored(db, request.ids)
+
+
+def _decoded(
+    request: StateRequest,
+    rows: dict[str, list[tuple[Any, ...]]],
+    scored: dict[str, tuple[float, int, str]],
+) -> _Read:
+    """:func:`_read_rows`' rows decoded, with each query's window of events."""
+    series: dict[str, dict[str, _Series]] = {}
+    events = {}
+    for q in request.queries:
+        # a labelled series read here is never written back: its ids are not needed
+        series[q.entity] = {
+            str(row[0]): _Series.decode(row, not q.labelled) for row in rows[q.entity]
+        }
+        events[q.entity] = _window(q, series[q.entity], request.label_cutoff)
+    return _Read(rows, series, Snapshot(scored=scored, events=events))
+
+
 def _kind(query: EntityQuery) -> int:
     return _LABELLED if query.labelled else _EVENTS
 
@@ -305,11 +385,17 @@ def _scored(db: sqlite3.Connection, ids: np.ndarray) -> dict[str, tuple[float, i
 def _read_series(
     db: sqlite3.Connection, entity: str, keys: np.ndarray | list[str], kind: int
 ) -> dict[str, _Series]:
+    return {str(row[0]): _Series.decode(row) for row in _series_rows(db, entity, keys, kind)}
+
+
+def _series_rows(
+    db: sqlite3.Connection, entity: str, keys: np.ndarray | list[str], kind: int
+) -> list[tuple[Any, ...]]:
+    """The ``series`` rows of ``keys``, in key order (so two reads compare row for row)."""
     if len(keys) == 0:
-        return {}
+        return []
     condition, param = _in(keys)
-    rows = db.execute(_SERIES.format(condition), (entity, kind, param)).fetchall()
-    return {str(row[0]): _Series.decode(row) for row in rows}
+    return db.execute(_SERIES.format(condition) + " ORDER BY key", (entity, kind, param)).fetchall()
 
 
 def _window(query: EntityQuery, series: dict[str, _Series], label_cutoff: int) -> EntityEvents:
@@ -327,16 +413,25 @@ def _window(query: EntityQuery, series: dict[str, _Series], label_cutoff: int) -
             parts.append((key, s, keep))
     if not parts:
         return EntityEvents.empty(last)
-    times = np.concatenate([s.times[k] for _, s, k in parts])
-    values = np.concatenate([s.a[k] for _, s, k in parts])
-    keys = np.repeat(
-        np.asarray([key for key, _, _ in parts], dtype=object), [k.sum() for *_, k in parts]
-    )
+    times = _joined([s.times[k] for _, s, k in parts])
+    values = _joined([s.a[k] for _, s, k in parts])
+    if len(parts) == 1:  # one request's key (``fill``: a tenth of ``np.full`` for objects)
+        keys = np.empty(len(times), dtype=object)
+        keys.fill(parts[0][0])
+    else:
+        keys = np.repeat(
+            np.asarray([key for key, _, _ in parts], dtype=object), [k.sum() for *_, k in parts]
+        )
     if query.labelled:
-        label_times = np.concatenate([s.b[k] for _, s, k in parts if s.b is not None])
+        label_times = _joined([s.b[k] for _, s, k in parts if s.b is not None])
         return EntityEvents(keys, times, np.zeros(len(times)), values, label_times, last)
     n = len(times)
     return EntityEvents(keys, times, values, np.full(n, np.nan), np.zeros(n, np.int64), last)
+
+
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    """The arrays end to end (one of them as it is: a request reads one key)."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 def _insert(
@@ -394,6 +489,8 @@ def _by_key(keys: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """Each distinct key as text, in sorted order, with its entries' positions in input order."""
     if len(keys) == 0:
         return []
+    if len(keys) == 1:  # one request's event: nothing to sort
+        return [(str(keys[0]), np.zeros(1, dtype=np.intp))]
     text = keys.astype(str)
     order = np.argsort(text, kind="stable")
     ordered = text[order]
@@ -424,9 +521,20 @@ def _append_events(
         new_amounts = amounts[pick] if old is None else np.concatenate([old.a, amounts[pick]])
         series = _Series(new_times, new_amounts)
         if horizon is not None and old is not None:
-            series = _trim(series, int(new_times.max()) - horizon, keep_newest=True) or series
+            cutoff = int(new_times.max()) - horizon
+            if int(new_times.min()) < cutoff:  # most writes have nothing to trim
+                series = _trim(series, cutoff, keep_newest=True) or series
         rows.append((entity, key, _EVENTS, *series.encode()))
-    db.executemany("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    _upsert_series(db, rows)
+
+
+def _upsert_series(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Write ``series`` rows (one ``execute`` for one row: a request's write)."""
+    statement = "INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?, ?, ?, ?)"
+    if len(rows) == 1:
+        db.execute(statement, rows[0])
+    else:
+        db.executemany(statement, rows)
 
 
 def _add_labels(db: sqlite3.Connection, labels: Labels, events: ScoredEvents | None = None) -> int:
@@ -508,7 +616,7 @@ def _merge_labels(
         new_ids = [ids[n] for n in pick.tolist()]
         series = _merged(current.get(key), new_ids, times[pick], values[pick], arrived[pick])
         rows.append((entity, key, _LABELLED, *series.encode()))
-    db.executemany("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    _upsert_series(db, rows)
 
 
 def _merged(
