@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import fcntl
 import http.client
 import json
 import os
@@ -20,6 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +41,7 @@ from inferloop.data.simulate import simulate_transactions
 from inferloop.model import FraudModel, LiveScorer, seed_state
 from inferloop.scoring.live_state import deliver_labels, read_label_table
 from inferloop.scoring.serving import ServeConfig, free_port, running_server
-from inferloop.state.base import FeatureState
+from inferloop.state.base import Compute, FeatureState, ScoredEvents, Snapshot, StateRequest
 from inferloop.state.config import open_state
 from inferloop.state.sqlite import SqliteState
 
@@ -287,6 +289,57 @@ def test_concurrent_writers_on_the_same_customers_keep_every_count_exact(
         atol=1e-12,
     )
     checked.close()
+
+
+def test_sqlite_a_write_that_lands_while_a_request_scores_makes_it_score_again(
+    model: FraudModel, day: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The optimistic path: a request that found the writers' lock taken scores without it;
+    another writer then adds an event of the same customer; the request sees the change under
+    the lock and scores again, so its features count that event, exactly as in time order."""
+    first = day.iloc[[0]].reset_index(drop=True)
+    second = day.iloc[[1]].assign(
+        **{
+            s.CUSTOMER_ID: first[s.CUSTOMER_ID].iloc[0],
+            s.TIMESTAMP: first[s.TIMESTAMP].iloc[0] + pd.Timedelta(minutes=5),
+        }
+    )
+    reference = LiveScorer(model, _seeded(lambda: SqliteState(tmp_path / "ref.db"), model))
+    reference.score(first)
+    expected = reference.score(second, with_features=True)[model.feature_names]
+    path = tmp_path / "shared.db"
+    seed_state(SqliteState(path), model)
+    request_store, other_store = SqliteState(path), SqliteState(path)
+    snapshots: list[object] = []
+    read_done, go = threading.Event(), threading.Event()
+    transact = request_store.transact
+
+    def paused(request: StateRequest, compute: Compute) -> tuple[Snapshot, ScoredEvents]:
+        def first_waits(snapshot: Snapshot) -> ScoredEvents:
+            snapshots.append(snapshot)
+            if len(snapshots) == 1:
+                read_done.set()
+                go.wait(60)
+            return compute(snapshot)
+
+        return transact(request, first_waits)
+
+    request_store.transact = paused  # type: ignore[method-assign]
+    held = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(held, fcntl.LOCK_EX)  # another writer's lock: the request goes optimistic
+    with ThreadPoolExecutor(1) as pool:
+        scored = pool.submit(
+            lambda: LiveScorer(model, request_store).score(second, with_features=True)
+        )
+        assert read_done.wait(60)
+        fcntl.flock(held, fcntl.LOCK_UN)
+        LiveScorer(model, other_store).score(first)  # lands between the read and the write
+        go.set()
+        features = scored.result(60)[model.feature_names]
+    os.close(held)
+    assert len(snapshots) == 2  # scored twice: the first read was stale
+    np.testing.assert_allclose(features, expected, rtol=0, atol=1e-12)
+    assert request_store.stats().events == len(model.featurizer.history_.time) + 2
 
 
 def _same_customers(rows: pd.DataFrame, customers: int) -> pd.DataFrame:
