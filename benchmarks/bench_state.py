@@ -11,7 +11,9 @@ Four measurements in one run, on one machine (``make bench``; ``--quick`` for a 
   difference between (a) and (c).
 * **online**: one-row requests with fresh transaction ids at c=1 (p50/p99) and c=8 (req/s),
   ``-w 2``, for SQLite state, Redis state, stateless, and MLflow's server with a constant
-  model (the floor).
+  model (the floor). The four servers run at once; c=1 sends each request to each server in
+  turn, so that a slow spell of a shared machine lands on all four alike; c=8 loads one
+  server at a time while the others idle.
 * **stream**: ``inferloop stream`` with SQLite state fed 1,000 records/s: per-record latency
   from the write to stdin to the scored line on stdout.
 * **store**: bytes per active entity and the per-request cost of one read-score-write
@@ -34,7 +36,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -314,13 +316,95 @@ def bench_online(
         "mlflow_floor": (floor, "none"),
     }
     out: dict[str, Any] = {}
-    for name, (target, kind) in variants.items():
-        if kind == "redis" and redis_url is None:
-            out[name] = {"skipped": "redis-server is not installed"}
-            continue
-        state = _state_for(kind, world, workdir, redis_url)
-        out[name] = _measure(target, state, bodies, workdir, settings)
-        print(f"{name:<14} {json.dumps(out[name]['summary'])}", flush=True)
+    if redis_url is None:
+        out["redis_state"] = {"skipped": "redis-server is not installed"}
+        del variants["redis_state"]
+    warm, c1_bodies = bodies[:600], bodies[600 : 600 + settings.c1_requests]
+    c8_bodies = bodies[600 + settings.c1_requests :]
+    paths = {}
+    for part, chunk in (("warm", warm), ("c8", c8_bodies)):
+        paths[part] = workdir / f"bodies-{part}.json"
+        paths[part].write_text(json.dumps(chunk))
+    with ExitStack() as stack:  # every server up at once: c=1 goes round the four in turn
+        servers = {
+            name: stack.enter_context(
+                served(
+                    target, _state_for(kind, world, workdir, redis_url), workdir, settings.workers
+                )
+            )
+            for name, (target, kind) in variants.items()
+        }
+        for config, _ in servers.values():
+            load(config.port, paths["warm"], 2, len(warm), 30.0)
+        c1 = _interleaved_c1(servers, c1_bodies, settings.c1_seconds * len(servers))
+        for name, (config, proc) in servers.items():
+            c8 = measured(
+                proc.pid,
+                partial(
+                    load, config.port, paths["c8"], 8, settings.c8_requests, settings.c8_seconds
+                ),
+            )
+            if c1[name]["errors"] or c8["errors"]:
+                raise RuntimeError(f"{name}: non-200 responses")
+            summary = {
+                "c1_p50_ms": c1[name]["p50_ms"],
+                "c1_p99_ms": c1[name]["p99_ms"],
+                "c8_req_per_s": c8["req_per_s"],
+                "c8_p99_ms": c8["p99_ms"],
+                "server_cpu_ms_per_request": c8.get("server_cpu_ms_per_request"),
+            }
+            state = servers[name][0].state or "none"
+            out[name] = {"state": state.split("?")[0], "summary": summary, "c1": c1[name], "c8": c8}
+            print(f"{name:<14} {json.dumps(summary)}", flush=True)
+    return out
+
+
+def _interleaved_c1(
+    servers: dict[str, tuple[Any, Any]], bodies: list[str], seconds: float
+) -> dict[str, dict[str, Any]]:
+    """One request at a time, to each server in turn (rotating who goes first).
+
+    A shared machine slows down in bursts; measured one variant after another, a burst lands
+    on one of them and moves its p50 by more than the differences asked about. In turn, every
+    variant sees the same machine, so their differences hold within the run.
+    """
+    from bench_serving import _quantile, group_cpu_seconds
+
+    names = list(servers)
+    clients = {n: _Connection(servers[n][0].host, servers[n][0].port) for n in names}
+    requests = {n: _requests(servers[n][0].host, servers[n][0].port, bodies) for n in names}
+    latencies: dict[str, list[float]] = {n: [] for n in names}
+    errors = dict.fromkeys(names, 0)
+    cpu = {n: group_cpu_seconds(servers[n][1].pid) for n in names}
+    began = time.perf_counter()
+    for i in range(len(bodies)):
+        if time.perf_counter() - began > seconds:
+            break
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            t0 = time.perf_counter()
+            status, _ = clients[name].post(requests[name][i])
+            latencies[name].append((time.perf_counter() - t0) * 1e3)
+            errors[name] += status != 200
+    out = {}
+    for name in names:
+        ordered = sorted(latencies[name])
+        after = group_cpu_seconds(servers[name][1].pid)
+        before = cpu[name]
+        out[name] = {
+            "concurrency": 1,
+            "interleaved_with": [n for n in names if n != name],
+            "requests": len(ordered),
+            "errors": errors[name],
+            "p50_ms": round(_quantile(ordered, 0.50), 3),
+            "p90_ms": round(_quantile(ordered, 0.90), 3),
+            "p99_ms": round(_quantile(ordered, 0.99), 3),
+            "max_ms": round(ordered[-1], 3),
+            "mean_ms": round(float(np.mean(ordered)), 3),
+            "server_cpu_ms_per_request": None
+            if before is None or after is None
+            else round((after - before) / len(ordered) * 1e3, 3),
+        }
+        clients[name].sock.close()
     return out
 
 
@@ -349,38 +433,6 @@ def _state_for(kind: str, world: World, workdir: Path, redis_url: str | None) ->
         store.close()
         return redis_url
     return "none"
-
-
-def _measure(
-    world: World, state: str, bodies: list[str], workdir: Path, settings: Settings
-) -> dict[str, Any]:
-    warm, c1_bodies = bodies[:600], bodies[600 : 600 + settings.c1_requests]
-    c8_bodies = bodies[600 + settings.c1_requests :]
-    paths = {}
-    for part, chunk in (("warm", warm), ("c1", c1_bodies), ("c8", c8_bodies)):
-        paths[part] = workdir / f"bodies-{part}.json"
-        paths[part].write_text(json.dumps(chunk))
-    with served(world, state, workdir, settings.workers) as (config, proc):
-        load(config.port, paths["warm"], 2, len(warm), 30.0)
-        c1 = measured(
-            proc.pid,
-            partial(load, config.port, paths["c1"], 1, settings.c1_requests, settings.c1_seconds),
-        )
-        c8 = measured(
-            proc.pid,
-            partial(load, config.port, paths["c8"], 8, settings.c8_requests, settings.c8_seconds),
-        )
-    for result in (c1, c8):
-        if result["errors"]:
-            raise RuntimeError(f"{state}: {result['errors']} non-200 responses")
-    summary = {
-        "c1_p50_ms": c1["p50_ms"],
-        "c1_p99_ms": c1["p99_ms"],
-        "c8_req_per_s": c8["req_per_s"],
-        "c8_p99_ms": c8["p99_ms"],
-        "server_cpu_ms_per_request": c8.get("server_cpu_ms_per_request"),
-    }
-    return {"state": state.split("?")[0], "summary": summary, "c1": c1, "c8": c8}
 
 
 # --------------------------------------------------------------------------- stream
