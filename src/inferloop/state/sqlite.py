@@ -2,9 +2,10 @@
 
 Every process that opens the same file -- each ``mlflow models serve`` worker, the stream,
 batch scoring -- shares one state. WAL lets readers run while one writer writes. A scoring
-request reads and scores without the write lock, then takes it (``BEGIN IMMEDIATE``), reads
-its rows again and writes only if none changed -- else it scores again under the lock -- so
-the read, the scores and the write of one batch are one serializable step, while the
+request that finds the write lock free reads, scores and writes under it (``BEGIN
+IMMEDIATE``); one that finds it taken reads and scores meanwhile, then, under the lock, reads
+its rows again and writes only if none changed -- else it scores again there. Either way
+the read, the scores and the write of one batch are one serializable step, and the
 workers' featurizing and scoring run side by side. A process killed in the middle
 of a transaction leaves nothing of it behind (SQLite rolls the transaction back on the next
 open). ``synchronous=NORMAL``: a committed transaction survives a crash of the process; after
