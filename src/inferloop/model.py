@@ -590,6 +590,12 @@ class LiveScorer:
         Also records, in :attr:`last_models`, the model that made each row's score (the
         stored one for ids scored before).
         """
+        features = np.full((len(ids), len(self.model.feature_names)), np.nan)
+        features[computed["new"]] = computed["features"]
+        if len(written) == len(ids):  # every row a new id (a batch's usual case): in row order
+            self.last_models = np.empty(len(ids), dtype=object)
+            self.last_models.fill(self.label)
+            return written.score.astype(np.float64), written.decision.astype(np.int8), features
         results = dict(snapshot.scored)
         results.update(
             (i, (p, int(d), self.label))
@@ -601,8 +607,6 @@ class LiveScorer:
         scores = np.fromiter((r[0] for r in stored), dtype=np.float64, count=len(ids))
         decisions = np.fromiter((r[1] for r in stored), dtype=np.int8, count=len(ids))
         self.last_models = np.asarray([r[2] for r in stored], dtype=object)
-        features = np.full((len(ids), len(self.model.feature_names)), np.nan)
-        features[computed["new"]] = computed["features"]
         return scores, decisions, features
 
     def _after_write(self, tx: Transactions, written: ScoredEvents, snapshot: Snapshot) -> None:
@@ -612,9 +616,7 @@ class LiveScorer:
         stored = snapshot.events.get(entity) if entity else None
         if entity is not None and stored is not None and len(written):
             # new events dated before their key's newest stored one: out of time order
-            newest = stored.last
-            keys, times = written.keys[entity].tolist(), written.time.tolist()
-            self.older_rows += sum(t < newest.get(k, -1) for k, t in zip(keys, times, strict=True))
+            self.older_rows += _older_than_stored(written.keys[entity], written.time, stored.last)
         if len(written):
             self._newest = max(self._newest, int(written.time.max()))
         self._written += len(written)
@@ -693,6 +695,14 @@ def _first_of_each(ids: np.ndarray) -> np.ndarray:
     _, first = np.unique(ids, return_index=True)
     first.sort()
     return np.asarray(first)
+
+
+def _older_than_stored(keys: np.ndarray, times: np.ndarray, newest: dict[str, int]) -> int:
+    """How many events are dated before their key's newest stored event."""
+    if len(keys) == 1:  # one request's event: no frame
+        return int(int(times[0]) < newest.get(str(keys[0]), -1))
+    stored = pd.Series(keys, copy=False).map(newest).fillna(-1).to_numpy(dtype=np.float64)
+    return int((np.asarray(times, dtype=np.float64) < stored).sum())
 
 
 def _first_velocity_entity(featurizer: TransactionFeaturizer) -> str | None:

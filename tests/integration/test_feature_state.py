@@ -608,3 +608,106 @@ def test_labels_in_several_deliveries_equal_one_and_a_redelivery_replaces(
     assert [in_series[i] for i in again.ids] == again.label.tolist()
     for store in stores:
         store.close()
+
+
+def _every_window(store: FeatureState, entities: dict[str, np.ndarray], cutoff: int) -> list:
+    """All the events a scoring request reads, plain and labelled, as sorted tuples."""
+    from inferloop.data.events import EntityQuery
+    from inferloop.state.base import StateRequest
+
+    queries = [
+        EntityQuery(entity, np.unique(keys).astype(object), -1, labelled)
+        for entity, keys in entities.items()
+        for labelled in (False, True)
+    ]
+    out: list = []
+    for query in queries:
+        request = StateRequest(ids=np.empty(0, object), queries=[query], label_cutoff=cutoff)
+        snapshot, _ = store.transact(request, lambda _: _no_events(list(entities)))
+        got = snapshot.events[query.entity]
+        out += sorted(
+            zip(
+                [query.entity] * len(got.time), [query.labelled] * len(got.time),
+                got.key.tolist(), got.time.tolist(), got.amount.tolist(),
+                np.nan_to_num(got.label, nan=-1.0).tolist(),  # NaN: no label (NaN != NaN)
+                got.label_time.tolist(), strict=True,
+            )
+        )  # fmt: skip
+    return out
+
+
+def _no_events(entities: list[str]) -> ScoredEvents:
+    return ScoredEvents(
+        ids=np.empty(0, object),
+        time=np.empty(0, np.int64),
+        amount=np.empty(0),
+        keys={entity: np.empty(0, object) for entity in entities},
+        score=np.empty(0),
+        decision=np.empty(0, np.int8),
+    )
+
+
+def test_a_label_delivered_again_reads_as_if_delivered_once(
+    new_store: Callable[[], FeatureState],
+) -> None:
+    """Both backends: labels in several deliveries, some delivered again with another value
+    and arrival time, read exactly as the final labels delivered in one go; a label for an
+    event the store does not hold is kept but reads nowhere."""
+    from inferloop.state.base import Labels
+
+    rng = np.random.default_rng(11)
+    n = 300
+    start = 1_700_000_000
+    events = ScoredEvents(
+        ids=np.asarray([f"t{i}" for i in range(n)], dtype=object),
+        time=np.arange(n, dtype=np.int64) * 600 + start,
+        amount=rng.uniform(1, 100, n),
+        keys={
+            "customer": np.asarray([f"c{i}" for i in rng.integers(0, 20, n)], dtype=object),
+            "terminal": np.asarray([f"m{i}" for i in rng.integers(0, 8, n)], dtype=object),
+        },
+        score=np.zeros(n),
+        decision=np.zeros(n, np.int8),
+    )
+    final = Labels(events.ids.copy(), rng.integers(0, 2, n).astype(float), events.time + 3600)
+    redo = np.sort(rng.choice(n, 40, replace=False))
+    first = Labels(final.ids, final.label.copy(), final.label_time.copy())
+    first.label[redo] = 1.0 - final.label[redo]
+    first.label_time[redo] = final.label_time[redo] - 60
+    once, several = new_store(), new_store()
+    for store in (once, several):
+        store.write_events(events)
+    assert once.add_labels(final) == (n, n)
+    for part in np.array_split(rng.permutation(n), 3):
+        several.add_labels(Labels(first.ids[part], first.label[part], first.label_time[part]))
+    assert several.add_labels(Labels(final.ids[redo], final.label[redo], final.label_time[redo]))
+    stray = Labels(np.asarray(["never-scored"], dtype=object), np.ones(1), np.array([start]))
+    assert several.add_labels(stray) == (1, 0)
+    cutoff = int(events.time.max()) + 3600
+    expected = _every_window(once, events.keys, cutoff)
+    assert _every_window(several, events.keys, cutoff) == expected
+    assert sum(1 for entry in expected if entry[1]) == 2 * n  # once per entity, none twice
+    assert several.stats().labels == n + 1
+
+
+def test_redis_refuses_a_state_written_in_the_old_layout(redis_url: Callable[[], str]) -> None:
+    """A Redis state from before the packed series would read as empty: it is refused."""
+    import redis
+
+    url = redis_url()
+    redis.Redis.from_url(url).hset("inferloop:tx", "t1", "1|0.5|0|m|customer\x1fc1")
+    with pytest.raises(RuntimeError, match=r"sorted-set layout.*inferloop state seed"):
+        open_state(url)
+    other = redis_url()
+    fresh = open_state(other)  # an empty database is fine, and its first write marks it
+    assert fresh is not None
+    one = ScoredEvents(
+        ids=np.asarray(["t1"], dtype=object), time=np.array([1_700_000_000]), amount=np.ones(1),
+        keys={"customer": np.asarray(["c1"], dtype=object)}, score=np.zeros(1),
+        decision=np.zeros(1, np.int8),
+    )  # fmt: skip
+    assert fresh.write_events(one) == 1
+    fresh.close()
+    reopened = open_state(other)
+    assert reopened is not None and reopened.stats().events == 1
+    reopened.close()

@@ -186,7 +186,11 @@ def entity_keys_of(raw: RawColumns, spec: DatasetSpec) -> dict[str, np.ndarray]:
 def text_keys(values: np.ndarray) -> np.ndarray:
     """Entity keys or ids as text (an object array): the form a feature-state store keys by."""
     if values.dtype.kind in "iu":
-        return np.asarray(values.astype(str), dtype=object)
+        if len(values) <= 1:  # one request's key
+            return np.asarray([str(v) for v in values.tolist()], dtype=object)
+        # each distinct key converted once: a batch repeats its customers and terminals
+        distinct, where = np.unique(values, return_inverse=True)
+        return np.asarray(list(map(str, distinct.tolist())), dtype=object)[where.reshape(-1)]
     return np.fromiter((str(v) for v in values), dtype=object, count=len(values))
 
 

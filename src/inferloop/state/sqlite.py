@@ -283,13 +283,16 @@ class SqliteState(FeatureState):
             dropped = db.execute("DELETE FROM events WHERE time < ?", (before,)).rowcount
             rows = db.execute("SELECT entity, key, kind, times, a, b, ids FROM series").fetchall()
             for entity, key, kind, *packed in rows:
+                times = np.frombuffer(packed[0], dtype="<i8")
+                if len(times) and times.min() >= before:  # nothing old: no decode, no write
+                    continue
                 kept = _trim(_Series.decode((key, *packed)), before, keep_newest=kind == _EVENTS)
                 if kept is None:
                     db.execute(
                         "DELETE FROM series WHERE entity = ? AND key = ? AND kind = ?",
                         (entity, key, kind),
                     )
-                elif len(kept.times) < len(np.frombuffer(packed[0], dtype="<i8")):
+                elif len(kept.times) < len(times):
                     db.execute(
                         "UPDATE series SET times = ?, a = ?, b = ?, ids = ? "
                         "WHERE entity = ? AND key = ? AND kind = ?",
