@@ -162,11 +162,19 @@ def run_loadgen(
         "errors": sum(p["errors"] for p in parts),
         "seconds": round(elapsed, 3),
         "req_per_s": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(_quantile(latencies, 0.50), 3),
-        "p90_ms": round(_quantile(latencies, 0.90), 3),
-        "p99_ms": round(_quantile(latencies, 0.99), 3),
-        "max_ms": round(latencies[-1], 3),
-        "mean_ms": round(statistics.fmean(latencies), 3),
+        **latency_summary(latencies),
+    }
+
+
+def latency_summary(latencies: Sequence[float]) -> dict[str, float]:
+    """p50/p90/p99, max and mean of latencies in milliseconds (any order)."""
+    ordered = sorted(latencies)
+    return {
+        "p50_ms": round(_quantile(ordered, 0.50), 3),
+        "p90_ms": round(_quantile(ordered, 0.90), 3),
+        "p99_ms": round(_quantile(ordered, 0.99), 3),
+        "max_ms": round(ordered[-1], 3),
+        "mean_ms": round(statistics.fmean(ordered), 3),
     }
 
 

@@ -368,7 +368,7 @@ def _interleaved_c1(
     on one of them and moves its p50 by more than the differences asked about. In turn, every
     variant sees the same machine, so their differences hold within the run.
     """
-    from bench_serving import _quantile, group_cpu_seconds
+    from bench_serving import group_cpu_seconds, latency_summary
 
     names = list(servers)
     clients = {n: _Connection(servers[n][0].host, servers[n][0].port) for n in names}
@@ -395,11 +395,7 @@ def _interleaved_c1(
             "interleaved_with": [n for n in names if n != name],
             "requests": len(ordered),
             "errors": errors[name],
-            "p50_ms": round(_quantile(ordered, 0.50), 3),
-            "p90_ms": round(_quantile(ordered, 0.90), 3),
-            "p99_ms": round(_quantile(ordered, 0.99), 3),
-            "max_ms": round(ordered[-1], 3),
-            "mean_ms": round(float(np.mean(ordered)), 3),
+            **latency_summary(ordered),
             "server_cpu_ms_per_request": None
             if before is None or after is None
             else round((after - before) / len(ordered) * 1e3, 3),
