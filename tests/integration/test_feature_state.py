@@ -563,25 +563,32 @@ def _labelled_series(path: Path) -> dict[tuple[str, str], tuple[bytes, bytes, by
         return {(e, k): (t, a, b, i) for e, k, t, a, b, i in rows}
 
 
-def test_labels_in_several_deliveries_equal_one_and_a_redelivery_replaces(
-    tmp_path: Path,
-) -> None:
-    """The label feed's merge: per key, the same series whatever the deliveries' split."""
-    from inferloop.state.base import Labels, ScoredEvents
-
-    rng = np.random.default_rng(7)
-    n = 600
-    events = ScoredEvents(
+def _random_events(
+    rng: np.random.Generator, n: int, step: int, start: int, *, customers: int, terminals: int
+) -> ScoredEvents:
+    """``n`` scored events ``step`` seconds apart on random customers and terminals."""
+    return ScoredEvents(
         ids=np.asarray([f"t{i}" for i in range(n)], dtype=object),
-        time=np.arange(n, dtype=np.int64) * 60 + 1_700_000_000,
+        time=np.arange(n, dtype=np.int64) * step + start,
         amount=rng.uniform(1, 100, n),
         keys={
-            "customer": np.asarray([f"c{i}" for i in rng.integers(0, 40, n)], dtype=object),
-            "terminal": np.asarray([f"m{i}" for i in rng.integers(0, 15, n)], dtype=object),
+            "customer": np.asarray([f"c{i}" for i in rng.integers(0, customers, n)], dtype=object),
+            "terminal": np.asarray([f"m{i}" for i in rng.integers(0, terminals, n)], dtype=object),
         },
         score=np.zeros(n),
         decision=np.zeros(n, np.int8),
     )
+
+
+def test_labels_in_several_deliveries_equal_one_and_a_redelivery_replaces(
+    tmp_path: Path,
+) -> None:
+    """The label feed's merge: per key, the same series whatever the deliveries' split."""
+    from inferloop.state.base import Labels
+
+    rng = np.random.default_rng(7)
+    n = 600
+    events = _random_events(rng, n, 60, 1_700_000_000, customers=40, terminals=15)
     labels = Labels(events.ids[::-1].copy(), rng.integers(0, 2, n).astype(float), events.time + 99)
     stores = [SqliteState(tmp_path / f"s{k}.db") for k in range(2)]
     for store in stores:
@@ -658,17 +665,7 @@ def test_a_label_delivered_again_reads_as_if_delivered_once(
     rng = np.random.default_rng(11)
     n = 300
     start = 1_700_000_000
-    events = ScoredEvents(
-        ids=np.asarray([f"t{i}" for i in range(n)], dtype=object),
-        time=np.arange(n, dtype=np.int64) * 600 + start,
-        amount=rng.uniform(1, 100, n),
-        keys={
-            "customer": np.asarray([f"c{i}" for i in rng.integers(0, 20, n)], dtype=object),
-            "terminal": np.asarray([f"m{i}" for i in rng.integers(0, 8, n)], dtype=object),
-        },
-        score=np.zeros(n),
-        decision=np.zeros(n, np.int8),
-    )
+    events = _random_events(rng, n, 600, start, customers=20, terminals=8)
     final = Labels(events.ids.copy(), rng.integers(0, 2, n).astype(float), events.time + 3600)
     redo = np.sort(rng.choice(n, 40, replace=False))
     first = Labels(final.ids, final.label.copy(), final.label_time.copy())
