@@ -220,7 +220,7 @@ def _seeded_state(path: Path) -> Path:
     """A SQLite feature state seeded from the registered model's training history."""
     import mlflow
 
-    from inferloop.model import seed_state
+    from inferloop.scoring.live_state import seed_state
     from inferloop.state.sqlite import SqliteState
 
     model = mlflow.pyfunc.load_model(URI).unwrap_python_model()

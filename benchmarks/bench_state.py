@@ -230,7 +230,7 @@ def _post_all(config: Any, bodies: list[str], what: str) -> np.ndarray:
 
 
 def _fresh_sqlite(path: Path, model: Any) -> str:
-    from inferloop.model import seed_state
+    from inferloop.scoring.live_state import seed_state
     from inferloop.state.sqlite import SqliteState
 
     for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
@@ -419,7 +419,7 @@ def _state_for(kind: str, world: World, workdir: Path, redis_url: str | None) ->
     if kind == "redis":
         import redis
 
-        from inferloop.model import seed_state
+        from inferloop.scoring.live_state import seed_state
         from inferloop.state.redis_store import RedisState
 
         assert redis_url is not None

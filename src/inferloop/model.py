@@ -30,7 +30,13 @@ import pandas as pd
 from inferloop.core import schema as s
 from inferloop.core.dataset import DatasetSpec
 from inferloop.data.contract import ContractParams
-from inferloop.data.events import concat_raw, entity_keys_of, take_raw, text_keys
+from inferloop.data.events import (
+    concat_raw,
+    entity_keys_of,
+    first_of_each,
+    take_raw,
+    text_keys,
+)
 from inferloop.data.features import TransactionFeaturizer
 from inferloop.data.rows import (
     SMALL_BATCH_ROWS,
@@ -60,7 +66,6 @@ __all__ = [
     "epoch_seconds",
     "history_end",
     "positive_scores",
-    "seed_state",
 ]
 
 
@@ -549,7 +554,7 @@ class LiveScorer:
         if self.model.postprocess is not None:  # a missing attribute fails before the store
             self.model.decision_groups(tx)
         ids = text_keys(tx.ids)
-        first = _first_of_each(ids)
+        first = first_of_each(ids)
         featurizer = self.model.featurizer
         request = StateRequest(
             ids=ids[first],
@@ -641,34 +646,6 @@ class LiveScorer:
         return scored
 
 
-def seed_state(state: FeatureState, model: Any, *, only_if_empty: bool = True) -> int:
-    """Write the training history frozen in ``model`` into ``state``; returns events written.
-
-    Its events get ids ``seed:<n>`` and their labels the time they became known (event time
-    plus the label delay), exactly as the featurizer used them in training. With
-    ``only_if_empty`` a store that already holds events is left alone.
-    """
-    if only_if_empty and not state.is_empty():
-        return 0
-    featurizer = model.featurizer
-    keys, history = featurizer.history_events()
-    if not keys:  # no entity kinds: no window reads the history, there is nothing to seed
-        return 0
-    n = len(history.time)
-    events = ScoredEvents(
-        ids=np.asarray([f"seed:{i}" for i in range(n)], dtype=object),
-        time=history.time,
-        amount=history.amount,
-        keys=keys,
-        score=np.full(n, np.nan),
-        decision=np.zeros(n, dtype=np.int8),
-        model="training-history",
-        label=history.label,
-        label_time=history.time + featurizer.label_delay_s_,
-    )
-    return state.write_events(events)
-
-
 def _empty_scores() -> pd.DataFrame:
     return pd.DataFrame(
         {
@@ -686,15 +663,6 @@ def _check_request_rows(n_rows: int) -> None:
             f"too many rows in one request: {n_rows:,} > {int(limit):,} "
             f"({MAX_ROWS_ENV}); split the batch or use batch scoring"
         )
-
-
-def _first_of_each(ids: np.ndarray) -> np.ndarray:
-    """Positions of the first row of each distinct id, in row order."""
-    if len(ids) == 1:  # one request's row: nothing to sort
-        return np.zeros(1, dtype=np.intp)
-    _, first = np.unique(ids, return_index=True)
-    first.sort()
-    return np.asarray(first)
 
 
 def _older_than_stored(keys: np.ndarray, times: np.ndarray, newest: dict[str, int]) -> int:

@@ -38,8 +38,8 @@ from inferloop.core.dataset import CARD_FRAUD, dataset_spec
 from inferloop.data.features import FeatureParams
 from inferloop.data.processed import build_processed
 from inferloop.data.simulate import simulate_transactions
-from inferloop.model import FraudModel, LiveScorer, seed_state
-from inferloop.scoring.live_state import deliver_labels, read_label_table
+from inferloop.model import FraudModel, LiveScorer
+from inferloop.scoring.live_state import deliver_labels, read_label_table, seed_state
 from inferloop.scoring.serving import ServeConfig, free_port, running_server
 from inferloop.state.base import Compute, FeatureState, ScoredEvents, Snapshot, StateRequest
 from inferloop.state.config import open_state

@@ -252,8 +252,9 @@ def test_a_post_processed_model_scores_alike_through_mlflow_and_a_sqlite_state(
 ) -> None:
     import mlflow
 
-    from inferloop.model import LiveScorer, seed_state
+    from inferloop.model import LiveScorer
     from inferloop.model_logging import input_example, log_fraud_model
+    from inferloop.scoring.live_state import seed_state
     from inferloop.state.config import open_state
 
     rows = biased_data.splits.test.head(400).reset_index(drop=True)

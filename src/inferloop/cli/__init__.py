@@ -200,7 +200,7 @@ def _seed_empty_state(model_uri: str) -> None:
     """Seed the configured feature state from ``model_uri`` if it holds no events yet."""
     import mlflow
 
-    from inferloop.scoring.live_state import seed_if_empty
+    from inferloop.scoring.live_state import seed_state
 
     store = _open_state(None, "params.yaml")
     if store is None:
@@ -208,7 +208,7 @@ def _seed_empty_state(model_uri: str) -> None:
     with store:
         if store.is_empty():
             model = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
-            written = seed_if_empty(store, model)
+            written = seed_state(store, model)
             click.echo(f"seeded the feature state {store.location} with {written:,} events")
 
 

@@ -71,7 +71,7 @@ def serve(
 
 def _prepared_state(explicit: str | None, params_path: str, root: Path, model_uri: str) -> str:
     """The state location, with the store seeded from ``model_uri`` if it is empty."""
-    from inferloop.scoring.live_state import load_state_params, seed_if_empty, state_location
+    from inferloop.scoring.live_state import load_state_params, seed_state, state_location
     from inferloop.state.config import open_state
 
     params = load_state_params(root / params_path)
@@ -79,7 +79,7 @@ def _prepared_state(explicit: str | None, params_path: str, root: Path, model_ur
     store = open_state(location, redis_prefix=params.redis_prefix)
     if store is not None:
         with store:
-            written = seed_if_empty(store, _load_model(model_uri))
+            written = seed_state(store, _load_model(model_uri))
         if written:
             click.echo(f"seeded the feature state with {written:,} training events", err=True)
     return location
@@ -104,7 +104,7 @@ def state() -> None:
 def state_seed(params_path: str, state_location: str | None, model_uri: str, force: bool) -> None:
     """Write MODEL's training history into the feature state (only if empty, unless --force)."""
     from inferloop.core.tracking import configure_mlflow, repo_root
-    from inferloop.scoring.live_state import load_state_params, open_configured_state, seed_if_empty
+    from inferloop.scoring.live_state import load_state_params, open_configured_state, seed_state
 
     configure_mlflow()
     root = repo_root()
@@ -112,7 +112,7 @@ def state_seed(params_path: str, state_location: str | None, model_uri: str, for
     if store is None:
         raise click.ClickException("the feature state is 'none': nothing to seed")
     with store:
-        written = seed_if_empty(store, _load_model(model_uri), force=force)
+        written = seed_state(store, _load_model(model_uri), only_if_empty=not force)
         click.echo(f"{store.location}: {written:,} events written")
 
 

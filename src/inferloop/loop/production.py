@@ -47,7 +47,7 @@ from inferloop.data.contract import load_contract, validate_transactions
 from inferloop.data.simulate import SimulateParams, simulate_transactions
 from inferloop.evaluation.metrics import compute_metrics
 from inferloop.loop.retrain import RetrainParams, labelled_window, run_retrain
-from inferloop.model import FraudModel, LiveScorer, seed_state
+from inferloop.model import FraudModel, LiveScorer
 from inferloop.monitoring.drift import ReferenceProfile
 from inferloop.monitoring.estimate import realized_performance
 from inferloop.monitoring.monitor import MonitorResult
@@ -59,6 +59,7 @@ from inferloop.scoring.live_state import (
     deliver_labels,
     load_state_params,
     read_label_table,
+    seed_state,
 )
 from inferloop.state.base import FeatureState
 from inferloop.state.config import open_state, resolve_location

@@ -53,7 +53,7 @@ from inferloop.core import schema as s
 from inferloop.core.storage import read_json, read_pickle, write_json, write_parquet, write_pickle
 from inferloop.data.contract import ContractParams, load_contract, validate_transactions
 from inferloop.evaluation.reasons import REASON_COLUMNS
-from inferloop.model import LiveScorer, seed_state
+from inferloop.model import LiveScorer
 from inferloop.scoring.inputs import (
     MALFORMED_CSV_ROW,
     MANIFEST_NAME,
@@ -67,6 +67,7 @@ from inferloop.scoring.inputs import (
     iter_chunks,
     list_inputs,
 )
+from inferloop.scoring.live_state import seed_state
 from inferloop.scoring.loading import (
     ScoringModel,
     load_scoring_model,

@@ -2,7 +2,7 @@
 
 * :func:`open_configured_state` picks the store: an explicit location (``--state``), else
   ``$INFERLOOP_FEATURE_STATE``, else the ``state.location`` param; ``none`` means stateless.
-* :func:`seed_if_empty` writes a model's training history into an empty store, so the first
+* :func:`seed_state` writes a model's training history into an empty store, so the first
   request after ``promote`` / ``make serve`` already sees the recent past.
 * :func:`deliver_labels` is the chargeback / case-management feed (``inferloop label``): it
   checks a file of ``transaction_id, label, label_time`` rows, writes the good ones to the store
@@ -31,8 +31,7 @@ from inferloop.data.contract import (
     null_key_reason,
 )
 from inferloop.data.events import text_keys
-from inferloop.model import seed_state
-from inferloop.state.base import FeatureState, Labels
+from inferloop.state.base import FeatureState, Labels, ScoredEvents
 from inferloop.state.config import StateParams, open_state, resolve_location
 
 __all__ = [
@@ -44,7 +43,7 @@ __all__ = [
     "open_configured_state",
     "read_label_file",
     "read_label_table",
-    "seed_if_empty",
+    "seed_state",
     "state_location",
 ]
 
@@ -85,9 +84,32 @@ def open_configured_state(
     return open_state(state_location(explicit, params, root), redis_prefix=params.redis_prefix)
 
 
-def seed_if_empty(state: FeatureState, model: Any, *, force: bool = False) -> int:
-    """Seed ``state`` with ``model``'s training history unless it holds events (or ``force``)."""
-    return seed_state(state, model, only_if_empty=not force)
+def seed_state(state: FeatureState, model: Any, *, only_if_empty: bool = True) -> int:
+    """Write the training history frozen in ``model`` into ``state``; returns events written.
+
+    Its events get ids ``seed:<n>`` and their labels the time they became known (event time
+    plus the label delay), exactly as the featurizer used them in training. With
+    ``only_if_empty`` a store that already holds events is left alone.
+    """
+    if only_if_empty and not state.is_empty():
+        return 0
+    featurizer = model.featurizer
+    keys, history = featurizer.history_events()
+    if not keys:  # no entity kinds: no window reads the history, there is nothing to seed
+        return 0
+    n = len(history.time)
+    events = ScoredEvents(
+        ids=np.asarray([f"seed:{i}" for i in range(n)], dtype=object),
+        time=history.time,
+        amount=history.amount,
+        keys=keys,
+        score=np.full(n, np.nan),
+        decision=np.zeros(n, dtype=np.int8),
+        model="training-history",
+        label=history.label,
+        label_time=history.time + featurizer.label_delay_s_,
+    )
+    return state.write_events(events)
 
 
 # --------------------------------------------------------------------------- the label feed

@@ -46,7 +46,8 @@ from inferloop.core import schema as s
 from inferloop.data.contract import DUPLICATE_TRANSACTION_ID, ContractParams, validate_transactions
 from inferloop.data.rows import InvalidInput, Transactions, read_request
 from inferloop.evaluation.reasons import REASON_COLUMNS
-from inferloop.model import LiveScorer, epoch_seconds, history_end, seed_state
+from inferloop.model import LiveScorer, epoch_seconds, history_end
+from inferloop.scoring.live_state import seed_state
 from inferloop.scoring.loading import ScoringModel
 from inferloop.scoring.sources import Batcher, Record, StdinSource, WatchSource
 from inferloop.state.base import FeatureState

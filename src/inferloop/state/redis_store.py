@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from inferloop.data.events import EntityEvents, EntityQuery
+from inferloop.data.events import EntityEvents, EntityQuery, repeated_keys
 from inferloop.state.base import (
     Compute,
     FeatureState,
@@ -462,19 +462,10 @@ def _parse_events(
     keep = packed["time"] > query.since
     if query.labelled:
         keep &= packed["label_time"] <= label_cutoff
-    if len(keys) == 1:  # one request's key (``fill``: a tenth of ``np.repeat`` for objects)
-        key_of = np.empty(int(keep.sum()), dtype=object)
-        key_of.fill(keys[0])
-    else:
-        key_of = np.repeat(np.asarray(keys, dtype=object), counts)[keep]
+    key_of = repeated_keys(keys, counts)[keep]
     kept = packed[keep]
-    n = len(kept)
     if query.labelled:
-        return EntityEvents(
-            key_of, kept["time"].copy(), np.zeros(n), kept["label"].copy(),
-            kept["label_time"].copy(), last,
-        )  # fmt: skip
-    return EntityEvents(
-        key_of, kept["time"].copy(), kept["amount"].copy(), np.full(n, np.nan),
-        np.zeros(n, np.int64), last,
-    )  # fmt: skip
+        return EntityEvents.of_labels(
+            key_of, kept["time"].copy(), kept["label"].copy(), kept["label_time"].copy(), last
+        )
+    return EntityEvents.of_events(key_of, kept["time"].copy(), kept["amount"].copy(), last)

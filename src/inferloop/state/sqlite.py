@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from inferloop.data.events import EntityEvents, EntityQuery
+from inferloop.data.events import EntityEvents, EntityQuery, first_of_each, repeated_keys
 from inferloop.state.base import (
     Compute,
     FeatureState,
@@ -419,18 +419,11 @@ def _window(query: EntityQuery, series: dict[str, _Series], label_cutoff: int) -
         return EntityEvents.empty(last)
     times = _joined([s.times[k] for _, s, k in parts])
     values = _joined([s.a[k] for _, s, k in parts])
-    if len(parts) == 1:  # one request's key (``fill``: a tenth of ``np.full`` for objects)
-        keys = np.empty(len(times), dtype=object)
-        keys.fill(parts[0][0])
-    else:
-        keys = np.repeat(
-            np.asarray([key for key, _, _ in parts], dtype=object), [k.sum() for *_, k in parts]
-        )
+    keys = repeated_keys([key for key, _, _ in parts], [int(k.sum()) for *_, k in parts])
     if query.labelled:
         label_times = _joined([s.b[k] for _, s, k in parts if s.b is not None])
-        return EntityEvents(keys, times, np.zeros(len(times)), values, label_times, last)
-    n = len(times)
-    return EntityEvents(keys, times, values, np.full(n, np.nan), np.zeros(n, np.int64), last)
+        return EntityEvents.of_labels(keys, times, values, label_times, last)
+    return EntityEvents.of_events(keys, times, values, last)
 
 
 def _joined(arrays: list[np.ndarray]) -> np.ndarray:
@@ -458,9 +451,8 @@ def _insert(
     if known is None:
         stored = _scored(db, events.ids)
         fresh = np.fromiter((i not in stored for i in events.ids.tolist()), bool, len(events))
-        _, first = np.unique(events.ids.astype(str), return_index=True)
         once = np.zeros(len(events), dtype=bool)
-        once[first] = True
+        once[first_of_each(events.ids)] = True
         events = events.take(fresh & once)
         if len(events) == 0:
             return 0
