@@ -359,15 +359,15 @@ def _log_constant_model() -> Any:
     costs by itself (HTTP, FastAPI, JSON to DataFrame and back): the floor under any model.
     The class is local so that cloudpickle stores it by value (no import in the server).
     """
-    import mlflow
+    from mlflow.pyfunc import PythonModel, log_model
 
-    class ConstantModel(mlflow.pyfunc.PythonModel):
+    class ConstantModel(PythonModel):
         # no type hints and no input example: MLflow would derive an input schema from
         # either and enforce it per request, which is not the server's own cost
         def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
             return [{"score": 0.0}] * len(model_input)
 
-    return mlflow.pyfunc.log_model(name="model", python_model=ConstantModel())
+    return log_model(name="model", python_model=ConstantModel())
 
 
 # --------------------------------------------------------------------------- measurement
