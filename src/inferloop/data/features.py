@@ -21,7 +21,10 @@ gets none, not features of a made-up key.
 Window statistics are sums over events, so they are computed separately over the fitted
 history and over the batch being transformed and added up. Each part is a pair of
 ``searchsorted`` look-ups on arrays sorted by ``(entity, time)`` — vectorised for a batch,
-microseconds for a single row — which is why batch and online features agree exactly.
+microseconds for a single row — which is why batch and online features agree exactly. The
+one float sum among them, a window's amount total, depends on where each path starts its running
+sums, so mean amounts are rounded to 36 mantissa bits (:func:`order_free`) and every path lands on
+the same value.
 """
 
 from __future__ import annotations
@@ -52,7 +55,12 @@ __all__ = [
     "FeatureParams",
     "TransactionFeaturizer",
     "featurize_frame",
+    "order_free",
 ]
+
+#: Mantissa bits that :func:`order_free` rounds off, of float64's 52. Window sums differ between
+#: paths by at most a few hundred ulps (the running sums of one entity's part), far below 2**16.
+_ROUNDED_BITS = 16
 
 
 @dataclass(frozen=True)
@@ -463,7 +471,7 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
             start, end = view.window(codes, t - windows, t, hi_inclusive=False)
             count += end - start
             total += view.sums("amount", start, end)
-        mean = total / count
+        mean = order_free(total / count)
         out: dict[str, np.ndarray] = {}
         for i, name in enumerate(self.customer_windows):
             out[f"{p}_count_{name}"] = count[i]
@@ -514,6 +522,25 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
         out.update(indicators(raw.categories, self.categories))
         out.update(raw.numeric)
         return out
+
+
+def order_free(values: np.ndarray) -> np.ndarray:
+    """``values`` rounded to the nearest multiple of 2**16 ulps, so summation order drops out.
+
+    A window's amount total is a difference of running sums, and a request, a chunk and a
+    whole batch start those sums at different events and split the window between store and
+    batch differently, so the same mean can differ in its last bits between paths. Amounts
+    repeat (a one-event window's mean is an amount), so training puts tree splits exactly on
+    such values, and a last-bit difference can send a row down the other branch. Rounded to
+    36 mantissa bits (relative precision 1.5e-11) the paths agree unless the true value lies
+    within those few ulps of a rounding boundary. Non-finite values are returned as they are.
+    """
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    bits = values.view(np.int64)
+    # Adding half a step to the magnitude bits and clearing the low bits rounds half away from
+    # zero; a carry into the exponent is the correct next power of two.
+    rounded = (bits + np.int64(1 << (_ROUNDED_BITS - 1))) & ~np.int64((1 << _ROUNDED_BITS) - 1)
+    return np.where(np.isfinite(values), rounded.view(np.float64), values)
 
 
 def _unique(keys: np.ndarray) -> np.ndarray:
