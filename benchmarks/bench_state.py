@@ -374,7 +374,7 @@ def _interleaved_c1(
     for i in range(len(bodies)):
         if time.perf_counter() - began > seconds:
             break
-        for name in names[i % len(names) :] + names[: i % len(names)]:
+        for name in _rotated(names, i):
             t0 = time.perf_counter()
             status, _ = clients[name].post(requests[name][i])
             latencies[name].append((time.perf_counter() - t0) * 1e3)
@@ -397,8 +397,14 @@ def _interleaved_c1(
     return out
 
 
-#: c=8 goes round the servers in this many slices of ``c8_seconds / _C8_ROUNDS`` each.
-_C8_ROUNDS = 5
+#: c=8 goes round the servers in this many slices of ``c8_seconds / _C8_SLICES`` each.
+_C8_SLICES = 5
+
+
+def _rotated(names: list[str], i: int) -> list[str]:
+    """``names`` starting at the ``i``-th (cyclically): who goes first changes every turn."""
+    k = i % len(names)
+    return names[k:] + names[:k]
 
 
 def _interleaved_c8(
@@ -407,43 +413,44 @@ def _interleaved_c8(
     """8 clients in short slices, to each server in turn (rotating who goes first), as c=1.
 
     Run one server after another for the whole ``seconds``, the c=8 ratio of SQLite state to
-    stateless read 0.53x, 0.83x and 1.15x in three runs of the same code: a burst of background
-    load fell on one variant. In slices, each server's total spans the same stretch of the run.
+    stateless moved between runs of the same code by more than the target's margin: a burst of
+    background load fell on one variant. In slices, each server's total spans the same stretch
+    of the run.
     Each slice sends its own rows, so no request repeats an id another slice sent.
     """
     names = list(servers)
-    size = len(bodies) // _C8_ROUNDS
-    rounds: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-    for r in range(_C8_ROUNDS):
-        path = workdir / f"bodies-c8-{r}.json"
-        path.write_text(json.dumps(bodies[r * size : (r + 1) * size]))
-        for name in names[r % len(names) :] + names[: r % len(names)]:
+    size = len(bodies) // _C8_SLICES
+    slices: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    for i in range(_C8_SLICES):
+        path = workdir / f"bodies-c8-{i}.json"
+        path.write_text(json.dumps(bodies[i * size : (i + 1) * size]))
+        for name in _rotated(names, i):
             config, proc = servers[name]
-            run = partial(load, config.port, path, 8, size, seconds / _C8_ROUNDS)
-            rounds[name].append(measured(proc.pid, run))
-    return {name: _combined(parts) for name, parts in rounds.items()}
+            run = partial(load, config.port, path, 8, size, seconds / _C8_SLICES)
+            slices[name].append(measured(proc.pid, run))
+    return {name: _combined(parts) for name, parts in slices.items()}
 
 
-def _combined(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+def _combined(slices: list[dict[str, Any]]) -> dict[str, Any]:
     """One c=8 summary of a server's slices: throughput over their total time, the latency
-    percentiles as the median over slices (the slices keep no raw latencies)."""
-    requests = sum(r["requests"] for r in rounds)
-    elapsed = sum(r["seconds"] for r in rounds)
+    figures as the median over slices (the slices keep no raw latencies)."""
+    requests = sum(r["requests"] for r in slices)
+    elapsed = sum(r["seconds"] for r in slices)
     out: dict[str, Any] = {
         "concurrency": 8,
-        "slices": len(rounds),
+        "slices": len(slices),
         "requests": requests,
-        "errors": sum(r["errors"] for r in rounds),
+        "errors": sum(r["errors"] for r in slices),
         "seconds": round(elapsed, 3),
         "req_per_s": round(requests / elapsed, 1),
-        "req_per_s_by_slice": [r["req_per_s"] for r in rounds],
+        "req_per_s_by_slice": [r["req_per_s"] for r in slices],
     }
     for key in ("p50_ms", "p90_ms", "p99_ms", "mean_ms"):
-        out[key] = round(float(np.median([r[key] for r in rounds])), 3)
-    out["max_ms"] = max(r["max_ms"] for r in rounds)
-    cpu = [r.get("server_cpu_ms_per_request") for r in rounds]
+        out[key] = round(float(np.median([r[key] for r in slices])), 3)
+    out["max_ms"] = max(r["max_ms"] for r in slices)
+    cpu = [r.get("server_cpu_ms_per_request") for r in slices]
     if all(c is not None for c in cpu):
-        weighted = sum(c * r["requests"] for c, r in zip(cpu, rounds, strict=True))
+        weighted = sum(c * r["requests"] for c, r in zip(cpu, slices, strict=True))
         out["server_cpu_ms_per_request"] = round(weighted / requests, 3)
     return out
 
