@@ -415,8 +415,7 @@ def _interleaved_c8(
     Run one server after another for the whole ``seconds``, the c=8 ratio of SQLite state to
     stateless moved between runs of the same code by more than the target's margin: a burst of
     background load fell on one variant. In slices, each server's total spans the same stretch
-    of the run.
-    Each slice sends its own rows, so no request repeats an id another slice sent.
+    of the run. Each slice sends its own rows, so no request repeats an id another slice sent.
     """
     names = list(servers)
     size = len(bodies) // _C8_SLICES
