@@ -1,0 +1,253 @@
+"""Where a one-row request's feature-state cost goes, outside MLflow's server.
+
+``bench_state.py`` measures the state through the real server; this separates two of its
+parts, in process, so that the server's own costs drop out:
+
+* **in_process**: the same registered 300-tree model loaded twice, stateless and on a SQLite
+  state seeded from its history, ``predict`` on one-row frames (new ids, after the history),
+  the two in turn: wall-clock p50 and CPU per call of each, and their difference.
+* **in_process_invocations**: the same, through MLflow's request function (``invocations``:
+  JSON body in, JSON out) in a pool thread, with the serving environment set, as each request
+  runs inside ``mlflow models serve``.
+* **two_connections**: one-row read-score-write transactions (a free classifier, as in
+  ``bench_state.py``'s store part, 3,000 customers) through one connection, and through two
+  connections to the same file taking turns, as the server's two workers do at c=8. SQLite
+  drops a connection's page cache whenever another connection has committed, so every turn
+  re-reads its pages; the difference in CPU per transaction is that cost.
+
+Both run in alternating blocks and report medians (a shared machine's load moves in bursts).
+Run: ``python benchmarks/bench_state_cost.py`` (about 2 minutes). Writes
+``results/state-cost.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_scoring import URI, Settings, _environment, _params, _seeded_state, build_world
+from bench_serving import machine
+from bench_state import _empty_frame, _one_row_frames, _plain, _TimingModel
+
+RESULTS = Path(__file__).parent / "results"
+WORLD = replace(Settings(), incoming_rows=20_000)
+IN_PROCESS_CALLS, WARM_CALLS = 3000, 300
+CONNECTION_BLOCKS, BLOCK_TRANSACTIONS = 6, 800
+
+
+def in_process(root: Path, *, through_mlflow: bool, first_id: int) -> dict[str, Any]:
+    """Stateless and SQLite-state one-row calls, interleaved call by call.
+
+    ``through_mlflow``: JSON bodies through MLflow's ``invocations`` in a pool thread, with
+    the serving environment set (records out, plain pandas strings), as the server runs them;
+    else ``predict`` on one-row frames. ``first_id``: ids start there (each call is new).
+    """
+    import mlflow
+
+    from inferloop.core import schema as s
+    from inferloop.state.config import STATE_ENV
+
+    db = root / f"inproc-{first_id}.db"
+    shutil.copyfile(root / "seeded.db", db)
+    serving = {"_MLFLOW_IS_IN_SERVING_ENVIRONMENT": "true"} if through_mlflow else {}
+    models = {}
+    with _environ(serving), pd.option_context("future.infer_string", not through_mlflow):
+        for name, location in (("stateless", "none"), ("sqlite_state", str(db))):
+            with _environ({STATE_ENV: location}):
+                models[name] = mlflow.pyfunc.load_model(URI)
+        rows = pd.read_parquet(root / "incoming.parquet").head(IN_PROCESS_CALLS + WARM_CALLS)
+        rows[s.TRANSACTION_ID] = np.arange(len(rows), dtype=np.int64) + first_id
+        plain = rows[list(s.SCORING_COLUMNS)].assign(
+            **{s.TIMESTAMP: rows[s.TIMESTAMP].dt.strftime("%Y-%m-%dT%H:%M:%S")}
+        )
+        calls = _mlflow_calls(plain) if through_mlflow else _predict_calls(plain)
+        wall, cpu = _interleaved(models, calls)
+    names = list(models)
+    out: dict[str, Any] = {
+        name: {
+            "calls": len(wall[name]),
+            "p50_ms": round(statistics.median(wall[name]) * 1e3, 3),
+            "cpu_ms_per_call": round(cpu[name] / len(wall[name]) * 1e3, 3),
+        }
+        for name in names
+    }
+    out["sqlite_over_stateless"] = {
+        "p50_ms": round(out["sqlite_state"]["p50_ms"] - out["stateless"]["p50_ms"], 3),
+        "cpu_ms_per_call": round(
+            out["sqlite_state"]["cpu_ms_per_call"] - out["stateless"]["cpu_ms_per_call"], 3
+        ),
+    }
+    return out
+
+
+@contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set, restored afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+Call = Callable[[Any], Any]
+
+
+def _predict_calls(plain: pd.DataFrame) -> list[Call]:
+    frames = [plain.iloc[[i]].reset_index(drop=True) for i in range(len(plain))]
+    return [partial(lambda frame, model: model.predict(frame), frame) for frame in frames]
+
+
+def _mlflow_calls(plain: pd.DataFrame) -> list[Call]:
+    """One ``invocations`` call per row, run in a pool thread as the server's handler does."""
+    from mlflow.pyfunc.scoring_server import invocations
+
+    pool = ThreadPoolExecutor(max_workers=8)
+    columns = list(plain.columns)
+    bodies = [
+        json.dumps({"dataframe_split": {"columns": columns, "data": [_plain(row)]}}).encode()
+        for row in plain.to_numpy(dtype=object).tolist()
+    ]
+
+    def call(body: bytes, model: Any) -> Any:
+        result = pool.submit(invocations, body, "application/json", model, None).result()
+        if result.status != 200:
+            raise RuntimeError(result.response[:500])
+        return result
+
+    return [partial(call, body) for body in bodies]
+
+
+def _interleaved(
+    models: dict[str, Any], calls: list[Call]
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Each call on every model in turn (who goes first alternates), after a warm-up."""
+    for call in calls[:WARM_CALLS]:
+        for model in models.values():
+            call(model)
+    names = list(models)
+    wall: dict[str, list[float]] = {n: [] for n in names}
+    cpu = dict.fromkeys(names, 0.0)
+    for i, call in enumerate(calls[WARM_CALLS:]):
+        for name in names if i % 2 else names[::-1]:
+            c0, t0 = time.process_time(), time.perf_counter()
+            call(models[name])
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name] += time.process_time() - c0
+    return wall, cpu
+
+
+def two_connections(root: Path) -> dict[str, Any]:
+    """CPU per transaction through one connection, and through two taking turns."""
+    from inferloop.data.features import FeatureParams, TransactionFeaturizer
+    from inferloop.data.rows import read_transactions
+    from inferloop.model import LiveScorer
+    from inferloop.state.base import ScoredEvents
+    from inferloop.state.sqlite import SqliteState
+
+    rng = np.random.default_rng(1)
+    customers, terminals, per_customer, t0 = 3000, 1000, 10, 1_767_225_600
+    n = customers * per_customer
+    times = np.sort(rng.integers(t0, t0 + 30 * 86400, size=n))
+    path = root / "two-connections.db"
+    store = SqliteState(path)
+    store.write_events(
+        ScoredEvents(
+            ids=np.char.add("e", np.arange(n).astype(str)).astype(object),
+            time=times,
+            amount=rng.gamma(2.0, 30.0, size=n),
+            keys={
+                "customer": rng.integers(0, customers, size=n).astype(str).astype(object),
+                "terminal": rng.integers(0, terminals, size=n).astype(str).astype(object),
+            },
+            score=np.zeros(n),
+            decision=np.zeros(n, dtype=np.int8),
+            label=rng.binomial(1, 0.01, size=n).astype(float),
+            label_time=times + 7 * 86400,
+        )
+    )
+    store.close()
+    featurizer = TransactionFeaturizer.from_params(FeatureParams()).fit(_empty_frame())
+    first, second = (
+        LiveScorer(_TimingModel(featurizer), SqliteState(path), prune_every=10**9) for _ in range(2)
+    )
+    count = 200 + 2 * CONNECTION_BLOCKS * BLOCK_TRANSACTIONS
+    frames = _one_row_frames(rng, count, customers, terminals, int(times[-1]) + 60)
+    txs = [read_transactions(f) for f in frames]
+    for tx in txs[:200]:
+        first.score_transactions(tx)
+    cpu: dict[str, list[float]] = {"one_connection": [], "two_connections": []}
+    at = 200
+    for block in range(2 * CONNECTION_BLOCKS):
+        # one, two, two, one, one, two, ...: neither always runs first
+        turns = block % 2 == (block // 2) % 2
+        batch = txs[at : at + BLOCK_TRANSACTIONS]
+        at += BLOCK_TRANSACTIONS
+        c0 = time.process_time()
+        for i, tx in enumerate(batch):
+            (second if turns and i % 2 else first).score_transactions(tx)
+        seconds = (time.process_time() - c0) / len(batch)
+        cpu["two_connections" if turns else "one_connection"].append(seconds * 1e3)
+    for scorer in (first, second):
+        assert scorer.state is not None
+        scorer.state.close()
+    one, two = (statistics.median(cpu[k]) for k in ("one_connection", "two_connections"))
+    return {
+        "customers": customers,
+        "transactions_per_block": BLOCK_TRANSACTIONS,
+        "cpu_ms_per_transaction_by_block": {k: [round(x, 3) for x in v] for k, v in cpu.items()},
+        "one_connection_cpu_ms": round(one, 3),
+        "two_connections_cpu_ms": round(two, 3),
+        "turn_taking_cost_cpu_ms": round(two - one, 3),
+    }
+
+
+def main() -> int:
+    """Build the scoring benchmark's world, run both parts, write the JSON."""
+    before = machine()
+    with tempfile.TemporaryDirectory(prefix="bench-state-cost-") as tmp:
+        root = Path(tmp)
+        env = _environment(root)
+        os.environ.update({k: env[k] for k in ("INFERLOOP_ROOT", "MLFLOW_TRACKING_URI")})
+        _params(root, WORLD)
+        incoming, _, _ = build_world(WORLD, root)
+        incoming.to_parquet(root / "incoming.parquet", index=False)
+        _seeded_state(root / "seeded.db")
+        out = {
+            "in_process": in_process(root, through_mlflow=False, first_id=10**12),
+            "in_process_invocations": in_process(root, through_mlflow=True, first_id=2 * 10**12),
+            "two_connections": two_connections(root),
+        }
+    result = {
+        "machine": {**before, "load_average_end": [round(x, 2) for x in os.getloadavg()]},
+        **out,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "state-cost.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
