@@ -13,20 +13,11 @@ import json
 import os
 import sys
 import tempfile
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_scoring import (
-    RESULTS,
-    TARGETS,
-    Settings,
-    _environment,
-    _params,
-    bench_batch,
-    build_world,
-)
+from bench_scoring import RESULTS, TARGETS, Settings, bench_batch, prepared_world
 from bench_serving import machine
 
 SETTINGS = replace(Settings(), incoming_rows=200_000, repeats=3)
@@ -36,16 +27,8 @@ def main() -> int:
     """Build the world, measure the three batch paths in pairs, write the JSON."""
     before = machine()
     with tempfile.TemporaryDirectory(prefix="bench-batch-state-") as tmp:
-        root = Path(tmp)
-        env = _environment(root)
-        os.environ.update({k: env[k] for k in ("INFERLOOP_ROOT", "MLFLOW_TRACKING_URI")})
-        _params(root, SETTINGS)
-        start = time.perf_counter()
-        incoming, matrix, booster = build_world(SETTINGS, root)
-        print(f"world: {len(incoming):,} rows, {time.perf_counter() - start:.0f} s", flush=True)
-        data = root / "incoming.parquet"
-        incoming.to_parquet(data, index=False)
-        batch = bench_batch(SETTINGS, booster, matrix, data, root)
+        _, matrix, booster, data = prepared_world(SETTINGS, Path(tmp))
+        batch = bench_batch(SETTINGS, booster, matrix, data, Path(tmp))
     summary = {
         name: round(batch[name]["vs_raw_predict_median"], 3)
         for name in ("batch_in_process", "batch_in_process_sqlite_state", "batch_in_process_edge")

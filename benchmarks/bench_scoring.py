@@ -423,21 +423,29 @@ def _params(root: Path, cfg: Settings) -> None:
     (root / "dvc.yaml").write_text("stages: {}\n")
 
 
+def prepared_world(cfg: Settings, root: Path) -> tuple[pd.DataFrame, np.ndarray, Any, Path]:
+    """A project at ``root`` (its own MLflow store and params, made current for this process)
+    with the model and the edge model registered; the incoming rows, their features, the
+    booster, and where the rows were written (``incoming.parquet``)."""
+    env = _environment(root)
+    os.environ.update({k: env[k] for k in ("INFERLOOP_ROOT", "MLFLOW_TRACKING_URI")})
+    _params(root, cfg)
+    start = time.perf_counter()
+    incoming, matrix, booster = build_world(cfg, root)
+    print(
+        f"world: {len(incoming):,} incoming rows, {time.perf_counter() - start:.0f} s", flush=True
+    )
+    data = root / "incoming.parquet"
+    incoming.to_parquet(data, index=False)
+    return incoming, matrix, booster, data
+
+
 def run(cfg: Settings) -> dict[str, Any]:
     """Build the world, run every measurement, return the results."""
     with tempfile.TemporaryDirectory(prefix="bench-scoring-") as tmp:
         root = Path(tmp)
         env = _environment(root)
-        os.environ.update({k: env[k] for k in ("INFERLOOP_ROOT", "MLFLOW_TRACKING_URI")})
-        _params(root, cfg)
-        start = time.perf_counter()
-        incoming, matrix, booster = build_world(cfg, root)
-        print(
-            f"world: {len(incoming):,} incoming rows, {time.perf_counter() - start:.0f} s",
-            flush=True,
-        )
-        data = root / "incoming.parquet"
-        incoming.to_parquet(data, index=False)
+        incoming, matrix, booster, data = prepared_world(cfg, root)
         batch = bench_batch(cfg, booster, matrix, data, root)
         raw, local = batch["raw_booster_predict"], batch["batch_in_process"]
         print(

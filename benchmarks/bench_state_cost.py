@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_scoring import URI, Settings, _environment, _params, _seeded_state, build_world
+from bench_scoring import URI, Settings, _seeded_state, prepared_world
 from bench_serving import machine
 from bench_state import _empty_frame, _one_row_frames, _plain, _TimingModel
 
@@ -228,11 +228,7 @@ def main() -> int:
     before = machine()
     with tempfile.TemporaryDirectory(prefix="bench-state-cost-") as tmp:
         root = Path(tmp)
-        env = _environment(root)
-        os.environ.update({k: env[k] for k in ("INFERLOOP_ROOT", "MLFLOW_TRACKING_URI")})
-        _params(root, WORLD)
-        incoming, _, _ = build_world(WORLD, root)
-        incoming.to_parquet(root / "incoming.parquet", index=False)
+        prepared_world(WORLD, root)
         _seeded_state(root / "seeded.db")
         out = {
             "in_process": in_process(root, through_mlflow=False, first_id=10**12),
