@@ -1,7 +1,7 @@
 """Where a one-row request's feature-state cost goes, outside MLflow's server.
 
-``bench_state.py`` measures the state through the real server; this separates two of its
-parts, in process, so that the server's own costs drop out:
+``bench_state.py`` measures the state through the real server; this measures parts of it in
+process, so that the server's own costs drop out:
 
 * **in_process**: the same registered 300-tree model loaded twice, stateless and on a SQLite
   state seeded from its history, ``predict`` on one-row frames (new ids, after the history),
@@ -15,7 +15,8 @@ parts, in process, so that the server's own costs drop out:
   drops a connection's page cache whenever another connection has committed, so every turn
   re-reads its pages; the difference in CPU per transaction is that cost.
 
-Both run in alternating blocks and report medians (a shared machine's load moves in bursts).
+Each part alternates its variants, call by call or block by block, and reports medians (a
+shared machine's load moves in bursts).
 Run: ``python benchmarks/bench_state_cost.py`` (about 2 minutes). Writes
 ``results/state-cost.json``.
 """
@@ -224,7 +225,7 @@ def two_connections(root: Path) -> dict[str, Any]:
 
 
 def main() -> int:
-    """Build the scoring benchmark's world, run both parts, write the JSON."""
+    """Build the scoring benchmark's world, run the three parts, write the JSON."""
     before = machine()
     with tempfile.TemporaryDirectory(prefix="bench-state-cost-") as tmp:
         root = Path(tmp)
