@@ -591,17 +591,11 @@ def _bench_one_store(
     """A store of ``customers`` customers with 30 days of events; timed one-row transactions."""
     from inferloop.data.features import FeatureParams, TransactionFeaturizer
     from inferloop.model import LiveScorer
-    from inferloop.state.base import ScoredEvents
     from inferloop.state.config import open_state
 
     rng = np.random.default_rng(1)
-    per_customer = 10  # ~ one event every 3 days in a 30-day window
-    n = customers * per_customer
     terminals = max(1000, customers // 3)
-    t0 = 1_767_225_600
-    times = np.sort(rng.integers(t0, t0 + 30 * 86400, size=n))
-    customer = rng.integers(0, customers, size=n).astype(str).astype(object)
-    terminal = rng.integers(0, terminals, size=n).astype(str).astype(object)
+    events = synthetic_events(rng, customers, terminals)
     if backend == "sqlite":
         path = workdir / f"store-{customers}.db"
         for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
@@ -616,24 +610,14 @@ def _bench_one_store(
     store = open_state(location)
     assert store is not None
     started = time.perf_counter()
-    store.write_events(  # one bulk write: each key's series is built once
-        ScoredEvents(
-            ids=np.char.add("e", np.arange(n).astype(str)).astype(object),
-            time=times,
-            amount=rng.gamma(2.0, 30.0, size=n),
-            keys={"customer": customer, "terminal": terminal},
-            score=np.zeros(n),
-            decision=np.zeros(n, dtype=np.int8),
-            label=rng.binomial(1, 0.01, size=n).astype(float),
-            label_time=times + 7 * 86400,
-        )
-    )
+    store.write_events(events)  # one bulk write: each key's series is built once
     load_s = time.perf_counter() - started
     stats = store.stats()
     featurizer = TransactionFeaturizer.from_params(FeatureParams()).fit(_empty_frame())
     model = _TimingModel(featurizer)
     scorer = LiveScorer(model, store, prune_every=10**9)
-    frames = _one_row_frames(rng, settings.store_requests, customers, terminals, times[-1] + 60)
+    last = int(events.time[-1])
+    frames = _one_row_frames(rng, settings.store_requests, customers, terminals, last + 60)
     from inferloop.data.rows import read_transactions
 
     txs = [read_transactions(f) for f in frames]
@@ -654,6 +638,28 @@ def _bench_one_store(
         "transaction_p50_ms": round(ordered[len(ordered) // 2], 3),
         "transaction_p99_ms": round(ordered[int(len(ordered) * 0.99)], 3),
     }
+
+
+def synthetic_events(rng: np.random.Generator, customers: int, terminals: int) -> Any:
+    """30 days of scored events, 10 per customer on average (one every 3 days), with labels
+    known 7 days after each event: the ``ScoredEvents`` of a store part's store, in time order."""
+    from inferloop.state.base import ScoredEvents
+
+    n = customers * 10
+    t0 = 1_767_225_600
+    times = np.sort(rng.integers(t0, t0 + 30 * 86400, size=n))
+    customer = rng.integers(0, customers, size=n).astype(str).astype(object)
+    terminal = rng.integers(0, terminals, size=n).astype(str).astype(object)
+    return ScoredEvents(
+        ids=np.char.add("e", np.arange(n).astype(str)).astype(object),
+        time=times,
+        amount=rng.gamma(2.0, 30.0, size=n),
+        keys={"customer": customer, "terminal": terminal},
+        score=np.zeros(n),
+        decision=np.zeros(n, dtype=np.int8),
+        label=rng.binomial(1, 0.01, size=n).astype(float),
+        label_time=times + 7 * 86400,
+    )
 
 
 class _TimingModel:

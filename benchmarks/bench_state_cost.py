@@ -44,7 +44,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_scoring import URI, Settings, _seeded_state, prepared_world
 from bench_serving import machine
-from bench_state import _empty_frame, _one_row_frames, _plain, _TimingModel
+from bench_state import _empty_frame, _one_row_frames, _plain, _TimingModel, synthetic_events
 
 RESULTS = Path(__file__).parent / "results"
 WORLD = replace(Settings(), incoming_rows=20_000)
@@ -164,37 +164,21 @@ def two_connections(root: Path) -> dict[str, Any]:
     from inferloop.data.features import FeatureParams, TransactionFeaturizer
     from inferloop.data.rows import read_transactions
     from inferloop.model import LiveScorer
-    from inferloop.state.base import ScoredEvents
     from inferloop.state.sqlite import SqliteState
 
     rng = np.random.default_rng(1)
-    customers, terminals, per_customer, t0 = 3000, 1000, 10, 1_767_225_600
-    n = customers * per_customer
-    times = np.sort(rng.integers(t0, t0 + 30 * 86400, size=n))
+    customers, terminals = 3000, 1000
+    events = synthetic_events(rng, customers, terminals)
     path = root / "two-connections.db"
     store = SqliteState(path)
-    store.write_events(
-        ScoredEvents(
-            ids=np.char.add("e", np.arange(n).astype(str)).astype(object),
-            time=times,
-            amount=rng.gamma(2.0, 30.0, size=n),
-            keys={
-                "customer": rng.integers(0, customers, size=n).astype(str).astype(object),
-                "terminal": rng.integers(0, terminals, size=n).astype(str).astype(object),
-            },
-            score=np.zeros(n),
-            decision=np.zeros(n, dtype=np.int8),
-            label=rng.binomial(1, 0.01, size=n).astype(float),
-            label_time=times + 7 * 86400,
-        )
-    )
+    store.write_events(events)
     store.close()
     featurizer = TransactionFeaturizer.from_params(FeatureParams()).fit(_empty_frame())
     first, second = (
         LiveScorer(_TimingModel(featurizer), SqliteState(path), prune_every=10**9) for _ in range(2)
     )
     count = 200 + 2 * CONNECTION_BLOCKS * BLOCK_TRANSACTIONS
-    frames = _one_row_frames(rng, count, customers, terminals, int(times[-1]) + 60)
+    frames = _one_row_frames(rng, count, customers, terminals, int(events.time[-1]) + 60)
     txs = [read_transactions(f) for f in frames]
     for tx in txs[:200]:
         first.score_transactions(tx)
