@@ -44,7 +44,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_scoring import URI, Settings, _seeded_state, prepared_world
 from bench_serving import machine
-from bench_state import _empty_frame, _one_row_frames, _plain, _TimingModel, synthetic_events
+from bench_state import _bodies, _empty_frame, _one_row_frames, _TimingModel, synthetic_events
 
 RESULTS = Path(__file__).parent / "results"
 WORLD = replace(Settings(), incoming_rows=20_000)
@@ -77,7 +77,7 @@ def in_process(root: Path, *, through_mlflow: bool, first_id: int) -> dict[str, 
         plain = rows[list(s.SCORING_COLUMNS)].assign(
             **{s.TIMESTAMP: rows[s.TIMESTAMP].dt.strftime("%Y-%m-%dT%H:%M:%S")}
         )
-        calls = _mlflow_calls(plain) if through_mlflow else _predict_calls(plain)
+        calls = _mlflow_calls(rows) if through_mlflow else _predict_calls(plain)
         wall, cpu = _interleaved(models, calls)
     names = list(models)
     out: dict[str, Any] = {
@@ -120,16 +120,13 @@ def _predict_calls(plain: pd.DataFrame) -> list[Call]:
     return [partial(lambda frame, model: model.predict(frame), frame) for frame in frames]
 
 
-def _mlflow_calls(plain: pd.DataFrame) -> list[Call]:
-    """One ``invocations`` call per row, run in a pool thread as the server's handler does."""
+def _mlflow_calls(rows: pd.DataFrame) -> list[Call]:
+    """One ``invocations`` call per row (the body ``bench_state.py`` sends), run in a pool
+    thread as the server's handler does."""
     from mlflow.pyfunc.scoring_server import invocations
 
     pool = ThreadPoolExecutor(max_workers=8)
-    columns = list(plain.columns)
-    bodies = [
-        json.dumps({"dataframe_split": {"columns": columns, "data": [_plain(row)]}}).encode()
-        for row in plain.to_numpy(dtype=object).tolist()
-    ]
+    bodies = [body.encode() for body in _bodies(rows)]
 
     def call(body: bytes, model: Any) -> Any:
         result = pool.submit(invocations, body, "application/json", model, None).result()
