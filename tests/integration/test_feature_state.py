@@ -708,3 +708,55 @@ def test_redis_refuses_a_state_written_in_the_old_layout(redis_url: Callable[[],
     reopened = open_state(other)
     assert reopened is not None and reopened.stats().events == 1
     reopened.close()
+
+
+def _series_sql(path: Path) -> str:
+    with sqlite3.connect(path) as db:
+        return str(db.execute("SELECT sql FROM sqlite_master WHERE name = 'series'").fetchone()[0])
+
+
+_OLD_SERIES = """CREATE TABLE series (
+    entity TEXT NOT NULL, key TEXT NOT NULL, kind INTEGER NOT NULL,
+    times BLOB NOT NULL, a BLOB NOT NULL, b BLOB, ids TEXT,
+    PRIMARY KEY (entity, key, kind)
+) WITHOUT ROWID"""
+
+
+def test_sqlite_a_store_in_the_without_rowid_layout_is_converted_when_opened(
+    tmp_path: Path,
+) -> None:
+    """A store written before ``series`` became a rowid table reads the same after its
+    conversion on open, and then takes new events, for keys it had and for new ones, as a
+    store made in the new layout does."""
+    from inferloop.state.base import Labels
+
+    rng = np.random.default_rng(5)
+    n = 400
+    events = _random_events(rng, n, 60, 1_700_000_000, customers=30, terminals=10)
+    labels = Labels(events.ids[::2].copy(), np.ones(n // 2), events.time[::2] + 60)
+    later = _random_events(rng, 50, 60, int(events.time.max()) + 60, customers=40, terminals=12)
+    later = dataclasses.replace(later, ids=np.asarray([f"u{i}" for i in range(50)], dtype=object))
+    cutoff = int(later.time.max()) + 60
+    old, new = tmp_path / "old.db", tmp_path / "new.db"
+    for path in (old, new):
+        with SqliteState(path) as store:
+            store.write_events(events)
+            store.add_labels(labels)
+    with SqliteState(new) as made_new:
+        expected = _every_window(made_new, events.keys, cutoff)
+    with sqlite3.connect(old) as db:  # the earlier layout, holding the same rows
+        db.execute("ALTER TABLE series RENAME TO series_rowid")
+        db.execute(_OLD_SERIES)
+        db.execute("INSERT INTO series SELECT * FROM series_rowid")
+        db.execute("DROP TABLE series_rowid")
+    assert "WITHOUT ROWID" in _series_sql(old)
+
+    with SqliteState(old) as reopened:
+        assert "WITHOUT ROWID" not in _series_sql(old)
+        assert _every_window(reopened, events.keys, cutoff) == expected
+        assert reopened.write_events(later) == 50
+        with SqliteState(new) as fresh:
+            fresh.write_events(later)
+            both = {e: np.concatenate([events.keys[e], later.keys[e]]) for e in events.keys}
+            assert _every_window(reopened, both, cutoff) == _every_window(fresh, both, cutoff)
+        assert reopened.stats().events == n + 50

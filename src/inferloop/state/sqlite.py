@@ -20,6 +20,15 @@ kinds a feature reads unlabelled (the customer) and kind 1 through the label fee
 terminal). A window read is then one row per key,
 decoded with ``numpy.frombuffer`` -- microseconds -- instead of one SQL row per event, and a
 write rewrites the few small rows it touched.
+
+``series`` is an ordinary rowid table, not ``WITHOUT ROWID`` like the other two. Its rows are
+a few kilobytes, and a ``WITHOUT ROWID`` table keeps whole rows in the interior pages of its
+one b-tree: with rows that large, a page holds only a few and the tree grows deep, so every
+lookup walks more pages (SQLite's documentation advises ``WITHOUT ROWID`` only for rows
+under about a twentieth of a page). A key's row is rewritten with ``UPDATE`` in place, which
+keeps its rowid and leaves the primary-key index alone; ``INSERT OR REPLACE`` would delete
+the row and insert it again, rewriting the index entry and the row's overflow pages. A
+store made with the earlier ``WITHOUT ROWID`` layout is converted when it is opened.
 """
 
 from __future__ import annotations
@@ -51,17 +60,19 @@ from inferloop.state.base import (
 
 __all__ = ["SqliteState"]
 
-_SCHEMA = """
+_SERIES_TABLE = """
+CREATE TABLE IF NOT EXISTS series (
+    entity TEXT NOT NULL, key TEXT NOT NULL, kind INTEGER NOT NULL,
+    times BLOB NOT NULL, a BLOB NOT NULL, b BLOB, ids TEXT,
+    PRIMARY KEY (entity, key, kind)
+)"""
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY, time INTEGER NOT NULL, amount REAL NOT NULL,
     score REAL, decision INTEGER, model TEXT NOT NULL DEFAULT '', keys TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_by_time ON events (time);
-CREATE TABLE IF NOT EXISTS series (
-    entity TEXT NOT NULL, key TEXT NOT NULL, kind INTEGER NOT NULL,
-    times BLOB NOT NULL, a BLOB NOT NULL, b BLOB, ids TEXT,
-    PRIMARY KEY (entity, key, kind)
-) WITHOUT ROWID;
+{_SERIES_TABLE};
 CREATE TABLE IF NOT EXISTS labels (
     id TEXT PRIMARY KEY, label REAL NOT NULL, label_time INTEGER NOT NULL
 ) WITHOUT ROWID;
@@ -71,6 +82,10 @@ _SEP = "\x1f"  # between the entity keys of an event, and between the ids of a l
 _MANY = "IN (SELECT value FROM json_each(?))"  # many keys as one JSON parameter
 _ONE = "= ?"
 _SERIES = "SELECT key, times, a, b, ids FROM series WHERE entity = ? AND kind = ? AND key {}"
+_INSERT_SERIES = "INSERT INTO series VALUES (?, ?, ?, ?, ?, ?, ?)"
+_UPDATE_SERIES = (
+    "UPDATE series SET times = ?, a = ?, b = ?, ids = ? WHERE entity = ? AND key = ? AND kind = ?"
+)
 _SCORED = "SELECT id, score, decision, model FROM events WHERE id {}"
 
 
@@ -210,6 +225,11 @@ class SqliteState(FeatureState):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            old_layout = _series_without_rowid(db)
+        if old_layout:
+            with self._write() as db:
+                if _series_without_rowid(db):  # another process may have converted it first
+                    _convert_series(db)
 
     def close(self) -> None:
         """Close the connection and the writers' lock file."""
@@ -293,11 +313,7 @@ class SqliteState(FeatureState):
                         (entity, key, kind),
                     )
                 elif len(kept.times) < len(times):
-                    db.execute(
-                        "UPDATE series SET times = ?, a = ?, b = ?, ids = ? "
-                        "WHERE entity = ? AND key = ? AND kind = ?",
-                        (*kept.encode(), entity, key, kind),
-                    )
+                    db.execute(_UPDATE_SERIES, (*kept.encode(), entity, key, kind))
         return int(dropped)
 
     def stats(self) -> StateStats:
@@ -376,6 +392,21 @@ def _kind(query: EntityQuery) -> int:
 
 def _file_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+
+
+def _series_without_rowid(db: sqlite3.Connection) -> bool:
+    """Whether ``series`` has the earlier ``WITHOUT ROWID`` layout (see the module docstring)."""
+    row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'series'")
+    sql = row.fetchone()
+    return sql is not None and "WITHOUT ROWID" in str(sql[0]).upper()
+
+
+def _convert_series(db: sqlite3.Connection) -> None:
+    """Copy ``series`` into the rowid layout, in the caller's transaction (all or nothing)."""
+    db.execute("ALTER TABLE series RENAME TO series_without_rowid")
+    db.execute(_SERIES_TABLE)
+    db.execute("INSERT INTO series SELECT * FROM series_without_rowid")
+    db.execute("DROP TABLE series_without_rowid")
 
 
 def _scored(db: sqlite3.Connection, ids: np.ndarray) -> dict[str, tuple[float, int, str]]:
@@ -510,7 +541,7 @@ def _append_events(
     unique = [key for key, _ in groups]
     existing = current if current is not None else _read_series(db, entity, unique, _EVENTS)
     times, amounts = events.time.astype(np.int64), events.amount.astype(np.float64)
-    rows = []
+    written = []
     for key, pick in groups:
         old = existing.get(key)
         new_times = times[pick] if old is None else np.concatenate([old.times, times[pick]])
@@ -520,17 +551,31 @@ def _append_events(
             cutoff = int(new_times.max()) - horizon
             if int(new_times.min()) < cutoff:  # most writes have nothing to trim
                 series = _trim(series, cutoff, keep_newest=True) or series
-        rows.append((entity, key, _EVENTS, *series.encode()))
-    _upsert_series(db, rows)
+        written.append((key, series))
+    _write_series(db, entity, _EVENTS, written, existing)
 
 
-def _upsert_series(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Write ``series`` rows (one ``execute`` for one row: a request's write)."""
-    statement = "INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?, ?, ?, ?)"
-    if len(rows) == 1:
-        db.execute(statement, rows[0])
-    else:
-        db.executemany(statement, rows)
+def _write_series(
+    db: sqlite3.Connection,
+    entity: str,
+    kind: int,
+    written: list[tuple[str, _Series]],
+    existing: dict[str, _Series],
+) -> None:
+    """Write keys' series: ``UPDATE`` in place where ``existing`` has the key, else ``INSERT``.
+
+    ``existing`` is what this transaction read under the write lock, so it is exact; a key
+    wrongly taken for new fails on the primary key instead of replacing a row unseen.
+    """
+    updates = [(*series.encode(), entity, key, kind) for key, series in written if key in existing]
+    inserts = [
+        (entity, key, kind, *series.encode()) for key, series in written if key not in existing
+    ]
+    for statement, rows in ((_UPDATE_SERIES, updates), (_INSERT_SERIES, inserts)):
+        if len(rows) == 1:  # a request's write: one execute, no executemany set-up
+            db.execute(statement, rows[0])
+        elif rows:
+            db.executemany(statement, rows)
 
 
 def _add_labels(db: sqlite3.Connection, labels: Labels, events: ScoredEvents | None = None) -> int:
@@ -607,12 +652,12 @@ def _merge_labels(
     current: dict[str, _Series] = {}
     for start in range(0, len(unique), _READ_CHUNK):
         current.update(_read_series(db, entity, unique[start : start + _READ_CHUNK], _LABELLED))
-    rows = []
+    written = []
     for key, pick in groups:
         new_ids = [ids[n] for n in pick.tolist()]
         series = _merged(current.get(key), new_ids, times[pick], values[pick], arrived[pick])
-        rows.append((entity, key, _LABELLED, *series.encode()))
-    _upsert_series(db, rows)
+        written.append((key, series))
+    _write_series(db, entity, _LABELLED, written, current)
 
 
 def _merged(
