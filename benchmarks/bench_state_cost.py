@@ -14,6 +14,13 @@ process, so that the server's own costs drop out:
   connections to the same file taking turns, as the server's two workers do at c=8. SQLite
   drops a connection's page cache whenever another connection has committed, so every turn
   re-reads its pages; the difference in CPU per transaction is that cost.
+* **series_layout**: the statements of one one-row transaction (``BEGIN IMMEDIATE``, the
+  exactly-once lookup, the customer's series, the terminal's labelled series, the event
+  insert, the series rewrite, ``COMMIT``), timed one by one on two copies of the seeded store
+  the first two parts use (3,000 customers, rows of 1-4 KB): ``series`` as the rowid table
+  rewritten with ``UPDATE`` that the store uses, and as the ``WITHOUT ROWID`` table rewritten
+  with ``INSERT OR REPLACE`` that it used before. Blocks of transactions alternate between the
+  copies; p50 and mean per statement, and each copy's size (both vacuumed first).
 
 Each part alternates its variants, call by call or block by block, and reports medians (a
 shared machine's load moves in bursts).
@@ -205,6 +212,134 @@ def two_connections(root: Path) -> dict[str, Any]:
     }
 
 
+#: The series table as it was before the store made it a rowid table (see
+#: ``inferloop.state.sqlite``), and how a request rewrote a key's row then.
+_WITHOUT_ROWID_SERIES = """CREATE TABLE series (
+    entity TEXT NOT NULL, key TEXT NOT NULL, kind INTEGER NOT NULL,
+    times BLOB NOT NULL, a BLOB NOT NULL, b BLOB, ids TEXT,
+    PRIMARY KEY (entity, key, kind)
+) WITHOUT ROWID"""
+_REPLACE_SERIES = "INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?, ?, ?, ?)"
+LAYOUT_BLOCKS, LAYOUT_TRANSACTIONS = 8, 500
+_KEYS = "SELECT key FROM series WHERE entity = ? AND kind = ?"
+_STATEMENTS = ("begin", "scored", "customer_series", "terminal_series", "insert", "rewrite")
+
+
+def series_layout(root: Path) -> dict[str, Any]:
+    """Per-statement cost of a one-row transaction on the rowid and the WITHOUT ROWID layout."""
+    import sqlite3
+
+    from inferloop.state.sqlite import SqliteState
+
+    rng = np.random.default_rng(2)
+    rowid, without = root / "layout-rowid.db", root / "layout-without-rowid.db"
+    shutil.copyfile(root / "seeded.db", rowid)  # the benchmark world's history, 1-4 KB rows
+    with SqliteState(rowid) as store:  # opened once as the store opens it
+        start = store.stats().newest_time + 60
+    shutil.copyfile(rowid, without)
+    db = sqlite3.connect(without, isolation_level=None)  # the same rows, the earlier layout
+    db.execute("BEGIN")
+    db.execute("ALTER TABLE series RENAME TO series_rowid")
+    db.execute(_WITHOUT_ROWID_SERIES)
+    db.execute("INSERT INTO series SELECT * FROM series_rowid")
+    db.execute("DROP TABLE series_rowid")
+    db.execute("COMMIT")
+    db.close()
+    layouts = {"rowid_update": rowid, "without_rowid_replace": without}
+    sizes = {name: _vacuumed_bytes(path) for name, path in layouts.items()}
+    conns = {name: _store_connection(path) for name, path in layouts.items()}
+    keys = {
+        entity: [row[0] for row in conns["rowid_update"].execute(_KEYS, (entity, kind))]
+        for entity, kind in (("customer", 0), ("terminal", 1))
+    }
+    times: dict[str, dict[str, list[float]]] = {
+        name: {k: [] for k in (*_STATEMENTS, "commit", "transaction")} for name in layouts
+    }
+    names = list(layouts)
+    for block in range(2 * LAYOUT_BLOCKS):
+        name = names[(block + block // 2) % 2]  # a, b, b, a, a, b, ...: neither always first
+        for i in range(LAYOUT_TRANSACTIONS):
+            n = block * LAYOUT_TRANSACTIONS + i
+            customer, terminal = (str(rng.choice(keys[e])) for e in ("customer", "terminal"))
+            one = _layout_transaction(conns[name], name, f"x{n}", start + n, customer, terminal)
+            for key, seconds in one.items():
+                times[name][key].append(seconds)
+    for db in conns.values():
+        db.close()
+    out: dict[str, Any] = {"customers": len(keys["customer"]), "transactions": 0}
+    for name in layouts:
+        warm = {k: v[LAYOUT_TRANSACTIONS // 5 :] for k, v in times[name].items()}
+        out["transactions"] = len(times[name]["transaction"])
+        out[name] = {
+            "p50_us": {k: round(statistics.median(v) * 1e6, 1) for k, v in warm.items()},
+            "mean_us": {k: round(statistics.mean(v) * 1e6, 1) for k, v in warm.items()},
+            "store_bytes": sizes[name],
+        }
+    return out
+
+
+def _vacuumed_bytes(path: Path) -> int:
+    """The store's size once vacuumed (both copies compacted alike)."""
+    import sqlite3
+
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("VACUUM")
+    pages, size = (db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "page_size"))
+    db.close()
+    return int(pages * size)
+
+
+def _store_connection(path: Path) -> Any:
+    """A connection set up as ``SqliteState`` sets up its own."""
+    import sqlite3
+
+    db = sqlite3.connect(path, isolation_level=None)
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "mmap_size=1073741824"):
+        db.execute(f"PRAGMA {pragma}")
+    db.execute("PRAGMA cache_size=-65536")
+    return db
+
+
+def _layout_transaction(
+    db: Any, layout: str, tx_id: str, at: int, customer: str, terminal: str
+) -> dict[str, float]:
+    """One one-row read-write transaction on ``db``, each statement timed (seconds)."""
+    from inferloop.state.sqlite import _INSERT_SERIES, _ONE, _SCORED, _SERIES, _UPDATE_SERIES
+
+    out: dict[str, float] = {}
+    t_start = time.perf_counter()
+
+    def timed(name: str, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        t0 = time.perf_counter()
+        rows = db.execute(statement, params).fetchall()
+        out[name] = time.perf_counter() - t0
+        return rows
+
+    timed("begin", "BEGIN IMMEDIATE")
+    timed("scored", _SCORED.format(_ONE), (tx_id,))
+    series = timed("customer_series", _SERIES.format(_ONE), ("customer", 0, customer))
+    timed("terminal_series", _SERIES.format(_ONE), ("terminal", 1, terminal))
+    timed(
+        "insert",
+        "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (tx_id, at, 10.0, 0.0, 0, "", f"customer\x1f{customer}\x1fterminal\x1f{terminal}"),
+    )
+    # the key's series with the event appended (little-endian int64 / float64, as stored)
+    new_time, new_amount = at.to_bytes(8, "little", signed=True), np.float64(10.0).tobytes()
+    packed = (new_time, new_amount)
+    if series:
+        _, old_times, old_amounts, *_ = series[0]
+        packed = (old_times + new_time, old_amounts + new_amount)
+    if layout == "rowid_update" and series:
+        timed("rewrite", _UPDATE_SERIES, (*packed, None, None, "customer", customer, 0))
+    else:
+        statement = _INSERT_SERIES if layout == "rowid_update" else _REPLACE_SERIES
+        timed("rewrite", statement, ("customer", customer, 0, *packed, None, None))
+    timed("commit", "COMMIT")
+    out["transaction"] = time.perf_counter() - t_start
+    return out
+
+
 def main() -> int:
     """Build the scoring benchmark's world, run the three parts, write the JSON."""
     before = machine()
@@ -216,6 +351,7 @@ def main() -> int:
             "in_process": in_process(root, through_mlflow=False, first_id=10**12),
             "in_process_invocations": in_process(root, through_mlflow=True, first_id=2 * 10**12),
             "two_connections": two_connections(root),
+            "series_layout": series_layout(root),
         }
     result = {
         "machine": {**before, "load_average_end": [round(x, 2) for x in os.getloadavg()]},
