@@ -14,10 +14,10 @@ a power loss the last few transactions may be lost, never half of one.
 Layout. ``events`` holds one row per transaction id (its time, amount, score, decision, model
 and entity keys): the exactly-once record, and where a late label finds its entities.
 ``series`` holds one row per entity key and kind, with that key's recent events packed as
-arrays (little-endian int64 / float64 bytes): kind 0 the events (times, amounts), kind 1 the
-labelled events (times, labels, label times, ids). Scoring keeps kind 0 up to date for the
-kinds a feature reads unlabelled (the customer) and kind 1 through the label feed (the
-terminal). A window read is then one row per key,
+arrays (little-endian int64 / float64 bytes; :mod:`inferloop.state.series`): kind 0 the
+events (times, amounts), kind 1 the labelled events (times, labels, label times, ids).
+Scoring keeps kind 0 up to date for the kinds a feature reads unlabelled (the customer) and
+kind 1 through the label feed (the terminal). A window read is then one row per key,
 decoded with ``numpy.frombuffer`` -- microseconds -- instead of one SQL row per event, and a
 write rewrites the few small rows it touched.
 
@@ -34,7 +34,6 @@ store made with the earlier ``WITHOUT ROWID`` layout is converted when it is ope
 from __future__ import annotations
 
 import fcntl
-import itertools
 import json
 import os
 import sqlite3
@@ -47,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from inferloop.data.events import EntityEvents, EntityQuery, first_of_each, repeated_keys
+from inferloop.data.events import EntityQuery, first_of_each
 from inferloop.state.base import (
     Compute,
     FeatureState,
@@ -57,6 +56,7 @@ from inferloop.state.base import (
     StateRequest,
     StateStats,
 )
+from inferloop.state.series import SEP, Series, by_key, merged, trimmed, window
 
 __all__ = ["SqliteState"]
 
@@ -78,7 +78,6 @@ CREATE TABLE IF NOT EXISTS labels (
 ) WITHOUT ROWID;
 """
 _EVENTS, _LABELLED = 0, 1
-_SEP = "\x1f"  # between the entity keys of an event, and between the ids of a labelled series
 _MANY = "IN (SELECT value FROM json_each(?))"  # many keys as one JSON parameter
 _ONE = "= ?"
 _SERIES = "SELECT key, times, a, b, ids FROM series WHERE entity = ? AND kind = ? AND key {}"
@@ -94,37 +93,6 @@ def _in(values: np.ndarray | list[str]) -> tuple[str, str]:
     if len(values) == 1:
         return _ONE, str(values[0])
     return _MANY, json.dumps([str(v) for v in values])
-
-
-@dataclass
-class _Series:
-    """One entity key's packed events: times, values (amounts or labels), label times, ids."""
-
-    times: np.ndarray
-    a: np.ndarray
-    b: np.ndarray | None = None
-    ids: list[str] | None = None
-
-    @staticmethod
-    def decode(row: tuple[Any, ...], with_ids: bool = True) -> _Series:
-        """The series of a ``series`` row; ``with_ids=False`` for a read that only scores
-        (splitting the ids of a long labelled series costs more than the rest of the read).
-        """
-        _, times, a, b, ids = row
-        return _Series(
-            np.frombuffer(times, dtype="<i8"),
-            np.frombuffer(a, dtype="<f8"),
-            None if b is None else np.frombuffer(b, dtype="<i8"),
-            None if ids is None or not with_ids else ids.split(_SEP),
-        )
-
-    def encode(self) -> tuple[bytes, bytes, bytes | None, str | None]:
-        return (
-            self.times.astype("<i8").tobytes(),
-            self.a.astype("<f8").tobytes(),
-            None if self.b is None else self.b.astype("<i8").tobytes(),
-            None if self.ids is None else _SEP.join(self.ids),
-        )
 
 
 class SqliteState(FeatureState):
@@ -306,7 +274,7 @@ class SqliteState(FeatureState):
                 times = np.frombuffer(packed[0], dtype="<i8")
                 if len(times) and times.min() >= before:  # nothing old: no decode, no write
                     continue
-                kept = _trim(_Series.decode((key, *packed)), before, keep_newest=kind == _EVENTS)
+                kept = trimmed(Series.decode((key, *packed)), before, keep_newest=kind == _EVENTS)
                 if kept is None:
                     db.execute(
                         "DELETE FROM series WHERE entity = ? AND key = ? AND kind = ?",
@@ -349,10 +317,10 @@ class _Read:
     """What one scoring request read: the raw ``series`` rows, decoded, and its snapshot."""
 
     rows: dict[str, list[tuple[Any, ...]]]
-    series: dict[str, dict[str, _Series]]
+    series: dict[str, dict[str, Series]]
     snapshot: Snapshot
 
-    def plain(self, request: StateRequest) -> dict[str, dict[str, _Series]]:
+    def plain(self, request: StateRequest) -> dict[str, dict[str, Series]]:
         """The event series the write appends to: kinds a feature reads unlabelled.
 
         A kind read only for its labels (the terminal) gets its labelled entries from the
@@ -375,14 +343,14 @@ def _decoded(
     scored: dict[str, tuple[float, int, str]],
 ) -> _Read:
     """:func:`_read_rows`' rows decoded, with each query's window of events."""
-    series: dict[str, dict[str, _Series]] = {}
+    series: dict[str, dict[str, Series]] = {}
     events = {}
     for q in request.queries:
         # a labelled series read here is never written back: its ids are not needed
         series[q.entity] = {
-            str(row[0]): _Series.decode(row, not q.labelled) for row in rows[q.entity]
+            str(row[0]): Series.decode(row, not q.labelled) for row in rows[q.entity]
         }
-        events[q.entity] = _window(q, series[q.entity], request.label_cutoff)
+        events[q.entity] = window(q, series[q.entity], request.label_cutoff)
     return _Read(rows, series, Snapshot(scored=scored, events=events))
 
 
@@ -419,8 +387,8 @@ def _scored(db: sqlite3.Connection, ids: np.ndarray) -> dict[str, tuple[float, i
 
 def _read_series(
     db: sqlite3.Connection, entity: str, keys: np.ndarray | list[str], kind: int
-) -> dict[str, _Series]:
-    return {str(row[0]): _Series.decode(row) for row in _series_rows(db, entity, keys, kind)}
+) -> dict[str, Series]:
+    return {str(row[0]): Series.decode(row) for row in _series_rows(db, entity, keys, kind)}
 
 
 def _series_rows(
@@ -433,39 +401,10 @@ def _series_rows(
     return db.execute(_SERIES.format(condition) + " ORDER BY key", (entity, kind, param)).fetchall()
 
 
-def _window(query: EntityQuery, series: dict[str, _Series], label_cutoff: int) -> EntityEvents:
-    """The query's events: ``time > since`` (labelled: labels arrived by the cutoff)."""
-    if query.labelled:
-        last: dict[str, int] = {}
-    else:
-        last = {k: int(s.times.max()) for k, s in series.items() if len(s.times)}
-    parts = []
-    for key, s in series.items():
-        keep = s.times > query.since
-        if query.labelled and s.b is not None:
-            keep &= s.b <= label_cutoff
-        if keep.any():
-            parts.append((key, s, keep))
-    if not parts:
-        return EntityEvents.empty(last)
-    times = _joined([s.times[k] for _, s, k in parts])
-    values = _joined([s.a[k] for _, s, k in parts])
-    keys = repeated_keys([key for key, _, _ in parts], [int(k.sum()) for *_, k in parts])
-    if query.labelled:
-        label_times = _joined([s.b[k] for _, s, k in parts if s.b is not None])
-        return EntityEvents.of_labels(keys, times, values, label_times, last)
-    return EntityEvents.of_events(keys, times, values, last)
-
-
-def _joined(arrays: list[np.ndarray]) -> np.ndarray:
-    """The arrays end to end (one of them as it is: a request reads one key)."""
-    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
-
-
 def _insert(
     db: sqlite3.Connection,
     events: ScoredEvents,
-    known: dict[str, dict[str, _Series]] | None,
+    known: dict[str, dict[str, Series]] | None,
     horizon: int | None = None,
 ) -> int:
     """Insert new events and append them to their keys' series; returns how many were new.
@@ -491,7 +430,7 @@ def _insert(
     key_lists = [events.keys[e].tolist() for e in entities]
     # "customer<SEP>c1<SEP>terminal<SEP>t7": where a late label finds its event's keys
     escaped = (e.replace("{", "{{").replace("}", "}}") for e in entities)
-    template = _SEP.join(f"{entity}{_SEP}{{}}" for entity in escaped)
+    template = SEP.join(f"{entity}{SEP}{{}}" for entity in escaped)
     # no entity kinds (a log without keys): the event is only the exactly-once record
     joined = list(map(template.format, *key_lists)) if key_lists else [""] * len(events)
     db.executemany(
@@ -512,24 +451,11 @@ def _insert(
     return len(events)
 
 
-def _by_key(keys: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """Each distinct key as text, in sorted order, with its entries' positions in input order."""
-    if len(keys) == 0:
-        return []
-    if len(keys) == 1:  # one request's event: nothing to sort
-        return [(str(keys[0]), np.zeros(1, dtype=np.intp))]
-    text = keys.astype(str)
-    order = np.argsort(text, kind="stable")
-    ordered = text[order]
-    bounds = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1], True])
-    return [(str(ordered[a]), order[a:b]) for a, b in itertools.pairwise(bounds.tolist())]
-
-
 def _append_events(
     db: sqlite3.Connection,
     entity: str,
     events: ScoredEvents,
-    current: dict[str, _Series] | None,
+    current: dict[str, Series] | None,
     horizon: int | None = None,
 ) -> None:
     """Append each event to its key's kind-0 series (one row rewritten per key).
@@ -537,7 +463,7 @@ def _append_events(
     ``current``: the keys' series as this transaction read them (a key absent there has none
     yet); None reads them here.
     """
-    groups = _by_key(events.keys[entity])
+    groups = by_key(events.keys[entity])
     unique = [key for key, _ in groups]
     existing = current if current is not None else _read_series(db, entity, unique, _EVENTS)
     times, amounts = events.time.astype(np.int64), events.amount.astype(np.float64)
@@ -546,11 +472,11 @@ def _append_events(
         old = existing.get(key)
         new_times = times[pick] if old is None else np.concatenate([old.times, times[pick]])
         new_amounts = amounts[pick] if old is None else np.concatenate([old.a, amounts[pick]])
-        series = _Series(new_times, new_amounts)
+        series = Series(new_times, new_amounts)
         if horizon is not None and old is not None:
             cutoff = int(new_times.max()) - horizon
             if int(new_times.min()) < cutoff:  # most writes have nothing to trim
-                series = _trim(series, cutoff, keep_newest=True) or series
+                series = trimmed(series, cutoff, keep_newest=True) or series
         written.append((key, series))
     _write_series(db, entity, _EVENTS, written, existing)
 
@@ -559,8 +485,8 @@ def _write_series(
     db: sqlite3.Connection,
     entity: str,
     kind: int,
-    written: list[tuple[str, _Series]],
-    existing: dict[str, _Series],
+    written: list[tuple[str, Series]],
+    existing: dict[str, Series],
 ) -> None:
     """Write keys' series: ``UPDATE`` in place where ``existing`` has the key, else ``INSERT``.
 
@@ -619,7 +545,7 @@ def _locate(
     hit = np.fromiter((i in found for i in ids), dtype=bool, count=len(ids))
     located = [found[ids[n]] for n in np.flatnonzero(hit).tolist()]
     times = np.fromiter((time for time, _ in located), dtype=np.int64, count=len(located))
-    split = [keys.split(_SEP) for _, keys in located]
+    split = [keys.split(SEP) for _, keys in located]
     entities = split[0][0::2] if split else []
     keys = {
         entity: np.asarray([parts[2 * n + 1] for parts in split], dtype=object)
@@ -647,70 +573,14 @@ def _merge_labels(
     delivery order, so a series reads the same whether its labels came in one delivery or
     in several.
     """
-    groups = _by_key(keys)
+    groups = by_key(keys)
     unique = [key for key, _ in groups]
-    current: dict[str, _Series] = {}
+    current: dict[str, Series] = {}
     for start in range(0, len(unique), _READ_CHUNK):
         current.update(_read_series(db, entity, unique[start : start + _READ_CHUNK], _LABELLED))
     written = []
     for key, pick in groups:
         new_ids = [ids[n] for n in pick.tolist()]
-        series = _merged(current.get(key), new_ids, times[pick], values[pick], arrived[pick])
+        series = merged(current.get(key), new_ids, times[pick], values[pick], arrived[pick])
         written.append((key, series))
     _write_series(db, entity, _LABELLED, written, current)
-
-
-def _merged(
-    old: _Series | None,
-    ids: list[str],
-    times: np.ndarray,
-    values: np.ndarray,
-    arrived: np.ndarray,
-) -> _Series:
-    """``old`` with the labelled events added: appended, or replacing an entry of the same id."""
-    old_ids = list(old.ids or []) if old is not None else []
-    if len(set(ids)) == len(ids) and set(ids).isdisjoint(old_ids):  # the common case
-        if old is None or old.b is None:
-            return _Series(times.copy(), values.copy(), arrived.copy(), ids)
-        return _Series(
-            np.concatenate([old.times, times]),
-            np.concatenate([old.a, values]),
-            np.concatenate([old.b, arrived]),
-            old_ids + ids,
-        )
-    all_times = old.times.tolist() if old is not None else []
-    all_values = old.a.tolist() if old is not None else []
-    all_arrived = old.b.tolist() if old is not None and old.b is not None else []
-    position = {i: n for n, i in enumerate(old_ids)}
-    for i, time, value, at in zip(
-        ids, times.tolist(), values.tolist(), arrived.tolist(), strict=True
-    ):
-        if i in position:
-            all_values[position[i]], all_arrived[position[i]] = value, at
-            continue
-        position[i] = len(old_ids)
-        old_ids.append(i)
-        all_times.append(time)
-        all_values.append(value)
-        all_arrived.append(at)
-    return _Series(
-        np.asarray(all_times, dtype=np.int64),
-        np.asarray(all_values, dtype=np.float64),
-        np.asarray(all_arrived, dtype=np.int64),
-        old_ids,
-    )
-
-
-def _trim(series: _Series, before: int, *, keep_newest: bool) -> _Series | None:
-    """``series`` without entries older than ``before`` (keeping its newest if asked)."""
-    keep = series.times >= before
-    if keep_newest and len(series.times) and not keep.any():
-        keep[int(np.argmax(series.times))] = True
-    if not keep.any():
-        return None
-    return _Series(
-        series.times[keep],
-        series.a[keep],
-        None if series.b is None else series.b[keep],
-        None if series.ids is None else [i for i, k in zip(series.ids, keep, strict=True) if k],
-    )
