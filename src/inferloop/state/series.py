@@ -46,6 +46,7 @@ class Series:
         )
 
     def encode(self) -> tuple[bytes, bytes, bytes | None, str | None]:
+        """The ``times, a, b, ids`` columns of the series' row (``decode``'s inverse)."""
         return (
             self.times.astype("<i8").tobytes(),
             self.a.astype("<f8").tobytes(),
