@@ -48,7 +48,7 @@ from inferloop.data.rows import (
 )
 from inferloop.evaluation.calibration import ScoreCalibration
 from inferloop.evaluation.group_thresholds import GroupThresholds
-from inferloop.evaluation.reasons import METHODS, reason_columns
+from inferloop.evaluation.reasons import METHODS, prepare_explanations, reason_columns
 from inferloop.state.base import FeatureState, ScoredEvents, Snapshot, StateRequest
 from inferloop.state.config import STATE_ENV, STATELESS, open_state, resolve_location
 
@@ -189,10 +189,14 @@ class FraudModel(PythonModel):
         (the HTTP tests compare them with :meth:`score_frame`). Any other process -- a
         notebook, batch scoring -- is left as it is: a library must not change a user's pandas.
         Set ``INFERLOOP_SERVER_ARROW_STRINGS=1`` to keep pandas' default in the server too.
+        A server worker also builds what reason codes need (the TreeSHAP kernel) before its
+        first request rather than during the first request that asks for them.
         """
-        if os.environ.get(SERVER_MODEL_PATH_ENV) and not os.environ.get(ARROW_STRINGS_ENV):
-            with suppress(KeyError, ValueError, pd.errors.OptionError):
-                pd.set_option("future.infer_string", False)
+        if os.environ.get(SERVER_MODEL_PATH_ENV):
+            prepare_explanations(self.estimator)
+            if not os.environ.get(ARROW_STRINGS_ENV):
+                with suppress(KeyError, ValueError, pd.errors.OptionError):
+                    pd.set_option("future.infer_string", False)
         self.open_live_state(os.environ.get(STATE_ENV, STATELESS))
 
     def open_live_state(self, location: str) -> None:

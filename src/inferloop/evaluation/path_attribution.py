@@ -25,9 +25,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PathTable", "path_contributions", "path_table"]
+__all__ = [
+    "MISSING_TYPES",
+    "ZERO_THRESHOLD",
+    "PathTable",
+    "goes_left",
+    "path_contributions",
+    "path_table",
+]
 
-_ZERO = 1e-35  # LightGBM's kZeroThreshold: |x| <= this is zero for missing_type Zero
+#: LightGBM's kZeroThreshold: ``|x| <=`` this is zero for missing type Zero.
+ZERO_THRESHOLD = 1e-35
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,8 @@ class PathTable:
         return float(self.value[:, 0].sum())
 
 
-_MISSING = {"None": 0, "Zero": 1, "NaN": 2}
+#: LightGBM's missing types as the codes of :attr:`PathTable.missing` and :func:`goes_left`.
+MISSING_TYPES = {"None": 0, "Zero": 1, "NaN": 2}
 
 
 def path_table(booster: Any) -> PathTable | None:
@@ -110,7 +119,7 @@ def _flatten(root: dict[str, Any]) -> list[dict[str, Any]] | None:
             "left": left[0],
             "right": right[0],
             "default_left": bool(node.get("default_left", True)),
-            "missing": _MISSING.get(str(node.get("missing_type", "None")), 0),
+            "missing": MISSING_TYPES.get(str(node.get("missing_type", "None")), 0),
             "value": value,
             "depth": depth,
         }
@@ -182,11 +191,20 @@ def _flat(table: PathTable) -> dict[str, np.ndarray]:
 def _child(flat: dict[str, np.ndarray], at: np.ndarray, value: np.ndarray) -> np.ndarray:
     """The child each (row, tree) pair goes to from node ``at``, as LightGBM decides it."""
     missing = flat["missing"][at]
-    nan = np.isnan(value)
-    if nan.any() or (missing == 1).any():
-        value = np.where(nan & (missing != 2), 0.0, value)  # NaN reads as 0 unless NaN is missing
-        is_missing = ((missing == 1) & (np.abs(value) <= _ZERO)) | ((missing == 2) & nan)
-        left = np.where(is_missing, flat["default_left"][at], value <= flat["threshold"][at])
-    else:
+    if np.isnan(value).any() or (missing == 1).any():
+        left = goes_left(value, flat["threshold"][at], missing, flat["default_left"][at])
+    else:  # the common case: no missing value to route, a plain comparison
         left = value <= flat["threshold"][at]
     return np.where(left, flat["left"][at], flat["right"][at])
+
+
+def goes_left(
+    value: np.ndarray, threshold: np.ndarray, missing: np.ndarray, default_left: np.ndarray
+) -> np.ndarray:
+    """Whether each ``value`` goes to the left child of its numerical split, as LightGBM
+    decides it: ``value <= threshold``, and a missing value (``missing`` 1: zero, 2: NaN) to
+    the default side; NaN reads as 0 unless NaN is the split's missing value."""
+    nan = np.isnan(value)
+    value = np.where(nan & (missing != 2), 0.0, value)
+    is_missing = ((missing == 1) & (np.abs(value) <= ZERO_THRESHOLD)) | ((missing == 2) & nan)
+    return np.asarray(np.where(is_missing, default_left, value <= threshold))

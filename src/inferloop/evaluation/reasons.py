@@ -3,11 +3,13 @@
 Contributions are additive on the model's raw margin (log-odds), so for every row the
 contributions plus the base value give the margin the score came from:
 
-* LightGBM: LightGBM's own TreeSHAP (``Booster.predict(..., pred_contrib=True)``): exact SHAP
-  values of the trees, no new dependency. A caller that cannot wait for it (a one-row request
-  on the payment path: TreeSHAP costs milliseconds for a few hundred trees) may ask for
-  ``method="path"``, the path attribution of :mod:`inferloop.evaluation.path_attribution`:
-  the same margin and base, a tenth of the cost, less even credit between features;
+* LightGBM: exact path-dependent TreeSHAP, the values of LightGBM's own
+  ``Booster.predict(..., pred_contrib=True)``, computed by the compiled linear-time kernel of
+  :mod:`inferloop.evaluation.treeshap` (several times faster than ``pred_contrib`` on one row;
+  ``pred_contrib`` itself where the kernel does not cover the model or cannot be compiled). A
+  caller may ask for ``method="path"``, the path attribution of
+  :mod:`inferloop.evaluation.path_attribution`: the same margin and base, cheaper still, less
+  even credit between features;
 * the logistic baseline (standardizer + logistic regression): coefficient x standardized value,
   the intercept as the base;
 * the MLP (ReLU layers, :class:`~inferloop.training.nn.TorchMLPClassifier`): DeepLIFT with the
@@ -27,6 +29,7 @@ need no explanation and computing it costs time on the payment path.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from dataclasses import dataclass
 from typing import Any, Final
@@ -35,6 +38,7 @@ import numpy as np
 
 from inferloop.data.rows import SMALL_BATCH_ROWS
 from inferloop.evaluation.path_attribution import PathTable, path_contributions, path_table
+from inferloop.evaluation.treeshap import ShapTable, shap_contributions, shap_table
 
 __all__ = [
     "METHODS",
@@ -43,6 +47,7 @@ __all__ = [
     "Contributions",
     "explains",
     "feature_contributions",
+    "prepare_explanations",
     "reason_columns",
     "reason_counts",
 ]
@@ -52,6 +57,8 @@ REASON_COUNT: Final = 3
 METHODS: Final = ("treeshap", "path")
 # a booster's trees as arrays, built on the first request that asks (never pickled with it)
 _TABLES: weakref.WeakKeyDictionary[Any, PathTable | None] = weakref.WeakKeyDictionary()
+_SHAP_TABLES: weakref.WeakKeyDictionary[Any, ShapTable | None] = weakref.WeakKeyDictionary()
+_log = logging.getLogger(__name__)
 #: ``reason_1``, ``reason_1_contribution``, ... : the output columns, in order.
 REASON_COLUMNS: Final = tuple(
     name for i in range(1, REASON_COUNT + 1) for name in (f"reason_{i}", f"reason_{i}_contribution")
@@ -141,6 +148,10 @@ def feature_contributions(
     if table is not None:
         values, base = path_contributions(table, matrix)
         return Contributions(values, base)
+    shap = _shap_table(booster) if booster is not None else None
+    if shap is not None:
+        values, base = shap_contributions(shap, matrix)
+        return Contributions(values, base)
     if booster is not None:
         # a request's few rows: one thread, as for scoring (inferloop.model.positive_scores)
         threads = {"num_threads": 1} if len(matrix) <= SMALL_BATCH_ROWS else {}
@@ -157,6 +168,30 @@ def feature_contributions(
     z = (matrix - np.asarray(scaler.mean_)) / np.asarray(scaler.scale_)
     values = z * np.asarray(clf.coef_, dtype=np.float64)[0]
     return Contributions(values, np.full(len(matrix), float(np.asarray(clf.intercept_)[0])))
+
+
+def prepare_explanations(estimator: Any) -> None:
+    """Build what explaining ``estimator`` needs now (LightGBM: the TreeSHAP table and its
+    compiled kernel, a few tenths of a second), so that the first explained request does not
+    wait for it. A no-op for other estimators."""
+    booster = getattr(estimator, "booster_", None)
+    if booster is not None:
+        _shap_table(booster)
+
+
+def _shap_table(booster: Any) -> ShapTable | None:
+    """The booster's :class:`ShapTable` with its kernel compiled, built once; None when the
+    kernel does not cover the model or cannot be compiled here (then ``pred_contrib``)."""
+    if booster not in _SHAP_TABLES:
+        try:
+            table = shap_table(booster)
+            if table is not None:  # compile now, and check the kernel runs on this machine
+                shap_contributions(table, np.zeros((1, table.n_features)))
+        except Exception as error:  # any failure here falls back to LightGBM's own
+            _log.warning("TreeSHAP kernel unavailable (%s); using pred_contrib", error)
+            table = None
+        _SHAP_TABLES[booster] = table
+    return _SHAP_TABLES[booster]
 
 
 def _path_table(booster: Any) -> PathTable | None:

@@ -7,12 +7,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from inferloop.core.native import ir_loop
 from inferloop.edge.runtime.compiled import (
     MLP_ENTRY,
     TARGET_CPU,
@@ -167,9 +168,9 @@ def _mlp_ir(
                 else:
                     b.store(relu(z), b.gep(buffers[k + 1], [o]))
 
-            _loop(b, ir.Constant(i32, 0), ir.Constant(i32, widths[k + 1]), unit)
+            ir_loop(b, ir.Constant(i32, 0), ir.Constant(i32, widths[k + 1]), unit)
 
-    _loop(b, start, end, row)
+    ir_loop(b, start, end, row)
     b.ret_void()
     return str(module)
 
@@ -185,24 +186,6 @@ def _constant(module: Any, name: str, values: np.ndarray) -> Any:
     variable.global_constant = True
     variable.linkage = "internal"
     return variable
-
-
-def _loop(b: Any, first: Any, stop: Any, body: Callable[[Any], None]) -> None:
-    """``for i in range(first, stop): body(i)`` at the builder's position."""
-    import llvmlite.ir as ir
-
-    before = b.block
-    head, inside, done = (b.append_basic_block(n) for n in ("loop", "body", "done"))
-    b.branch(head)
-    b.position_at_end(head)
-    i = b.phi(first.type)
-    i.add_incoming(first, before)
-    b.cbranch(b.icmp_signed("<", i, stop), inside, done)
-    b.position_at_end(inside)
-    body(i)
-    i.add_incoming(b.add(i, ir.Constant(first.type, 1)), b.block)
-    b.branch(head)
-    b.position_at_end(done)
 
 
 def _dot(b: Any, w: Any, offset: Any, h: Any, n: int) -> Any:
