@@ -3,8 +3,8 @@
 The batch part of ``bench_scoring.py`` alone (in-memory history, SQLite state and the edge
 model, each paired with a raw ``Booster.predict`` of the same rows), on 200,000 incoming rows
 and 3 pairs: a few minutes instead of the whole scoring benchmark. Also timed: the feature
-state's prune within the SQLite runs, and TreeSHAP (``pred_contrib``) on as many rows as
-alerted, the reason codes' share. Writes ``results/scoring-batch.json``.
+state's prune within the SQLite runs, and TreeSHAP (the compiled kernel, and LightGBM's own
+``pred_contrib`` beside it) on as many rows as alerted, the reason codes' share. Writes ``results/scoring-batch.json``.
 """
 
 from __future__ import annotations

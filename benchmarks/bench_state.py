@@ -46,7 +46,15 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_serving import _Connection, _requests, load, machine, measured
+from bench_serving import (
+    _Connection,
+    _requests,
+    interleaved_c1,
+    load,
+    machine,
+    measured,
+    rotated,
+)
 
 RESULTS = Path(__file__).parent / "results"
 TARGETS = {
@@ -334,7 +342,9 @@ def bench_online(
         }
         for config, _ in servers.values():
             load(config.port, warm_path, 2, len(warm), 30.0)
-        c1 = _interleaved_c1(servers, c1_bodies, settings.c1_seconds * len(servers))
+        c1 = interleaved_c1(
+            servers, dict.fromkeys(servers, c1_bodies), settings.c1_seconds * len(servers)
+        )
         c8_all = _interleaved_c8(servers, c8_bodies, workdir, settings.c8_seconds)
         for name in servers:
             c8 = c8_all[name]
@@ -353,58 +363,8 @@ def bench_online(
     return out
 
 
-def _interleaved_c1(
-    servers: dict[str, tuple[Any, Any]], bodies: list[str], seconds: float
-) -> dict[str, dict[str, Any]]:
-    """One request at a time, to each server in turn (rotating who goes first).
-
-    A shared machine slows down in bursts; measured one variant after another, a burst lands
-    on one of them and moves its p50 by more than the differences asked about. In turn, every
-    variant sees the same machine, so their differences hold within the run.
-    """
-    from bench_serving import group_cpu_seconds, latency_summary
-
-    names = list(servers)
-    clients = {n: _Connection(servers[n][0].host, servers[n][0].port) for n in names}
-    requests = {n: _requests(servers[n][0].host, servers[n][0].port, bodies) for n in names}
-    latencies: dict[str, list[float]] = {n: [] for n in names}
-    errors = dict.fromkeys(names, 0)
-    cpu = {n: group_cpu_seconds(servers[n][1].pid) for n in names}
-    began = time.perf_counter()
-    for i in range(len(bodies)):
-        if time.perf_counter() - began > seconds:
-            break
-        for name in _rotated(names, i):
-            t0 = time.perf_counter()
-            status, _ = clients[name].post(requests[name][i])
-            latencies[name].append((time.perf_counter() - t0) * 1e3)
-            errors[name] += status != 200
-    out = {}
-    for name in names:
-        after = group_cpu_seconds(servers[name][1].pid)
-        before = cpu[name]
-        out[name] = {
-            "concurrency": 1,
-            "interleaved_with": [n for n in names if n != name],
-            "requests": len(latencies[name]),
-            "errors": errors[name],
-            **latency_summary(latencies[name]),
-            "server_cpu_ms_per_request": None
-            if before is None or after is None
-            else round((after - before) / len(latencies[name]) * 1e3, 3),
-        }
-        clients[name].sock.close()
-    return out
-
-
 #: c=8 goes round the servers in this many slices of ``c8_seconds / _C8_SLICES`` each.
 _C8_SLICES = 5
-
-
-def _rotated(names: list[str], i: int) -> list[str]:
-    """``names`` starting at the ``i``-th (cyclically): who goes first changes every turn."""
-    k = i % len(names)
-    return names[k:] + names[:k]
 
 
 def _interleaved_c8(
@@ -423,7 +383,7 @@ def _interleaved_c8(
     for i in range(_C8_SLICES):
         path = workdir / f"bodies-c8-{i}.json"
         path.write_text(json.dumps(bodies[i * size : (i + 1) * size]))
-        for name in _rotated(names, i):
+        for name in rotated(names, i):
             config, proc = servers[name]
             run = partial(load, config.port, path, 8, size, seconds / _C8_SLICES)
             slices[name].append(measured(proc.pid, run))

@@ -14,7 +14,7 @@ import ctypes
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["JitFunction", "ir_loop", "jit_function"]
+__all__ = ["JitFunction", "ir_loop", "ir_while", "jit_function"]
 
 
 def ir_loop(b: Any, first: Any, stop: Any, body: Callable[[Any], None]) -> None:
@@ -31,6 +31,18 @@ def ir_loop(b: Any, first: Any, stop: Any, body: Callable[[Any], None]) -> None:
     b.position_at_end(inside)
     body(i)
     i.add_incoming(b.add(i, ir.Constant(first.type, 1)), b.block)
+    b.branch(head)
+    b.position_at_end(done)
+
+
+def ir_while(b: Any, condition: Callable[[], Any], body: Callable[[], None]) -> None:
+    """``while condition(): body()`` at the builder ``b``'s position (``condition`` gives i1)."""
+    head, inside, done = (b.append_basic_block(n) for n in ("while", "while.body", "while.done"))
+    b.branch(head)
+    b.position_at_end(head)
+    b.cbranch(condition(), inside, done)
+    b.position_at_end(inside)
+    body()
     b.branch(head)
     b.position_at_end(done)
 

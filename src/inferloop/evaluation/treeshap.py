@@ -12,19 +12,21 @@ check row by row) in O(edges x q), with q about half the depth:
   ``t^|S| (1-t)^(d-1-|S|)``. So feature ``i`` gets
   ``v_l (o_i - z_i) ∫ Π_{j≠i} (z_j + (o_j - z_j) t) dt``, a polynomial of degree ``d-1``
   that Gauss-Legendre quadrature on ``q = ceil(d_max / 2)`` nodes integrates exactly.
-* Top-down, each edge keeps its path's product ``G(t) = Π_j g_j(t)`` at the q nodes (the
-  parent's, times the new factor, over the factor the same feature had higher up). Bottom-up,
-  ``S`` sums ``v_l G_l`` over the leaves below; each edge on feature ``i`` then adds
+* Going down, each edge's path product ``G(t) = Π_j g_j(t)`` at the q nodes is its parent's,
+  times the new factor, over the factor the same feature had higher up. Coming back up, ``S``
+  sums ``v_l G_l`` over the leaves below an edge; an edge on feature ``i`` then adds
   ``Σ_q w_q S(t_q) [(o - z) / g(t_q)]`` for its merged split and subtracts the same for the
   split on ``i`` above it, so each leaf is credited once, with its deepest merged split.
 
-The kernel (two passes over the edges of all trees, per row) is LLVM IR built here with
+The kernel walks the edges of all trees in pre-order once per row, keeping the path it is on
+in a stack indexed by depth (a few KB, so it stays in the fastest cache however cold the rest
+of the process left it); the model's arrays are read in order. It is LLVM IR built here with
 llvmlite -- already a dependency, for the edge models -- and compiled once per process for the
-host CPU; no C compiler is needed. Which child each row takes at each split is decided in
-numpy by :func:`~inferloop.evaluation.path_attribution.goes_left`, the same rule the path
-attribution uses. A model this does not cover (categorical splits, more than one tree per
-iteration, a node without data counts) gets None from :func:`shap_table`, and its caller falls
-back to ``pred_contrib``.
+host CPU; no C compiler is needed. Which child a row takes at each split is decided in the
+kernel as :func:`~inferloop.evaluation.path_attribution.goes_left` decides it (NaN, zero as
+missing, default sides). A model this does not cover (categorical splits, more than one tree
+per iteration, linear trees, a node without data counts) gets None from :func:`shap_table`,
+and its caller falls back to ``pred_contrib``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from inferloop.core.native import JitFunction, ir_loop, jit_function
+from inferloop.core.native import JitFunction, ir_loop, ir_while, jit_function
 from inferloop.evaluation.path_attribution import MISSING_TYPES, ZERO_THRESHOLD
 
 __all__ = ["ShapTable", "shap_contributions", "shap_table"]
@@ -46,26 +48,28 @@ _I64P, _F64P = ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_double)
 _PROTOTYPE = ctypes.CFUNCTYPE(None, _I64P, _I64P, _F64P, ctypes.c_int32, _F64P, ctypes.c_int32)
 _KERNELS: dict[tuple[tuple[float, ...], tuple[float, ...]], JitFunction] = {}
 _COMPILE_LOCK = threading.Lock()
+#: Quadrature nodes are padded to whole SIMD vectors of this many doubles.
 _LANES: Final = 4
 _SCRATCH = threading.local()
+#: Vectors of q values per stack level: G, S, 1/g and (o - z)/g of the level's edge.
+_LEVEL_VECTORS: Final = 4
 
 
 @dataclass(frozen=True)
 class ShapTable:
     """A LightGBM model as the kernel reads it: its edges in pre-order, trees one after another.
 
-    Edge 0 is a sentinel (the empty path above every root: ``z`` 1, ``o`` 1). For each other
-    edge ``e`` (the link from a split node to one child): ``parent[e]`` is the edge into the
-    split node (0 at a root), ``prev[e]`` the nearest edge above on the same feature (0 if
-    none), ``z[e]`` its merged cover ratio, ``leaf_value[e]`` the child's value if it is a
-    leaf, else 0. ``split_node[e]`` / ``is_left[e]`` say which split it leaves and to which
-    side; ``node_*`` describe the splits (as :func:`goes_left` reads them). ``internal`` lists
-    the edges into split nodes in pre-order, ``leaves`` the edges into leaves.
+    For each edge ``e`` (the link from a split node to one child): ``depth[e]`` (1 under a
+    root), ``prev_depth[e]`` the depth of the nearest edge above it on the same feature (0 if
+    none), ``z[e]`` its merged cover ratio, ``leaf_value[e]`` the child's value if
+    ``is_leaf[e]``. ``split_node[e]`` / ``is_left[e]`` say which split it leaves and to which
+    side; ``node_*`` describe the splits (as :func:`goes_left` reads them).
     """
 
-    parent: np.ndarray
-    prev: np.ndarray
+    depth: np.ndarray
+    prev_depth: np.ndarray
     feature: np.ndarray
+    is_leaf: np.ndarray
     z: np.ndarray
     leaf_value: np.ndarray
     split_node: np.ndarray
@@ -74,18 +78,15 @@ class ShapTable:
     node_threshold: np.ndarray
     node_missing: np.ndarray
     node_default_left: np.ndarray
-    internal: np.ndarray
-    leaves: np.ndarray
-    inv_one: np.ndarray  # (edges, q): 1 / (z + (1 - z) t_q), the merged split's factor if followed
-    inv_z: np.ndarray  # 1 / z (the factor of a split not followed is z (1 - t_q))
     nodes: np.ndarray  # t_q: Gauss-Legendre nodes on [0, 1]
     weights: np.ndarray
     base: float
     n_features: int
+    max_depth: int
 
     @property
     def q(self) -> int:
-        """Quadrature nodes per edge."""
+        """Quadrature nodes per edge (padded to whole vectors)."""
         return len(self.nodes)
 
 
@@ -106,18 +107,22 @@ class _Edges:
 
     def __init__(self) -> None:
         self.columns: dict[str, list[Any]] = {
-            "parent": [0],
-            "prev": [0],
-            "feature": [0],
-            "z": [1.0],
-            "leaf_value": [0.0],
-            "split_node": [0],
-            "is_left": [False],
+            name: []
+            for name in (
+                "depth",
+                "prev_depth",
+                "feature",
+                "is_leaf",
+                "z",
+                "leaf_value",
+                "split_node",
+                "is_left",
+            )
         }
         self.nodes: list[tuple[int, float, int, bool]] = []
-        self.leaf_edges: list[bool] = [False]
         self.base = 0.0
         self.max_path = 0
+        self.max_depth = 0
 
     def add_tree(self, root: dict[str, Any]) -> bool:
         """Add one dumped tree; False if it has a split or a node the kernel cannot take."""
@@ -129,7 +134,10 @@ class _Edges:
             return False
         return self._visit(root, 0, {}, 1.0 / root_count)
 
-    def _visit(self, node: dict[str, Any], into: int, path: dict[int, int], share: float) -> bool:
+    def _visit(
+        self, node: dict[str, Any], depth: int, path: dict[int, tuple[int, float]], share: float
+    ) -> bool:
+        """Add the edges below ``node`` (at ``depth``); ``path``: feature -> (depth, z)."""
         if "split_feature" not in node:
             if "leaf_coeff" in node:  # a linear tree's leaf: not a constant
                 return False
@@ -140,48 +148,41 @@ class _Edges:
         if node.get("decision_type", "<=") != "<=" or not count:
             return False
         at, feature = len(self.nodes), int(node["split_feature"])
+        missing = MISSING_TYPES.get(str(node.get("missing_type", "None")), 0)
         self.nodes.append(
-            (
-                feature,
-                float(node["threshold"]),
-                MISSING_TYPES.get(str(node.get("missing_type", "None")), 0),
-                bool(node.get("default_left", True)),
-            )
+            (feature, float(node["threshold"]), missing, bool(node.get("default_left", True)))
         )
+        self.max_depth = max(self.max_depth, depth + 1)
         for child, left in ((node["left_child"], True), (node["right_child"], False)):
             ratio = _count(child) / count
             if ratio <= 0.0:  # an empty child: its factor z(1 - t) would vanish
                 return False
-            prev = path.get(feature, 0)
-            edge = len(self.columns["parent"])
+            prev_depth, prev_z = path.get(feature, (0, 1.0))
             leaf = "split_feature" not in child
-            values = (into, prev, feature, ratio * self.columns["z"][prev], 0.0, at, left)
-            for key, value in zip(self.columns, values, strict=True):
-                self.columns[key].append(value)
-            self.leaf_edges.append(leaf)
-            if leaf:
-                self.columns["leaf_value"][edge] = float(child.get("leaf_value", 0.0))
-            if not self._visit(child, edge, {**path, feature: edge}, share):
+            value = float(child.get("leaf_value", 0.0)) if leaf else 0.0
+            z = ratio * prev_z
+            row = (depth + 1, prev_depth, feature, leaf, z, value, at, left)
+            for key, item in zip(self.columns, row, strict=True):
+                self.columns[key].append(item)
+            if not self._visit(child, depth + 1, {**path, feature: (depth + 1, z)}, share):
                 return False
         return True
 
     def table(self, n_features: int) -> ShapTable:
+        """The collected edges as arrays, with the quadrature for the longest path."""
         c = self.columns
         exact = max(1, (self.max_path + 1) // 2)  # for the integrand's degree, max_path - 1
         x, w = np.polynomial.legendre.leggauss(exact)
-        # padded to whole SIMD vectors of 4 doubles with lanes of weight 0 (any t in (0, 1))
-        pad = -exact % _LANES
+        pad = -exact % _LANES  # lanes of weight 0 (any t in (0, 1)) fill the last vector
         t = np.concatenate([(x + 1.0) / 2.0, np.full(pad, 0.5)])
-        w = np.concatenate([w, np.zeros(pad)])
-        z = np.asarray(c["z"], np.float64)
+        w = np.concatenate([w / 2.0, np.zeros(pad)])
         nodes: list[Any] = list(zip(*self.nodes, strict=True)) if self.nodes else [()] * 4
-        leaf = np.asarray(self.leaf_edges, bool)
-        leaf[0] = False  # the sentinel is neither
         return ShapTable(
-            parent=np.asarray(c["parent"], np.int32),
-            prev=np.asarray(c["prev"], np.int32),
+            depth=np.asarray(c["depth"], np.int32),
+            prev_depth=np.asarray(c["prev_depth"], np.int32),
             feature=np.asarray(c["feature"], np.int32),
-            z=z,
+            is_leaf=np.asarray(c["is_leaf"], np.int8),
+            z=np.asarray(c["z"], np.float64),
             leaf_value=np.asarray(c["leaf_value"], np.float64),
             split_node=np.asarray(c["split_node"], np.int32),
             is_left=np.asarray(c["is_left"], np.int8),
@@ -189,14 +190,11 @@ class _Edges:
             node_threshold=np.asarray(nodes[1], np.float64),
             node_missing=np.asarray(nodes[2], np.int8),
             node_default_left=np.asarray(nodes[3], np.int8),
-            internal=np.flatnonzero(~leaf[1:]).astype(np.int32) + 1,
-            leaves=np.flatnonzero(leaf).astype(np.int32),
-            inv_one=np.ascontiguousarray(1.0 / (z[:, None] + (1.0 - z[:, None]) * t[None, :])),
-            inv_z=1.0 / z,
             nodes=t,
-            weights=w / 2.0,
+            weights=w,
             base=self.base,
             n_features=n_features,
+            max_depth=self.max_depth,
         )
 
 
@@ -233,18 +231,18 @@ _MODEL_ARRAYS: Final = (
     "node_threshold",
     "node_missing",
     "node_default_left",
-    "internal",
-    "leaves",
-    "parent",
-    "prev",
+    "depth",
+    "prev_depth",
     "feature",
+    "is_leaf",
     "split_node",
     "is_left",
     "z",
     "leaf_value",
-    "inv_one",
-    "inv_z",
 )
+#: The kernel's working arrays: the side each split sends the row (int8, one per split); the
+#: stack's vectors, o and (feature, prev depth) per level; the features' partial sums.
+_WORK_ARRAYS: Final = ("left", "stack", "stack_o", "stack_ids", "acc")
 
 
 def _model_pointers(table: ShapTable) -> np.ndarray:
@@ -252,7 +250,7 @@ def _model_pointers(table: ShapTable) -> np.ndarray:
     cached = table.__dict__.get("_pointers")
     if cached is not None:
         return cached
-    sizes = [len(table.internal), len(table.leaves), len(table.node_feature), table.n_features]
+    sizes = [len(table.z), len(table.node_feature), table.n_features]
     addresses = [getattr(table, name).ctypes.data for name in _MODEL_ARRAYS]
     out = np.asarray(sizes + addresses, dtype=np.int64)
     object.__setattr__(table, "_pointers", out)  # frozen: a cache, not a field
@@ -260,24 +258,19 @@ def _model_pointers(table: ShapTable) -> np.ndarray:
 
 
 def _work_pointers(table: ShapTable) -> np.ndarray:
-    """This thread's working arrays as the kernel's int64 work table, grown when too small.
-
-    left (one int8 per split), G and S (edges x q), o (edges), the features' partial sums.
-    """
-    edges = len(table.z)
+    """This thread's working arrays as the kernel's int64 work table, grown when too small."""
+    levels = table.max_depth + 1
     sizes = (
         len(table.node_feature),
-        edges * table.q,
-        edges * table.q,
-        edges,
+        levels * _LEVEL_VECTORS * table.q,
+        levels,
+        2 * levels,
         table.n_features * table.q,
     )
     work = getattr(_SCRATCH, "work", None)
     if work is None or any(a.size < n for a, n in zip(work[0], sizes, strict=True)):
-        arrays: tuple[np.ndarray, ...] = (
-            np.empty(max(sizes[0], 1), np.int8),
-            *(np.empty(max(n, 1)) for n in sizes[1:]),
-        )
+        kinds = (np.int8, np.float64, np.float64, np.int32, np.float64)
+        arrays = tuple(np.zeros(max(n, 1), k) for n, k in zip(sizes, kinds, strict=True))
         work = _SCRATCH.work = (arrays, np.asarray([a.ctypes.data for a in arrays], np.int64))
     return work[1]
 
@@ -298,187 +291,273 @@ def _kernel_ir(nodes: tuple[float, ...], weights: tuple[float, ...]) -> str:
     """LLVM IR of ``treeshap_rows(model, work, x, stride, phi, rows)``.
 
     ``model`` is :func:`_model_pointers`' table, ``work`` :func:`_work_pointers`'. Per row:
-    which side each split sends the row; top-down over the internal edges (``o``, ``G``);
-    the leaf edges (their terms, and ``S`` of their parents); bottom-up over the internal
-    edges (``S`` into the parent, their terms); then each feature's q partial sums into
-    ``phi`` (rows x features, added to). The q values of an edge are one LLVM vector.
+    the side each split sends the row, then one pass over the edges in pre-order with the
+    current path on a stack (level 0: the empty path); an edge at depth d first closes the
+    levels d and deeper (their ``S`` is complete: its term, and into the parent's ``S``), then
+    a leaf adds its term and its ``v G`` to its parent's ``S``, a split's edge is pushed.
+    Each feature's q partial sums go into ``phi`` (rows x features, added to) at the end.
     """
-    import llvmlite.ir as ir
+    return str(_Kernel(nodes, weights).module)
 
-    q = len(nodes)
-    f64, i64, i32, i8 = ir.DoubleType(), ir.IntType(64), ir.IntType(32), ir.IntType(8)
-    vec = ir.VectorType(f64, q)
-    module = ir.Module(name="inferloop_treeshap")
-    types = {"node_threshold": f64, "node_missing": i8, "node_default_left": i8, "is_left": i8}
-    types |= {name: f64 for name in ("z", "leaf_value", "inv_one", "inv_z")}
-    model_types = [types.get(name, i32) for name in _MODEL_ARRAYS]
-    work_types = [i8, f64, f64, f64, f64]  # left (nodes), G, S (edges x q), o (edges), acc
-    inner_args = [t_.as_pointer() for t_ in (*model_types, *work_types)]
-    inner_args += [f64.as_pointer(), i32, f64.as_pointer(), i32, i32, i32, i32, i32]
-    inner = ir.Function(module, ir.FunctionType(ir.VoidType(), inner_args), name="rows")
-    inner.linkage = "internal"
-    for arg in inner.args:
-        if isinstance(arg.type, ir.PointerType):
-            arg.add_attribute("noalias")  # distinct buffers: LLVM may reorder and keep values
-    arrays = dict(zip(_MODEL_ARRAYS, inner.args, strict=False))
-    left, G, S, o, acc = inner.args[len(_MODEL_ARRAYS) : len(_MODEL_ARRAYS) + 5]
-    x, stride, phi, n_rows, n_internal, n_leaves, n_nodes, n_features = inner.args[-8:]
-    b = ir.IRBuilder(inner.append_basic_block("entry"))
-    fabs = module.declare_intrinsic("llvm.fabs", [f64])
 
-    def c(value: float) -> Any:
-        return ir.Constant(f64, value)
+class _Kernel:
+    """Builds the kernel's LLVM module (see :func:`_kernel_ir`); one small method per part."""
 
-    def lanes(values: Any) -> Any:
-        return ir.Constant(vec, [float(v) for v in values])
+    def __init__(self, nodes: tuple[float, ...], weights: tuple[float, ...]) -> None:
+        import llvmlite.ir as ir
 
-    t_vec, w_vec = lanes(nodes), lanes(weights)
-    inv_rest = lanes(1.0 / (1.0 - v) for v in nodes)  # 1 / (1 - t): a split not followed
-    minus_inv_rest = lanes(-1.0 / (1.0 - v) for v in nodes)
+        self.ir, self.q = ir, len(nodes)
+        self.f64, self.i64, self.i32, self.i8 = (
+            ir.DoubleType(),
+            ir.IntType(64),
+            ir.IntType(32),
+            ir.IntType(8),
+        )
+        self.vec = ir.VectorType(self.f64, self.q)
+        self.module = ir.Module(name="inferloop_treeshap")
+        self.t = self.lanes(nodes)
+        self.w = self.lanes(weights)
+        self.inv_rest = self.lanes(1.0 / (1.0 - v) for v in nodes)  # 1 / (1 - t)
+        self.minus_inv_rest = self.lanes(-1.0 / (1.0 - v) for v in nodes)
+        self.fabs = self.module.declare_intrinsic("llvm.fabs", [self.f64])
+        inner = self.build_rows()
+        self.build_entry(inner)
 
-    def at(array: Any, index: Any) -> Any:
-        return b.gep(array, [index])
+    # -- values and memory
+    def c(self, value: float) -> Any:
+        return self.ir.Constant(self.f64, value)
 
-    def get(name: str, index: Any) -> Any:
-        return b.load(at(arrays[name], index))
+    def lanes(self, values: Any) -> Any:
+        return self.ir.Constant(self.vec, [float(v) for v in values])
 
-    def wide(value: Any) -> Any:
-        return b.sext(value, i64)
+    def n64(self, value: int) -> Any:
+        return self.ir.Constant(self.i64, value)
 
-    def pointer(array: Any, row: Any) -> Any:  # the q values of row ``row`` as a vector
-        return b.bitcast(at(array, b.mul(row, ir.Constant(i64, q))), vec.as_pointer())
+    def wide(self, value: Any) -> Any:
+        return self.b.sext(value, self.i64)
 
-    def vload(array: Any, row: Any) -> Any:
-        return b.load(pointer(array, row), align=8)
+    def get(self, name: str, index: Any) -> Any:
+        return self.b.load(self.b.gep(self.arrays[name], [index]))
 
-    def vstore(value: Any, array: Any, row: Any) -> None:
-        b.store(value, pointer(array, row), align=8)
+    def vptr(self, array: Any, row: Any) -> Any:  # the q values of ``row`` as a vector
+        at = self.b.gep(array, [self.b.mul(row, self.n64(self.q))])
+        return self.b.bitcast(at, self.vec.as_pointer())
 
-    def vadd_into(array: Any, row: Any, value: Any) -> None:
-        target = pointer(array, row)
-        b.store(b.fadd(b.load(target, align=8), value), target, align=8)
+    def vload(self, array: Any, row: Any) -> Any:
+        return self.b.load(self.vptr(array, row), align=8)
 
-    def splat(value: Any) -> Any:
-        one = b.insert_element(ir.Constant(vec, None), value, ir.Constant(i32, 0))
-        return b.shuffle_vector(
-            one, ir.Constant(vec, None), ir.Constant(ir.VectorType(i32, q), [0] * q)
+    def vstore(self, value: Any, array: Any, row: Any) -> None:
+        self.b.store(value, self.vptr(array, row), align=8)
+
+    def vadd_into(self, array: Any, row: Any, value: Any) -> None:
+        target = self.vptr(array, row)
+        self.b.store(self.b.fadd(self.b.load(target, align=8), value), target, align=8)
+
+    def splat(self, value: Any) -> Any:
+        ir, b = self.ir, self.b
+        one = b.insert_element(ir.Constant(self.vec, None), value, ir.Constant(self.i32, 0))
+        mask = ir.Constant(ir.VectorType(self.i32, self.q), [0] * self.q)
+        return b.shuffle_vector(one, ir.Constant(self.vec, None), mask)
+
+    # -- the stack: level L's vector k is row L * 4 + k of the stack array
+    def level(self, depth: Any, k: int) -> Any:
+        return self.b.add(self.b.mul(depth, self.n64(_LEVEL_VECTORS)), self.n64(k))
+
+    def level_id(self, depth: Any, k: int) -> Any:  # k 0: feature, 1: prev depth
+        return self.b.gep(
+            self.work["stack_ids"], [self.b.add(self.b.mul(depth, self.n64(2)), self.n64(k))]
         )
 
-    def decide(row_x: Any, n32: Any) -> None:  # goes_left of one split, in IR
-        n = wide(n32)
-        value = b.load(at(row_x, wide(get("node_feature", n))))
-        missing = get("node_missing", n)
+    # -- the parts
+    def build_rows(self) -> Any:
+        ir = self.ir
+        pointer_types = [self.model_types[name].as_pointer() for name in _MODEL_ARRAYS]
+        pointer_types += [self.work_types[name].as_pointer() for name in _WORK_ARRAYS]
+        args = [*pointer_types, self.f64.as_pointer(), self.i32, self.f64.as_pointer()]
+        args += [self.i32] * 4  # rows, edges, splits, features
+        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), args), name="rows")
+        fn.linkage = "internal"
+        for arg in fn.args:
+            if isinstance(arg.type, ir.PointerType):
+                arg.add_attribute("noalias")  # distinct buffers: LLVM may reorder, keep values
+        n_model = len(_MODEL_ARRAYS)
+        self.arrays = dict(zip(_MODEL_ARRAYS, fn.args[:n_model], strict=True))
+        self.work = dict(zip(_WORK_ARRAYS, fn.args[n_model : n_model + 5], strict=True))
+        x, stride, phi, n_rows, n_edges, n_splits, n_features = fn.args[n_model + 5 :]
+        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        self.top = self.b.alloca(self.i64)  # the deepest open level
+        zero = ir.Constant(self.i32, 0)
+
+        def row(r: Any) -> None:
+            b, r64 = self.b, self.wide(r)
+            row_x = b.gep(x, [b.mul(r64, self.wide(stride))])
+            row_phi = b.gep(phi, [b.mul(r64, self.wide(n_features))])
+            ir_loop(b, zero, n_splits, lambda n: self.decide(row_x, n))
+            ir_loop(b, zero, n_features, self.reset)
+            self.open_root()
+            ir_loop(b, zero, n_edges, self.edge)
+            self.close_down_to(self.n64(1))
+            ir_loop(b, zero, n_features, lambda f: self.collect(row_phi, f))
+
+        ir_loop(self.b, zero, n_rows, row)
+        self.b.ret_void()
+        return fn
+
+    @property
+    def model_types(self) -> dict[str, Any]:
+        doubles = ("node_threshold", "z", "leaf_value")
+        bytes_ = ("node_missing", "node_default_left", "is_leaf", "is_left")
+        return {
+            n: self.f64 if n in doubles else self.i8 if n in bytes_ else self.i32
+            for n in _MODEL_ARRAYS
+        }
+
+    @property
+    def work_types(self) -> dict[str, Any]:
+        return {
+            "left": self.i8,
+            "stack": self.f64,
+            "stack_o": self.f64,
+            "stack_ids": self.i32,
+            "acc": self.f64,
+        }
+
+    def decide(self, row_x: Any, n32: Any) -> None:
+        """``left[n]``: the side split ``n`` sends the row, as ``goes_left`` decides it."""
+        ir, b = self.ir, self.b
+        n = self.wide(n32)
+        value = b.load(b.gep(row_x, [self.wide(self.get("node_feature", n))]))
+        missing = self.get("node_missing", n)
         nan = b.fcmp_unordered("uno", value, value)
-        nan_is_missing = b.icmp_signed("==", missing, ir.Constant(i8, 2))
-        zero_is_missing = b.icmp_signed("==", missing, ir.Constant(i8, 1))
-        value = b.select(b.and_(nan, b.not_(nan_is_missing)), c(0.0), value)
-        is_zero = b.fcmp_ordered("<=", b.call(fabs, [value]), c(ZERO_THRESHOLD))
+        nan_is_missing = b.icmp_signed("==", missing, ir.Constant(self.i8, 2))
+        zero_is_missing = b.icmp_signed("==", missing, ir.Constant(self.i8, 1))
+        value = b.select(b.and_(nan, b.not_(nan_is_missing)), self.c(0.0), value)
+        is_zero = b.fcmp_ordered("<=", b.call(self.fabs, [value]), self.c(ZERO_THRESHOLD))
         is_missing = b.or_(b.and_(zero_is_missing, is_zero), b.and_(nan_is_missing, nan))
-        default = b.icmp_signed("!=", get("node_default_left", n), ir.Constant(i8, 0))
-        goes = b.select(is_missing, default, b.fcmp_ordered("<=", value, get("node_threshold", n)))
-        b.store(b.zext(goes, i8), at(left, n))
-
-    def followed(e: Any, above: Any) -> Any:  # o of edge e: the row takes it and all above
-        side = b.load(at(left, wide(get("split_node", e))))
-        return b.select(b.icmp_signed("==", side, get("is_left", e)), above, c(0.0))
-
-    def factor(z: Any, o_: Any) -> Any:  # g(t) = z + (o - z) t of a merged split
-        return b.fadd(splat(z), b.fmul(splat(b.fsub(o_, z)), t_vec))
-
-    def inv_factor(edge: Any, edge_followed: Any) -> Any:  # 1 / g(t)
-        return b.select(
-            edge_followed,
-            vload(arrays["inv_one"], edge),
-            b.fmul(splat(get("inv_z", edge)), inv_rest),
+        default = b.icmp_signed("!=", self.get("node_default_left", n), ir.Constant(self.i8, 0))
+        below = b.fcmp_ordered("<=", value, self.get("node_threshold", n))
+        b.store(
+            b.zext(b.select(is_missing, default, below), self.i8), b.gep(self.work["left"], [n])
         )
 
-    def term(edge: Any, edge_followed: Any) -> Any:  # (o - z) / g(t) of a merged split
-        one_minus_z = splat(b.fsub(c(1.0), get("z", edge)))
-        followed_term = b.fmul(one_minus_z, vload(arrays["inv_one"], edge))
-        return b.select(edge_followed, followed_term, minus_inv_rest)
+    def reset(self, f: Any) -> None:
+        self.vstore(self.lanes([0.0] * self.q), self.work["acc"], self.wide(f))
 
-    def edge_parts(j: Any, listing: str) -> tuple[Any, Any, Any, Any, Any]:
-        e = wide(get(listing, wide(j)))
-        p, pv = wide(get("parent", e)), wide(get("prev", e))
-        o_pv = b.load(at(o, pv))
-        return e, p, pv, o_pv, b.fcmp_ordered(">", o_pv, c(0.5))
+    def open_root(self) -> None:
+        """Level 0, the empty path: G 1, 1/g 1, term 0, o 1."""
+        stack, zero = self.work["stack"], self.n64(0)
+        for k, value in enumerate((1.0, 0.0, 1.0, 0.0)):
+            self.vstore(self.lanes([value] * self.q), stack, self.level(zero, k))
+        self.b.store(self.c(1.0), self.b.gep(self.work["stack_o"], [zero]))
+        self.b.store(zero, self.top)
 
-    def top_down(j: Any) -> None:
-        e, p, pv, o_pv, above_followed = edge_parts(j, "internal")
-        o_e = followed(e, o_pv)
-        b.store(o_e, at(o, e))
-        product = b.fmul(vload(G, p), factor(get("z", e), o_e))
-        vstore(b.fmul(product, inv_factor(pv, above_followed)), G, e)
-        vstore(ir.Constant(vec, [0.0] * q), S, e)
+    def close_down_to(self, depth: Any) -> None:
+        """Close the open levels at ``depth`` and deeper, deepest first."""
+        b = self.b
 
-    def add_term(e: Any, value: Any) -> None:  # into the feature's q partial sums
-        vadd_into(acc, wide(get("feature", e)), b.fmul(w_vec, value))
+        def close() -> None:
+            level = b.load(self.top)
+            self.close(level)
+            b.store(b.sub(level, self.n64(1)), self.top)
 
-    def leaf(j: Any) -> None:
-        e, p, pv, o_pv, above_followed = edge_parts(j, "leaves")
-        o_e = followed(e, o_pv)
-        z_e, value = get("z", e), get("leaf_value", e)
-        # v G_l / g_e: the leaf's own factor cancels from its own term
-        share = b.fmul(b.fmul(splat(value), vload(G, p)), inv_factor(pv, above_followed))
-        s = b.fmul(share, factor(z_e, o_e))
-        vadd_into(S, p, s)
-        own = b.fmul(share, splat(b.fsub(o_e, z_e)))
-        add_term(e, b.fsub(own, b.fmul(s, term(pv, above_followed))))
+        ir_while(b, lambda: b.icmp_signed(">=", b.load(self.top), depth), close)
 
-    def bottom_up(i: Any) -> None:
-        e, p, pv, _, above_followed = edge_parts(b.sub(n_internal, i), "internal")
-        edge_followed = b.fcmp_ordered(">", b.load(at(o, e)), c(0.5))
-        s = vload(S, e)
-        vadd_into(S, p, s)
-        add_term(e, b.fmul(s, b.fsub(term(e, edge_followed), term(pv, above_followed))))
+    def close(self, level: Any) -> None:
+        """A split's edge whose subtree is done: its term on S, and S into the parent's S."""
+        b, stack = self.b, self.work["stack"]
+        s = self.vload(stack, self.level(level, 1))
+        self.vadd_into(stack, self.level(b.sub(level, self.n64(1)), 1), s)
+        prev = self.wide(b.load(self.level_id(level, 1)))
+        delta = b.fsub(
+            self.vload(stack, self.level(level, 3)), self.vload(stack, self.level(prev, 3))
+        )
+        feature = self.wide(b.load(self.level_id(level, 0)))
+        self.vadd_into(self.work["acc"], feature, b.fmul(self.w, b.fmul(s, delta)))
 
-    def reset(f: Any) -> None:
-        vstore(ir.Constant(vec, [0.0] * q), acc, wide(f))
+    def edge(self, e32: Any) -> None:
+        """Visit one edge: close what it leaves behind, then add a leaf or push a split."""
+        b, stack = self.b, self.work["stack"]
+        e = self.wide(e32)
+        depth = self.wide(self.get("depth", e))
+        self.close_down_to(depth)
+        parent = b.sub(depth, self.n64(1))
+        prev = self.wide(self.get("prev_depth", e))
+        o_prev = b.load(b.gep(self.work["stack_o"], [prev]))
+        side = b.load(b.gep(self.work["left"], [self.wide(self.get("split_node", e))]))
+        takes = b.icmp_signed("==", side, self.get("is_left", e))
+        o_e = b.select(takes, o_prev, self.c(0.0))  # followed here and at the split above
+        z_e = self.get("z", e)
+        change = b.fsub(o_e, z_e)
+        g = b.fadd(self.splat(z_e), b.fmul(self.splat(change), self.t))
+        # G of the path to e, over g_e: the parent's G over the factor the feature had above
+        share = b.fmul(
+            self.vload(stack, self.level(parent, 0)), self.vload(stack, self.level(prev, 2))
+        )
+        leaf = b.icmp_signed("!=", self.get("is_leaf", e), self.ir.Constant(self.i8, 0))
+        with b.if_else(leaf) as (then, otherwise):
+            with then:
+                share_v = b.fmul(self.splat(self.get("leaf_value", e)), share)
+                s = b.fmul(share_v, g)
+                self.vadd_into(stack, self.level(parent, 1), s)
+                # the leaf's own term: v G / g_e (o_e - z_e), g_e cancels
+                own = b.fmul(share_v, self.splat(change))
+                term = b.fsub(own, b.fmul(s, self.vload(stack, self.level(prev, 3))))
+                self.vadd_into(
+                    self.work["acc"], self.wide(self.get("feature", e)), b.fmul(self.w, term)
+                )
+            with otherwise:
+                self.push(e, depth, prev, o_e, z_e, b.fmul(share, g))
 
-    def collect(row_phi: Any, f: Any) -> None:  # phi[f] += the sum of its q partial sums
-        values = vload(acc, wide(f))
-        total = b.extract_element(values, ir.Constant(i32, 0))
-        for k in range(1, q):
-            total = b.fadd(total, b.extract_element(values, ir.Constant(i32, k)))
-        target = at(row_phi, wide(f))
+    def push(self, e: Any, depth: Any, prev: Any, o_e: Any, z_e: Any, product: Any) -> None:
+        """Open level ``depth`` for the split's edge ``e``: G, S 0, 1/g, term, o, ids."""
+        b, stack = self.b, self.work["stack"]
+        followed = b.fcmp_ordered(">", o_e, self.c(0.5))
+        one_minus_z = self.splat(b.fsub(self.c(1.0), z_e))
+        # 1 / g if followed, 1 / (z + (1 - z) t): computed, not read from a table, to keep
+        # the memory the kernel sweeps per row (and evicts from the cache) small
+        g_one = b.fadd(self.splat(z_e), b.fmul(one_minus_z, self.t))
+        inv_one = b.fdiv(self.lanes([1.0] * self.q), g_one)
+        inv_z = b.fdiv(self.c(1.0), z_e)
+        inv_g = b.select(followed, inv_one, b.fmul(self.splat(inv_z), self.inv_rest))
+        term = b.select(followed, b.fmul(one_minus_z, inv_one), self.minus_inv_rest)
+        for k, value in enumerate((product, self.lanes([0.0] * self.q), inv_g, term)):
+            self.vstore(value, stack, self.level(depth, k))
+        b.store(o_e, b.gep(self.work["stack_o"], [depth]))
+        b.store(self.get("feature", e), self.level_id(depth, 0))
+        b.store(b.trunc(prev, self.i32), self.level_id(depth, 1))
+        b.store(depth, self.top)
+
+    def collect(self, row_phi: Any, f: Any) -> None:
+        """phi[f] += the sum of feature f's q partial sums."""
+        ir, b = self.ir, self.b
+        values = self.vload(self.work["acc"], self.wide(f))
+        total = b.extract_element(values, ir.Constant(self.i32, 0))
+        for k in range(1, self.q):
+            total = b.fadd(total, b.extract_element(values, ir.Constant(self.i32, k)))
+        target = b.gep(row_phi, [self.wide(f)])
         b.store(b.fadd(b.load(target), total), target)
 
-    def row(r: Any) -> None:
-        r64 = wide(r)
-        row_x = at(x, b.mul(r64, wide(stride)))
-        row_phi = at(phi, b.mul(r64, wide(n_features)))
-        zero, one = ir.Constant(i32, 0), ir.Constant(i32, 1)
-        ir_loop(b, zero, n_nodes, lambda n: decide(row_x, n))
-        ir_loop(b, zero, n_features, reset)
-        b.store(c(1.0), at(o, ir.Constant(i64, 0)))  # the sentinel: the empty path
-        vstore(ir.Constant(vec, [1.0] * q), G, ir.Constant(i64, 0))
-        ir_loop(b, zero, n_internal, top_down)
-        ir_loop(b, zero, n_leaves, leaf)
-        ir_loop(b, one, b.add(n_internal, one), bottom_up)
-        ir_loop(b, zero, n_features, lambda f: collect(row_phi, f))
+    def build_entry(self, inner: Any) -> None:
+        """``treeshap_rows``: unpacks the two int64 tables into pointers and calls ``rows``."""
+        ir = self.ir
+        p64, p_f64 = self.i64.as_pointer(), self.f64.as_pointer()
+        kind = ir.FunctionType(ir.VoidType(), [p64, p64, p_f64, self.i32, p_f64, self.i32])
+        fn = ir.Function(self.module, kind, name=_ENTRY)
+        model, work, x, stride, phi, n_rows = fn.args
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
 
-    ir_loop(b, ir.Constant(i32, 0), n_rows, row)
-    b.ret_void()
-    _entry(module, inner, model_types, work_types)
-    return str(module)
+        def word(table: Any, k: int) -> Any:
+            return b.load(b.gep(table, [ir.Constant(self.i32, k)]))
 
-
-def _entry(module: Any, inner: Any, model_types: list[Any], work_types: list[Any]) -> None:
-    """``treeshap_rows``: unpacks the two int64 tables into pointers and calls ``rows``."""
-    import llvmlite.ir as ir
-
-    f64, i64, i32 = ir.DoubleType(), ir.IntType(64), ir.IntType(32)
-    p64, p_f64 = i64.as_pointer(), f64.as_pointer()
-    kind = ir.FunctionType(ir.VoidType(), [p64, p64, p_f64, i32, p_f64, i32])
-    fn = ir.Function(module, kind, name=_ENTRY)
-    model, work, x, stride, phi, n_rows = fn.args
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-
-    def word(table: Any, k: int) -> Any:
-        return b.load(b.gep(table, [ir.Constant(i32, k)]))
-
-    sizes = [b.trunc(word(model, k), i32) for k in range(4)]
-    pointers = [b.inttoptr(word(model, 4 + k), t.as_pointer()) for k, t in enumerate(model_types)]
-    pointers += [b.inttoptr(word(work, k), t.as_pointer()) for k, t in enumerate(work_types)]
-    b.call(inner, [*pointers, x, stride, phi, n_rows, *sizes])
-    b.ret_void()
+        n_edges, n_splits, n_features = (b.trunc(word(model, k), self.i32) for k in range(3))
+        types = self.model_types
+        pointers = [
+            b.inttoptr(word(model, 3 + k), types[name].as_pointer())
+            for k, name in enumerate(_MODEL_ARRAYS)
+        ]
+        pointers += [
+            b.inttoptr(word(work, k), self.work_types[name].as_pointer())
+            for k, name in enumerate(_WORK_ARRAYS)
+        ]
+        b.call(inner, [*pointers, x, stride, phi, n_rows, n_edges, n_splits, n_features])
+        b.ret_void()
