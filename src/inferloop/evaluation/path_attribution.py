@@ -1,7 +1,9 @@
-"""Path attribution of a LightGBM model: fast reason codes for one-row requests.
+"""Path attribution of a LightGBM model: cheap reason codes for one-row requests.
 
-TreeSHAP (LightGBM's ``pred_contrib``) costs about 14 µs per tree for one row, milliseconds
-for a model of a few hundred trees: more than the request itself. Path attribution (Saabas,
+TreeSHAP as LightGBM's ``pred_contrib`` computes it costs milliseconds for one row of a model
+of a few hundred trees: more than the request itself. (The compiled kernel of
+:mod:`inferloop.evaluation.treeshap`, which reason codes now use, costs about as much as this
+method.) Path attribution (Saabas,
 the ``treeinterpreter`` method) follows the row's path down each tree and credits each split's
 feature with the change of the node's expected value, from the node to the child the row went
 to. The changes telescope: per tree they add up to ``leaf value - expected value of the tree``,
@@ -10,9 +12,8 @@ base is the same (the trees' expected values, weighted by the training rows in e
 
 What it gives up: a feature is credited only where it is split on along the path, so
 features split on near the root get more credit than their Shapley value. The top reasons
-mostly agree with TreeSHAP's (``benchmarks/bench_serving.py`` reports how often). TreeSHAP stays
-the default. This method is there for a request that asks for it: the payment path, where a
-millisecond counts.
+mostly agree with TreeSHAP's (``benchmarks/bench_explain.py`` reports how often). TreeSHAP
+stays the default; this method is there for a request that asks for it.
 
 All trees are walked together, one level at a time, over arrays of shape (rows, trees), so
 the cost is about ``depth`` numpy steps whatever the number of trees.
