@@ -13,10 +13,13 @@ from inferloop.evaluation.treeshap import shap_contributions, shap_table
 
 
 def _rows(n: int, seed: int) -> np.ndarray:
-    """Rows with NaN, exact zeros and a feature the trees split on again and again."""
+    """Rows with NaN, exact zeros and a feature the trees split on again and again.
+
+    Column 4 has no NaN, so its splits have missing type None (a NaN then reads as 0)."""
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, 7))
     X[rng.random(X.shape) < 0.06] = np.nan
+    X[:, 4] = rng.normal(size=n)
     X[:, 5] = np.round(X[:, 5])  # many exact zeros
     X[::4, 6] = 0.0
     return X
@@ -47,7 +50,7 @@ def test_kernel_equals_lightgbms_pred_contrib_row_by_row(gbm: lgb.LGBMClassifier
     table = shap_table(gbm.booster_)
     assert table is not None
     X = _rows(600, seed=2)
-    X[::5, 4] = np.nan
+    X[::5, 4] = np.nan  # NaN where the trees never saw one
     values, base = shap_contributions(table, X)
     expected = _pred_contrib(gbm, X)
     np.testing.assert_allclose(values, expected[:, :-1], rtol=0, atol=1e-9)
@@ -61,14 +64,17 @@ def test_kernel_equals_lightgbms_pred_contrib_row_by_row(gbm: lgb.LGBMClassifier
     np.testing.assert_allclose(one[0], values[11], rtol=0, atol=1e-12)
 
 
-def test_the_paths_revisit_features_so_merged_splits_are_exercised(
+def test_the_trees_exercise_merged_splits_and_each_missing_type(
     gbm: lgb.LGBMClassifier,
 ) -> None:
-    """Guards the test above: its trees really are deep and split on one feature twice."""
+    """Guards the test above: its trees are deep, split on one feature twice along a path, and
+    have splits of missing type None and NaN (or, zero as missing, Zero)."""
     table = shap_table(gbm.booster_)
     assert table is not None
     revisits = int((table.prev_depth > 0).sum())
     assert revisits > 100 and table.q >= 4
+    kinds = set(table.node_missing.tolist())
+    assert kinds >= ({1} if gbm.get_params()["zero_as_missing"] else {0, 2})
 
 
 def test_reason_codes_use_the_kernel_and_keep_pred_contribs_values(
