@@ -276,14 +276,17 @@ def _work_pointers(table: ShapTable) -> np.ndarray:
 
 
 def _kernel(table: ShapTable) -> JitFunction:
-    """The compiled kernel for the table's quadrature, built on first use in this process."""
+    """The compiled kernel for the table's quadrature, built on first use in this process
+    (tables with the same quadrature share it) and then kept on the table."""
+    cached = table.__dict__.get("_kernel")
+    if cached is not None:
+        return cached
     key = (tuple(table.nodes.tolist()), tuple(table.weights.tolist()))
-    kernel = _KERNELS.get(key)
-    if kernel is None:
-        with _COMPILE_LOCK:
-            kernel = _KERNELS.get(key)
-            if kernel is None:
-                kernel = _KERNELS[key] = jit_function(_kernel_ir(*key), _ENTRY, _PROTOTYPE)
+    with _COMPILE_LOCK:
+        kernel = _KERNELS.get(key)
+        if kernel is None:
+            kernel = _KERNELS[key] = jit_function(_kernel_ir(*key), _ENTRY, _PROTOTYPE)
+    object.__setattr__(table, "_kernel", kernel)  # frozen: a cache, not a field
     return kernel
 
 
