@@ -472,22 +472,29 @@ def measured(pgid: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def bench_variant(
-    variant: Variant, store: Path, workdir: Path, settings: Settings
-) -> dict[str, Any]:
-    """Serve one variant with ``-w workers`` and measure it at concurrency 1 and 8."""
-    from inferloop.core.tracking import tracking_uri
-    from inferloop.scoring.serving import ServeConfig, free_port, running_server
+def _serve_config(variant: Variant, settings: Settings) -> Any:
+    """How ``inferloop serve`` would serve ``variant``: ``-w workers`` on a free port."""
+    from inferloop.scoring.serving import ServeConfig, free_port
 
-    bodies_path = workdir / f"{variant.name}.json"
-    bodies_path.write_text(json.dumps(variant.bodies))
-    config = ServeConfig(
+    return ServeConfig(
         model_uri=variant.model_uri,
         port=free_port(),
         workers=settings.workers,
         max_rows=None,
         access_log=variant.access_log,
     )
+
+
+def bench_variant(
+    variant: Variant, store: Path, workdir: Path, settings: Settings
+) -> dict[str, Any]:
+    """Serve one variant with ``-w workers`` and measure it at concurrency 1 and 8."""
+    from inferloop.core.tracking import tracking_uri
+    from inferloop.scoring.serving import running_server
+
+    bodies_path = workdir / f"{variant.name}.json"
+    bodies_path.write_text(json.dumps(variant.bodies))
+    config = _serve_config(variant, settings)
     log_path = workdir / f"{variant.name}.log"
     started = time.perf_counter()
     with running_server(config, tracking_uri(store), log_path) as server:
@@ -541,20 +548,14 @@ def bench_explain_interleaved(
     from contextlib import ExitStack
 
     from inferloop.core.tracking import tracking_uri
-    from inferloop.scoring.serving import ServeConfig, free_port, running_server
+    from inferloop.scoring.serving import running_server
 
     chosen = [v for v in variants if v.name in EXPLAIN_VARIANTS]
     servers: dict[str, tuple[Any, Any]] = {}
     bodies: dict[str, list[str]] = {}
     with ExitStack() as stack:
         for variant in chosen:
-            config = ServeConfig(
-                model_uri=variant.model_uri,
-                port=free_port(),
-                workers=settings.workers,
-                max_rows=None,
-                access_log=variant.access_log,
-            )
+            config = _serve_config(variant, settings)
             log_path = workdir / f"{variant.name}-interleaved.log"
             proc = stack.enter_context(running_server(config, tracking_uri(store), log_path))
             servers[variant.name] = (config, proc)
