@@ -30,7 +30,6 @@ __all__ = [
     "MISSING_TYPES",
     "ZERO_THRESHOLD",
     "PathTable",
-    "goes_left",
     "path_contributions",
     "path_table",
 ]
@@ -59,7 +58,7 @@ class PathTable:
         return float(self.value[:, 0].sum())
 
 
-#: LightGBM's missing types as the codes of :attr:`PathTable.missing` and :func:`goes_left`.
+#: LightGBM's missing types as the codes of :attr:`PathTable.missing` (0: None, 1: Zero, 2: NaN).
 MISSING_TYPES = {"None": 0, "Zero": 1, "NaN": 2}
 
 
@@ -192,20 +191,11 @@ def _flat(table: PathTable) -> dict[str, np.ndarray]:
 def _child(flat: dict[str, np.ndarray], at: np.ndarray, value: np.ndarray) -> np.ndarray:
     """The child each (row, tree) pair goes to from node ``at``, as LightGBM decides it."""
     missing = flat["missing"][at]
-    if np.isnan(value).any() or (missing == 1).any():
-        left = goes_left(value, flat["threshold"][at], missing, flat["default_left"][at])
-    else:  # the common case: no missing value to route, a plain comparison
+    nan = np.isnan(value)
+    if nan.any() or (missing == 1).any():
+        value = np.where(nan & (missing != 2), 0.0, value)  # NaN reads as 0 unless NaN is missing
+        is_missing = ((missing == 1) & (np.abs(value) <= ZERO_THRESHOLD)) | ((missing == 2) & nan)
+        left = np.where(is_missing, flat["default_left"][at], value <= flat["threshold"][at])
+    else:
         left = value <= flat["threshold"][at]
     return np.where(left, flat["left"][at], flat["right"][at])
-
-
-def goes_left(
-    value: np.ndarray, threshold: np.ndarray, missing: np.ndarray, default_left: np.ndarray
-) -> np.ndarray:
-    """Whether each ``value`` goes to the left child of its numerical split, as LightGBM
-    decides it: ``value <= threshold``, and a missing value (``missing`` 1: zero, 2: NaN) to
-    the default side; NaN reads as 0 unless NaN is the split's missing value."""
-    nan = np.isnan(value)
-    value = np.where(nan & (missing != 2), 0.0, value)
-    is_missing = ((missing == 1) & (np.abs(value) <= ZERO_THRESHOLD)) | ((missing == 2) & nan)
-    return np.asarray(np.where(is_missing, default_left, value <= threshold))

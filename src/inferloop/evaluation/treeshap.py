@@ -23,7 +23,7 @@ in a stack indexed by depth (a few KB, so it stays in the fastest cache however 
 of the process left it); the model's arrays are read in order. It is LLVM IR built here with
 llvmlite -- already a dependency, for the edge models -- and compiled once per process for the
 host CPU; no C compiler is needed. Which child a row takes at each split is decided in the
-kernel as :func:`~inferloop.evaluation.path_attribution.goes_left` decides it (NaN, zero as
+kernel as LightGBM decides it, by the rule the path attribution's walk follows (NaN, zero as
 missing, default sides). A model this does not cover (categorical splits, more than one tree
 per iteration, linear trees, a node without data counts) gets None from :func:`shap_table`,
 and its caller falls back to ``pred_contrib``.
@@ -63,7 +63,7 @@ class ShapTable:
     root), ``prev_depth[e]`` the depth of the nearest edge above it on the same feature (0 if
     none), ``z[e]`` its merged cover ratio, ``leaf_value[e]`` the child's value if
     ``is_leaf[e]``. ``split_node[e]`` / ``is_left[e]`` say which split it leaves and to which
-    side; ``node_*`` describe the splits (as :func:`goes_left` reads them).
+    side; ``node_*`` describe the splits (feature, threshold, missing type, default side).
     """
 
     depth: np.ndarray
@@ -426,7 +426,7 @@ class _Kernel:
         }
 
     def decide(self, row_x: Any, n32: Any) -> None:
-        """``left[n]``: the side split ``n`` sends the row, as ``goes_left`` decides it."""
+        """``left[n]``: the side split ``n`` sends the row, as LightGBM decides it."""
         ir, b = self.ir, self.b
         n = self.wide(n32)
         value = b.load(b.gep(row_x, [self.wide(self.get("node_feature", n))]))
