@@ -295,10 +295,11 @@ def _store_connection(path: Path) -> Any:
     """A connection set up as ``SqliteState`` sets up its own."""
     import sqlite3
 
+    from inferloop.state.sqlite import _PRAGMAS
+
     db = sqlite3.connect(path, isolation_level=None)
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "mmap_size=1073741824"):
+    for pragma in _PRAGMAS:
         db.execute(f"PRAGMA {pragma}")
-    db.execute("PRAGMA cache_size=-65536")
     return db
 
 

@@ -571,7 +571,8 @@ class LiveScorer:
         def compute(snapshot: Snapshot) -> ScoredEvents:
             new = first[[i not in snapshot.scored for i in ids[first].tolist()]]
             computed["new"] = new
-            raw = take_raw(tx.raw, new)
+            # every row a new id (the usual case): ``new`` is every position, in order
+            raw = tx.raw if len(new) == len(tx.raw) else take_raw(tx.raw, new)
             features = featurizer.features_from_state(raw, snapshot.events)
             computed["features"] = features
             scores = positive_scores(self.model.estimator, features, self.model.feature_names)

@@ -188,3 +188,39 @@ def test_sorted_search_answers_exactly_like_searchsorted(side: str) -> None:
         found = _search(keys, queries, side)  # type: ignore[arg-type]
         assert found.shape == queries.shape
         np.testing.assert_array_equal(found, np.searchsorted(keys, queries, side=side))
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_a_search_with_an_order_hint_answers_like_searchsorted(side: str) -> None:
+    """The hint is used where it sorts a row and ignored where it does not."""
+    from inferloop.data.history import _SORTED_SEARCH_MIN
+    from inferloop.data.history import search_sorted as _search
+
+    rng = np.random.default_rng(4)
+    keys = np.sort(rng.integers(0, 10_000, 50_000))
+    hi = rng.integers(0, 10_000, _SORTED_SEARCH_MIN * 2)
+    order = np.argsort(hi)
+    shifted = np.stack([hi - 10, hi - 500, rng.integers(0, 10_000, len(hi))])  # last: unsorted
+    for queries in (hi, shifted):
+        found = _search(keys, queries, side, order)  # type: ignore[arg-type]
+        np.testing.assert_array_equal(found, np.searchsorted(keys, queries, side=side))
+
+
+def test_sorted_events_built_from_ordered_or_shuffled_events_are_the_same() -> None:
+    """A store's read comes in time order and skips the sort; the result must not change."""
+    from inferloop.data.history import SortedEvents
+
+    rng = np.random.default_rng(5)
+    for n_keys in (1, 7):
+        codes = np.sort(rng.integers(0, n_keys, 300))
+        # distinct times: events at one key and second keep their input order either way
+        times = np.concatenate(
+            [np.sort(rng.choice(10**6, (codes == c).sum(), replace=False)) for c in range(n_keys)]
+        )
+        amounts = rng.gamma(2.0, 30.0, len(codes))
+        ordered = SortedEvents.build(codes, times, {"amount": amounts})
+        shuffle = rng.permutation(len(codes))
+        shuffled = SortedEvents.build(codes[shuffle], times[shuffle], {"amount": amounts[shuffle]})
+        np.testing.assert_array_equal(ordered.comp, shuffled.comp)
+        for a, b in zip(ordered.cums["amount"], shuffled.cums["amount"], strict=True):
+            np.testing.assert_array_equal(a, b)

@@ -476,7 +476,7 @@ class TransactionFeaturizer(TransformerMixin, BaseEstimator):
         for i, name in enumerate(self.customer_windows):
             out[f"{p}_count_{name}"] = count[i]
             out[f"{p}_mean_amount_{name}"] = mean[i]
-        longest = int(np.argmax(self.customer_windows_s_))
+        longest = self.customer_windows_s_.index(max(self.customer_windows_s_))  # argmax
         out[f"amount_to_{p}_mean"] = amount / mean[longest]
         last = functools.reduce(
             np.maximum, (part.view(entity.name).last_time_before(codes, t) for part in parts)
@@ -561,6 +561,9 @@ def _prior_last(last: dict[str, int], keys: np.ndarray, t0: int) -> np.ndarray:
 
     An event at or after ``t0`` is inside the window read, so the parts already hold it.
     """
+    if len(keys) == 1:  # one request's key: no generator, no vectorised select
+        time = last.get(keys[0], -1)
+        return np.array([time if time < t0 else -1], dtype=np.int64)
     times = np.fromiter((last.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
     return np.where(times < t0, times, -1)
 
