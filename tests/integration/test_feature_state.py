@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import fcntl
 import http.client
 import json
 import os
@@ -291,12 +290,17 @@ def test_concurrent_writers_on_the_same_customers_keep_every_count_exact(
     checked.close()
 
 
+@pytest.mark.parametrize("writer", ["another connection", "another thread, same connection"])
 def test_sqlite_a_write_that_lands_while_a_request_scores_makes_it_score_again(
-    model: FraudModel, day: pd.DataFrame, tmp_path: Path
+    model: FraudModel, day: pd.DataFrame, tmp_path: Path, writer: str
 ) -> None:
-    """The optimistic path: a request that found the writers' lock taken scores without it;
-    another writer then adds an event of the same customer; the request sees the change under
-    the lock and scores again, so its features count that event, exactly as in time order."""
+    """The optimistic path: a request reads and scores without the writers' lock; another
+    writer then adds an event of the same customer; the request sees the change under the
+    lock and scores again, so its features count that event, exactly as in time order.
+
+    SQLite's ``data_version`` shows other connections' commits only, so a commit by another
+    thread on the request's own connection (a server worker's thread pool) is checked too.
+    """
     first = day.iloc[[0]].reset_index(drop=True)
     second = day.iloc[[1]].assign(
         **{
@@ -309,37 +313,81 @@ def test_sqlite_a_write_that_lands_while_a_request_scores_makes_it_score_again(
     expected = reference.score(second, with_features=True)[model.feature_names]
     path = tmp_path / "shared.db"
     seed_state(SqliteState(path), model)
-    request_store, other_store = SqliteState(path), SqliteState(path)
-    snapshots: list[object] = []
-    read_done, go = threading.Event(), threading.Event()
-    transact = request_store.transact
-
-    def paused(request: StateRequest, compute: Compute) -> tuple[Snapshot, ScoredEvents]:
-        def first_waits(snapshot: Snapshot) -> ScoredEvents:
-            snapshots.append(snapshot)
-            if len(snapshots) == 1:
-                read_done.set()
-                go.wait(60)
-            return compute(snapshot)
-
-        return transact(request, first_waits)
-
-    request_store.transact = paused  # type: ignore[method-assign]
-    held = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT)
-    fcntl.flock(held, fcntl.LOCK_EX)  # another writer's lock: the request goes optimistic
+    request_store = SqliteState(path)
+    other_store = SqliteState(path) if writer == "another connection" else request_store
+    snapshots = _pause_first_compute(request_store)
     with ThreadPoolExecutor(1) as pool:
         scored = pool.submit(
             lambda: LiveScorer(model, request_store).score(second, with_features=True)
         )
-        assert read_done.wait(60)
-        fcntl.flock(held, fcntl.LOCK_UN)
+        assert snapshots.read_done.wait(60)
         LiveScorer(model, other_store).score(first)  # lands between the read and the write
-        go.set()
+        snapshots.go.set()
         features = scored.result(60)[model.feature_names]
-    os.close(held)
-    assert len(snapshots) == 2  # scored twice: the first read was stale
+    assert len(snapshots.seen) == 2  # scored twice: the first read was stale
     np.testing.assert_allclose(features, expected, rtol=0, atol=1e-12)
     assert request_store.stats().events == len(model.featurizer.history_.time) + 2
+
+
+def test_sqlite_a_write_elsewhere_while_a_request_scores_costs_no_second_scoring(
+    model: FraudModel, day: pd.DataFrame, tmp_path: Path
+) -> None:
+    """A commit that touches none of the request's keys: the request reads its rows again
+    under the lock, finds them unchanged and writes what it scored, once."""
+    request_row = day.iloc[[0]].reset_index(drop=True)
+    elsewhere = day[
+        (day[s.CUSTOMER_ID] != request_row[s.CUSTOMER_ID].iloc[0])
+        & (day[s.TERMINAL_ID] != request_row[s.TERMINAL_ID].iloc[0])
+    ].iloc[[0]]
+    reference = LiveScorer(model, _seeded(lambda: SqliteState(tmp_path / "ref.db"), model))
+    expected = reference.score(request_row, with_features=True)[model.feature_names]
+    path = tmp_path / "shared.db"
+    seed_state(SqliteState(path), model)
+    request_store = SqliteState(path)
+    snapshots = _pause_first_compute(request_store)
+    with ThreadPoolExecutor(1) as pool:
+        scored = pool.submit(
+            lambda: LiveScorer(model, request_store).score(request_row, with_features=True)
+        )
+        assert snapshots.read_done.wait(60)
+        LiveScorer(model, SqliteState(path)).score(elsewhere)
+        snapshots.go.set()
+        features = scored.result(60)[model.feature_names]
+    assert len(snapshots.seen) == 1
+    np.testing.assert_allclose(features, expected, rtol=0, atol=1e-12)
+    assert request_store.stats().events == len(model.featurizer.history_.time) + 2
+
+
+@dataclasses.dataclass
+class _Paused:
+    """Snapshots the first caller's ``compute`` saw (other threads pass through); the first
+    waits for ``go`` after ``read_done``."""
+
+    seen: list[Snapshot] = dataclasses.field(default_factory=list)
+    thread: int | None = None
+    read_done: threading.Event = dataclasses.field(default_factory=threading.Event)
+    go: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+
+def _pause_first_compute(store: SqliteState) -> _Paused:
+    """Make ``store.transact`` stop in its first ``compute`` until released."""
+    paused, transact = _Paused(), store.transact
+
+    def wrapped(request: StateRequest, compute: Compute) -> tuple[Snapshot, ScoredEvents]:
+        def first_waits(snapshot: Snapshot) -> ScoredEvents:
+            if paused.thread not in (None, threading.get_ident()):
+                return compute(snapshot)
+            paused.thread = threading.get_ident()
+            paused.seen.append(snapshot)
+            if len(paused.seen) == 1:
+                paused.read_done.set()
+                paused.go.wait(60)
+            return compute(snapshot)
+
+        return transact(request, first_waits)
+
+    store.transact = wrapped  # type: ignore[method-assign]
+    return paused
 
 
 def _same_customers(rows: pd.DataFrame, customers: int) -> pd.DataFrame:

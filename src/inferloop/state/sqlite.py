@@ -2,11 +2,13 @@
 
 Every process that opens the same file -- each ``mlflow models serve`` worker, the stream,
 batch scoring -- shares one state. WAL lets readers run while one writer writes. A scoring
-request that finds the write lock free reads, scores and writes under it (``BEGIN
-IMMEDIATE``); one that finds it taken reads and scores meanwhile, then, under the lock, reads
-its rows again and writes only if none changed -- else it scores again there. Either way
-the read, the scores and the write of one batch are one serializable step, and the
-workers' featurizing and scoring run side by side. A process killed in the middle
+request reads its rows in one read transaction and scores without any lock; then, under the
+write lock (``BEGIN IMMEDIATE``), it writes at once if no transaction has committed since its
+read (``PRAGMA data_version`` and this connection's own count of commits tell), else it
+reads its rows again and writes only if none changed -- else it scores again there. Either
+way the read, the scores and the write of one batch are one serializable step, the workers'
+featurizing and scoring run side by side, and the lock is held only while writing. A process
+killed in the middle
 of a transaction leaves nothing of it behind (SQLite rolls the transaction back on the next
 open). ``synchronous=NORMAL``: a committed transaction survives a crash of the process; after
 a power loss the last few transactions may be lost, never half of one.
@@ -127,6 +129,9 @@ class SqliteState(FeatureState):
         self._lock_fd: int | None = None
         self._lock_pid = -1
         self._thread_lock = threading.Lock()
+        # Write transactions this process committed on its connection: ``data_version``
+        # does not count them, and another thread's may land between a read and its write.
+        self._commits = 0
         self._create_schema()
 
     # ------------------------------------------------------------------ connections
@@ -144,7 +149,7 @@ class SqliteState(FeatureState):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: the lock is taken before anything is read."""
-        with self._locked(wait=True), self._transaction() as db:
+        with self._locked(), self._transaction() as db:
             yield db
 
     @contextmanager
@@ -158,37 +163,29 @@ class SqliteState(FeatureState):
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        self._commits += 1
+
+    def _version(self, db: sqlite3.Connection) -> tuple[int, int]:
+        """What changes when any transaction commits: other connections' (SQLite's
+        ``data_version``, as of this connection's current snapshot) and this one's."""
+        return int(db.execute("PRAGMA data_version").fetchone()[0]), self._commits
 
     @contextmanager
-    def _locked(self, *, wait: bool) -> Iterator[bool]:
+    def _locked(self) -> Iterator[None]:
         """Hold this process's thread lock and the writers' lock shared by every process.
 
         The writers' lock is an ``flock`` on a side file, opened lazily so that a process
-        forked after opening the store gets its own. ``wait=False`` yields False at once when
-        another thread or process holds either lock.
+        forked after opening the store gets its own.
         """
-        if not self._thread_lock.acquire(blocking=wait):
-            yield False
-            return
-        try:
+        with self._thread_lock:
             if self._lock_fd is None or self._lock_pid != os.getpid():
                 self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
                 self._lock_pid = os.getpid()
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                taken = False
-            else:
-                taken = True
-            if not taken:
-                yield False
-                return
-            try:
-                yield True
+                yield
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-        finally:
-            self._thread_lock.release()
 
     def _create_schema(self) -> None:
         with self._thread_lock:
@@ -216,29 +213,31 @@ class SqliteState(FeatureState):
     def transact(self, request: StateRequest, compute: Compute) -> tuple[Snapshot, ScoredEvents]:
         """See :meth:`FeatureState.transact`: optimistic, with the write serializable.
 
-        When no other writer holds the lock, all of it runs under the lock. Otherwise the
-        read and ``compute`` (featurizing and scoring: most of a request's time) run while
-        the other writes; then, under the lock, the rows read are read again and, unchanged,
-        the events are written in the same transaction. Had another writer changed one (the
-        same customer scored at the same moment), the work is redone under the lock, as if
-        it had held it all along. Serializing only the check and the write lets the
-        server's workers score side by side; a lone request pays for no second read.
+        The rows are read in one read transaction, and ``compute`` (featurizing and scoring:
+        most of a request's time) runs with no lock held. Under the write lock, when nothing
+        has committed since the read, the events are written at once; otherwise the rows are
+        read again and, unchanged, written in the same transaction. Had another writer
+        changed one (the same customer scored at the same moment), the work is redone under
+        the lock, as if it had held it all along. The lock is held only for the check and
+        the write, so the server's workers score side by side (holding it through the
+        scoring, as an earlier version did when it found the lock free, left the other
+        worker waiting on it); a lone request reads once.
         """
-        with self._locked(wait=False) as free:
-            if free:  # no other writer: read, score and write under the lock, read once
-                with self._transaction() as db:
-                    read = _decoded(request, *_read_rows(db, request))
-                    written = compute(read.snapshot)
-                    _insert(db, written, known=read.plain(request), horizon=request.horizon)
-                return read.snapshot, written
         with self._thread_lock:
-            read = _decoded(request, *_read_rows(self._connection(), request))
+            db = self._connection()
+            db.execute("BEGIN")  # the reads see one snapshot
+            try:
+                read = _decoded(request, *_read_rows(db, request))
+                seen = self._version(db)
+            finally:
+                db.execute("COMMIT")
         written = compute(read.snapshot)
         with self._write() as db:
-            rows, scored = _read_rows(db, request)
-            if rows != read.rows or scored != read.snapshot.scored:  # a conflicting write
-                read = _decoded(request, rows, scored)
-                written = compute(read.snapshot)
+            if self._version(db) != seen:  # a commit since the read: compare the rows
+                rows, scored = _read_rows(db, request)
+                if rows != read.rows or scored != read.snapshot.scored:  # a conflicting write
+                    read = _decoded(request, rows, scored)
+                    written = compute(read.snapshot)
             _insert(db, written, known=read.plain(request), horizon=request.horizon)
         return read.snapshot, written
 
