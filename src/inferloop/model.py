@@ -600,12 +600,13 @@ class LiveScorer:
         Also records, in :attr:`last_models`, the model that made each row's score (the
         stored one for ids scored before).
         """
-        features = np.full((len(ids), len(self.model.feature_names)), np.nan)
-        features[computed["new"]] = computed["features"]
-        if len(written) == len(ids):  # every row a new id (a batch's usual case): in row order
+        if len(written) == len(ids):  # every row a new id (the usual case): in row order
             self.last_models = np.empty(len(ids), dtype=object)
             self.last_models.fill(self.label)
-            return written.score.astype(np.float64), written.decision.astype(np.int8), features
+            scores, decisions = written.score, written.decision
+            return scores.astype(np.float64), decisions.astype(np.int8), computed["features"]
+        features = np.full((len(ids), len(self.model.feature_names)), np.nan)
+        features[computed["new"]] = computed["features"]
         results = dict(snapshot.scored)
         results.update(
             (i, (p, int(d), self.label))
