@@ -8,9 +8,8 @@ read (``PRAGMA data_version`` and this connection's own count of commits tell), 
 reads its rows again and writes only if none changed -- else it scores again there. Either
 way the read, the scores and the write of one batch are one serializable step, the workers'
 featurizing and scoring run side by side, and the lock is held only while writing. A process
-killed in the middle
-of a transaction leaves nothing of it behind (SQLite rolls the transaction back on the next
-open). ``synchronous=NORMAL``: a committed transaction survives a crash of the process; after
+killed in the middle of a transaction leaves nothing of it behind (SQLite rolls the
+transaction back on the next open). ``synchronous=NORMAL``: a committed transaction survives a crash of the process; after
 a power loss the last few transactions may be lost, never half of one.
 
 Layout. ``events`` holds one row per transaction id (its time, amount, score, decision, model
@@ -40,7 +39,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -445,7 +444,7 @@ def _insert(
         joined,
         strict=True,
     )
-    _execute_rows(db, "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", list(rows))
+    _execute_rows(db, "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows, len(events))
     for entity in entities if known is None else list(known):
         _append_events(db, entity, events, None if known is None else known[entity], horizon)
     return len(events)
@@ -497,16 +496,19 @@ def _write_series(
     inserts = [
         (entity, key, kind, *series.encode()) for key, series in written if key not in existing
     ]
-    _execute_rows(db, _UPDATE_SERIES, updates)
-    _execute_rows(db, _INSERT_SERIES, inserts)
+    _execute_rows(db, _UPDATE_SERIES, updates, len(updates))
+    _execute_rows(db, _INSERT_SERIES, inserts, len(inserts))
 
 
-def _execute_rows(db: sqlite3.Connection, statement: str, rows: list[tuple[Any, ...]]) -> None:
-    """``statement`` for each of ``rows``: one ``execute`` for a request's single row (no
-    ``executemany`` set-up), ``executemany`` for a batch, nothing for none."""
-    if len(rows) == 1:
-        db.execute(statement, rows[0])
-    elif rows:
+def _execute_rows(
+    db: sqlite3.Connection, statement: str, rows: Iterable[tuple[Any, ...]], count: int
+) -> None:
+    """``statement`` for each of the ``count`` ``rows``: one ``execute`` for a request's single
+    row (no ``executemany`` set-up), ``executemany`` for a batch (rows consumed as they come),
+    nothing for none."""
+    if count == 1:
+        db.execute(statement, next(iter(rows)))
+    elif count:
         db.executemany(statement, rows)
 
 
