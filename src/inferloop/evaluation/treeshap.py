@@ -91,15 +91,78 @@ class ShapTable:
 
 
 def shap_table(booster: Any) -> ShapTable | None:
-    """The :class:`ShapTable` of a LightGBM ``Booster``; None for a model it does not cover."""
-    model = booster.dump_model()
-    if model.get("num_tree_per_iteration", 1) != 1:
+    """The :class:`ShapTable` of a LightGBM ``Booster``; None for a model it does not cover.
+
+    The trees are read from the model's text form (``model_to_string``), which writes every
+    threshold and leaf value to 17 significant digits, so they read back exactly; its JSON
+    dump holds the same values but takes about ten times as long to make and parse.
+    """
+    header, trees = _text_trees(booster.model_to_string())
+    if int(header.get("num_tree_per_iteration", "1")) != 1:
         return None
     edges = _Edges()
-    for tree in model["tree_info"]:
-        if not edges.add_tree(tree["tree_structure"]):
+    for tree in trees:
+        if not edges.add_tree(tree):
             return None
-    return edges.table(n_features=int(model["max_feature_idx"]) + 1)
+    return edges.table(n_features=int(header["max_feature_idx"]) + 1)
+
+
+#: Bits of a split's ``decision_type`` in LightGBM's text model, and its missing types.
+_CATEGORICAL, _DEFAULT_LEFT = 1, 2
+_MISSING_OF_BITS = {0: MISSING_TYPES["None"], 1: MISSING_TYPES["Zero"], 2: MISSING_TYPES["NaN"]}
+
+
+def _text_trees(text: str) -> tuple[dict[str, str], list[_Tree]]:
+    """The header fields and the trees of a LightGBM text model."""
+    head, _, body = text.partition("\nTree=")
+    header = dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
+    body = body.split("\nend of trees", 1)[0]
+    trees = []
+    for block in body.split("\nTree=") if body else []:
+        # the block's first line is the tree's index; the rest are ``name=values``
+        fields = dict(line.split("=", 1) for line in block.splitlines()[1:] if "=" in line)
+        trees.append(_Tree.of({name: values.split() for name, values in fields.items()}))
+    return header, trees
+
+
+@dataclass(frozen=True)
+class _Tree:
+    """One tree's arrays as Python lists. Split ``i``'s children are split ``c`` when
+    ``c >= 0``, else leaf ``~c``; split 0 is the root."""
+
+    split_feature: list[int]
+    threshold: list[float]
+    decision_type: list[int]
+    left_child: list[int]
+    right_child: list[int]
+    leaf_value: list[float]
+    leaf_count: list[float]
+    internal_count: list[float]
+    linear: bool
+
+    @staticmethod
+    def of(fields: dict[str, list[str]]) -> _Tree:
+        """The tree of a text model's ``name=values`` fields."""
+
+        def numbers(name: str, kind: type[int] | type[float]) -> list[Any]:
+            return [kind(v) for v in fields.get(name, [])]
+
+        return _Tree(
+            split_feature=numbers("split_feature", int),
+            threshold=numbers("threshold", float),
+            decision_type=numbers("decision_type", int),
+            left_child=numbers("left_child", int),
+            right_child=numbers("right_child", int),
+            leaf_value=numbers("leaf_value", float),
+            leaf_count=numbers("leaf_count", float),
+            internal_count=numbers("internal_count", float),
+            linear=fields.get("is_linear", ["0"])[0] != "0",
+        )
+
+    def count(self, node: int) -> float:
+        """A node's training-row count, LightGBM's cover for TreeSHAP (0 if absent)."""
+        counts, at = (self.internal_count, node) if node >= 0 else (self.leaf_count, ~node)
+        return counts[at] if at < len(counts) else 0.0
 
 
 class _Edges:
@@ -124,47 +187,45 @@ class _Edges:
         self.max_path = 0
         self.max_depth = 0
 
-    def add_tree(self, root: dict[str, Any]) -> bool:
-        """Add one dumped tree; False if it has a split or a node the kernel cannot take."""
-        if "split_feature" not in root:  # a constant tree: its value is all expectation
-            self.base += float(root.get("leaf_value", 0.0))
+    def add_tree(self, tree: _Tree) -> bool:
+        """Add one tree; False if it has a split or a node the kernel cannot take."""
+        if tree.linear:  # a linear tree's leaves are not constants
+            return False
+        if not tree.split_feature:  # a constant tree: its value is all expectation
+            self.base += tree.leaf_value[0] if tree.leaf_value else 0.0
             return True
-        root_count = _count(root)
+        root_count = tree.count(0)
         if not root_count:
             return False
-        return self._visit(root, 0, {}, 1.0 / root_count)
+        return self._visit(tree, 0, 0, {}, 1.0 / root_count)
 
     def _visit(
-        self, node: dict[str, Any], depth: int, path: dict[int, tuple[int, float]], share: float
+        self, tree: _Tree, node: int, depth: int, path: dict[int, tuple[int, float]], share: float
     ) -> bool:
         """Add the edges below ``node`` (at ``depth``); ``path``: feature -> (depth, z)."""
-        if "split_feature" not in node:
-            if "leaf_coeff" in node:  # a linear tree's leaf: not a constant
-                return False
+        if node < 0:  # a leaf
             self.max_path = max(self.max_path, len(path))
-            self.base += float(node["leaf_value"]) * _count(node) * share
+            self.base += tree.leaf_value[~node] * tree.count(node) * share
             return True
-        count = _count(node)
-        if node.get("decision_type", "<=") != "<=" or not count:
+        count, decision = tree.count(node), tree.decision_type[node]
+        if decision & _CATEGORICAL or not count:
             return False
-        at, feature = len(self.nodes), int(node["split_feature"])
-        missing = MISSING_TYPES.get(str(node.get("missing_type", "None")), 0)
-        self.nodes.append(
-            (feature, float(node["threshold"]), missing, bool(node.get("default_left", True)))
-        )
+        at, feature = len(self.nodes), tree.split_feature[node]
+        missing = _MISSING_OF_BITS.get((decision >> 2) & 3, 0)
+        self.nodes.append((feature, tree.threshold[node], missing, bool(decision & _DEFAULT_LEFT)))
         self.max_depth = max(self.max_depth, depth + 1)
-        for child, left in ((node["left_child"], True), (node["right_child"], False)):
-            ratio = _count(child) / count
+        for child, left in ((tree.left_child[node], True), (tree.right_child[node], False)):
+            ratio = tree.count(child) / count
             if ratio <= 0.0:  # an empty child: its factor z(1 - t) would vanish
                 return False
             prev_depth, prev_z = path.get(feature, (0, 1.0))
-            leaf = "split_feature" not in child
-            value = float(child.get("leaf_value", 0.0)) if leaf else 0.0
+            leaf = child < 0
+            value = tree.leaf_value[~child] if leaf else 0.0
             z = ratio * prev_z
             row = (depth + 1, prev_depth, feature, leaf, z, value, at, left)
             for key, item in zip(self.columns, row, strict=True):
                 self.columns[key].append(item)
-            if not self._visit(child, depth + 1, {**path, feature: (depth + 1, z)}, share):
+            if not self._visit(tree, child, depth + 1, {**path, feature: (depth + 1, z)}, share):
                 return False
         return True
 
@@ -196,11 +257,6 @@ class _Edges:
             n_features=n_features,
             max_depth=self.max_depth,
         )
-
-
-def _count(node: dict[str, Any]) -> float:
-    """A dumped node's training-row count, LightGBM's cover for TreeSHAP (0 if absent)."""
-    return float(node.get("leaf_count", node.get("internal_count", 0)) or 0)
 
 
 def shap_contributions(table: ShapTable, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
